@@ -1,0 +1,101 @@
+"""`miaw-mcp`: the command line. Subcommands: `simulator` (more come with the server)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from app import __version__
+from app.simulator import SimulatorOptions, build_simulator
+from app.simulator.options import DEFAULT_DEPLOYMENT, DEFAULT_ORG_ID
+
+
+def add_simulator_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sim = subparsers.add_parser(
+        "simulator",
+        help="run the local Salesforce MIAW simulator",
+        description="Serve a simulated Salesforce org's SCRT messaging API (REST v2 + SSE) and its "
+        "control API. Loopback only by default.",
+    )
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8081)
+    sim.add_argument("--org-id", default=DEFAULT_ORG_ID, help="18-character org id")
+    sim.add_argument("--deployment", default=DEFAULT_DEPLOYMENT, help="esDeveloperName")
+    sim.add_argument("--bot-name", default="Agentforce")
+    sim.add_argument(
+        "--auto-agent", metavar="NAME", help="a human agent of this name joins by itself"
+    )
+    sim.add_argument("--auto-agent-delay", type=float, default=2.0, metavar="SECONDS")
+    sim.add_argument(
+        "--prechat-per-session",
+        action="store_true",
+        help="pre-chat per messaging session (sends after a session ended get 417)",
+    )
+    sim.add_argument("--no-rate-limits", action="store_true")
+    sim.add_argument("--ping-interval", type=float, default=15.0, metavar="SECONDS")
+    sim.add_argument("--guest-token-ttl", type=float, default=3600.0, metavar="SECONDS")
+    sim.add_argument(
+        "--cors-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="allowed browser origin (repeat; default: any)",
+    )
+    sim.add_argument("--ssl-certfile", help="serve HTTPS with this certificate (PEM)")
+    sim.add_argument("--ssl-keyfile", help="private key for --ssl-certfile (PEM)")
+
+
+def run_simulator(args: argparse.Namespace) -> int:
+    if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+        print("error: --ssl-certfile and --ssl-keyfile go together", file=sys.stderr)
+        return 2
+    if len(args.org_id) != 18 or not args.org_id.startswith("00D"):
+        print(
+            f"error: --org-id must be an 18-character org id starting with 00D, "
+            f"got {args.org_id!r}",
+            file=sys.stderr,
+        )
+        return 2
+    options = SimulatorOptions(
+        org_id=args.org_id,
+        es_developer_name=args.deployment,
+        bot_name=args.bot_name,
+        auto_agent_name=args.auto_agent,
+        auto_agent_delay=args.auto_agent_delay,
+        prechat_display_context="Session" if args.prechat_per_session else "Conversation",
+        rate_limits=not args.no_rate_limits,
+        ping_interval=args.ping_interval,
+        guest_token_ttl=args.guest_token_ttl,
+        cors_origins=tuple(args.cors_origin) if args.cors_origin else ("*",),
+    )
+    scheme = "https" if args.ssl_certfile else "http"
+    print(f"MIAW simulator {__version__} at {scheme}://{args.host}:{args.port}", flush=True)
+    print(
+        f"  org id {options.org_id} (X-Org-Id {options.org_id15}), "
+        f"deployment {options.es_developer_name}",
+        flush=True,
+    )
+    print(f"  control API: {scheme}://{args.host}:{args.port}/control/conversations", flush=True)
+    uvicorn.run(
+        build_simulator(options),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="miaw-mcp", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"miaw-mcp {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_simulator_parser(subparsers)
+    args = parser.parse_args(argv)
+    if args.command == "simulator":
+        return run_simulator(args)
+    parser.error(f"unknown command {args.command}")
+    return 2

@@ -1,0 +1,178 @@
+"""The control API: plays the human agent and the bot, injects faults, reports stats.
+
+Not part of Salesforce. Tests, benchmarks and the demo's agent console drive the org through it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from app.simulator.actors import Actors
+from app.simulator.errors import bad_request, not_found
+from app.simulator.faults import FaultBook
+from app.simulator.org import Conversation, SimulatedOrg
+from app.simulator.rest import json_body
+
+Json = dict[str, Any]
+
+
+def org_of(request: Request) -> SimulatedOrg:
+    org: SimulatedOrg = request.app.state.simulator
+    return org
+
+
+def actors_of(request: Request) -> Actors:
+    actors: Actors = request.app.state.actors
+    return actors
+
+
+def faults_of(request: Request) -> FaultBook:
+    book: FaultBook = request.app.state.faults
+    return book
+
+
+def target(request: Request) -> Conversation:
+    conv = org_of(request).conversations.get(request.path_params["conversationId"].lower())
+    if conv is None:
+        raise not_found("No conversation with this id.")
+    return conv
+
+
+async def optional_body(request: Request) -> Json:
+    return await json_body(request) if await request.body() else {}
+
+
+def text_field(body: Json) -> str:
+    text = body.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise bad_request('Field "text" must be a non-empty string.')
+    return text
+
+
+async def list_conversations(request: Request) -> Response:
+    org = org_of(request)
+    return JSONResponse({"conversations": [c.summary() for c in org.conversations.values()]})
+
+
+async def agent_join(request: Request) -> Response:
+    conv = target(request)
+    body = await json_body(request)
+    name = body.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise bad_request('Field "name" must be the agent\'s display name (a non-empty string).')
+    actors_of(request).agent_join(conv, name.strip())
+    return JSONResponse({"conversation": conv.summary()})
+
+
+async def agent_message(request: Request) -> Response:
+    conv = target(request)
+    entry = actors_of(request).agent_message(conv, text_field(await json_body(request)))
+    return JSONResponse({"entryId": entry["identifier"]})
+
+
+async def agent_typing(request: Request) -> Response:
+    conv = target(request)
+    typing = (await json_body(request)).get("typing")
+    if not isinstance(typing, bool):
+        raise bad_request('Field "typing" must be true or false.')
+    actors_of(request).agent_typing(conv, typing)
+    return JSONResponse({})
+
+
+async def agent_end(request: Request) -> Response:
+    conv = target(request)
+    actors_of(request).agent_end(conv)
+    return JSONResponse({})
+
+
+async def bot_message(request: Request) -> Response:
+    conv = target(request)
+    entry = actors_of(request).bot_message(conv, text_field(await json_body(request)))
+    return JSONResponse({"entryId": entry["identifier"]})
+
+
+async def add_fault(request: Request) -> Response:
+    body = await json_body(request)
+    if body.get("cutStreams") is True:
+        return JSONResponse({"cut": org_of(request).cut_streams()})
+    path = body.get("path")
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise bad_request('Field "path" must be a path starting with "/" (template or glob).')
+    method = body.get("method")
+    if method is not None and (not isinstance(method, str) or not method.isalpha()):
+        raise bad_request('Field "method" must be an HTTP method such as "POST".')
+    count = body.get("count", 1)
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise bad_request('Field "count" must be a positive integer.')
+    status = body.get("status")
+    if status is not None and (not isinstance(status, int) or not 400 <= status <= 599):
+        raise bad_request('Field "status" must be an HTTP error status (400-599).')
+    delay = body.get("delay")
+    if delay is not None and (
+        not isinstance(delay, int | float) or isinstance(delay, bool) or not 0 < delay <= 60
+    ):
+        raise bad_request('Field "delay" must be a number of seconds between 0 and 60.')
+    if status is None and delay is None:
+        raise bad_request('Give "status" (fail the requests) or "delay" (slow them down).')
+    error_body = body.get("body")
+    if error_body is not None and not isinstance(error_body, dict):
+        raise bad_request('Field "body" must be a JSON object.')
+    fault = faults_of(request).add(
+        path,
+        method=method.upper() if isinstance(method, str) else None,
+        count=count,
+        status=status,
+        delay=float(delay) if delay is not None else None,
+        body=error_body,
+    )
+    return JSONResponse({"fault": fault.as_json()}, status_code=201)
+
+
+async def list_faults(request: Request) -> Response:
+    return JSONResponse({"faults": [f.as_json() for f in faults_of(request).faults]})
+
+
+async def clear_faults(request: Request) -> Response:
+    faults_of(request).clear()
+    return Response(status_code=204)
+
+
+async def expire_tokens(request: Request) -> Response:
+    return JSONResponse({"expired": org_of(request).expire_tokens()})
+
+
+async def stats(request: Request) -> Response:
+    return JSONResponse(
+        {
+            "requests": dict(sorted(faults_of(request).requests.items())),
+            "openSseStreams": org_of(request).open_stream_count,
+        }
+    )
+
+
+async def reset(request: Request) -> Response:
+    org_of(request).reset()
+    faults_of(request).reset()
+    return Response(status_code=204)
+
+
+CONV = "/control/conversations/{conversationId}"
+
+routes = [
+    Route("/control/conversations", list_conversations, methods=["GET"]),
+    Route(f"{CONV}/agent/join", agent_join, methods=["POST"]),
+    Route(f"{CONV}/agent/message", agent_message, methods=["POST"]),
+    Route(f"{CONV}/agent/typing", agent_typing, methods=["POST"]),
+    Route(f"{CONV}/agent/end", agent_end, methods=["POST"]),
+    Route(f"{CONV}/bot/message", bot_message, methods=["POST"]),
+    Route("/control/faults", add_fault, methods=["POST"]),
+    Route("/control/faults", list_faults, methods=["GET"]),
+    Route("/control/faults", clear_faults, methods=["DELETE"]),
+    Route("/control/tokens/expire", expire_tokens, methods=["POST"]),
+    Route("/control/stats", stats, methods=["GET"]),
+    Route("/control/reset", reset, methods=["POST"]),
+]
