@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import uvicorn
 
 from app import __version__
 from app.simulator import SimulatorOptions, build_simulator
 from app.simulator.options import DEFAULT_DEPLOYMENT, DEFAULT_ORG_ID
+
+
+class AnnouncingServer(uvicorn.Server):
+    """Announces where it listens once it accepts connections, so scripts can wait for it."""
+
+    def __init__(self, config: uvicorn.Config, announce: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._announce = announce
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self._announce()
 
 
 def add_simulator_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -71,14 +85,18 @@ def run_simulator(args: argparse.Namespace) -> int:
         cors_origins=tuple(args.cors_origin) if args.cors_origin else ("*",),
     )
     scheme = "https" if args.ssl_certfile else "http"
-    print(f"MIAW simulator {__version__} at {scheme}://{args.host}:{args.port}", flush=True)
-    print(
-        f"  org id {options.org_id} (X-Org-Id {options.org_id15}), "
-        f"deployment {options.es_developer_name}",
-        flush=True,
-    )
-    print(f"  control API: {scheme}://{args.host}:{args.port}/control/conversations", flush=True)
-    uvicorn.run(
+    base = f"{scheme}://{args.host}:{args.port}"
+
+    def announce() -> None:
+        print(f"MIAW simulator {__version__} listening on {base}", flush=True)
+        print(
+            f"  org id {options.org_id} (X-Org-Id {options.org_id15}), "
+            f"deployment {options.es_developer_name}",
+            flush=True,
+        )
+        print(f"  control API: {base}/control/conversations", flush=True)
+
+    config = uvicorn.Config(
         build_simulator(options),
         host=args.host,
         port=args.port,
@@ -86,6 +104,7 @@ def run_simulator(args: argparse.Namespace) -> int:
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
     )
+    AnnouncingServer(config, announce).run()
     return 0
 
 
