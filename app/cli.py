@@ -1,8 +1,9 @@
-"""`miaw-mcp`: the command line. Subcommands: `simulator` (more come with the server)."""
+"""`miaw-mcp`: the command line. Subcommands: `serve` (the MCP server), `simulator`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import socket
 import sys
 from collections.abc import Callable, Sequence
@@ -10,6 +11,9 @@ from collections.abc import Callable, Sequence
 import uvicorn
 
 from app import __version__
+from app.config import ConfigError, Settings, load_settings
+from app.logs import configure_logging
+from app.main import build_app, build_runtime
 from app.simulator import SimulatorOptions, build_simulator
 from app.simulator.options import DEFAULT_DEPLOYMENT, DEFAULT_ORG_ID
 
@@ -108,13 +112,68 @@ def run_simulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = subparsers.add_parser(
+        "serve",
+        help="run the MCP server",
+        description="Serve the MCP endpoint at /mcp (MCP_TRANSPORT=http, the default) or speak MCP "
+        "on stdin/stdout (MCP_TRANSPORT=stdio). Configuration comes from the environment.",
+    )
+    serve.add_argument("--host", help="bind address (default: HOST or 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="port (default: PORT or 8000)")
+    serve.add_argument("--transport", choices=["http", "stdio"], help="overrides MCP_TRANSPORT")
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings()
+        settings.require_salesforce()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    transport = args.transport or settings.mcp_transport
+    if transport == "stdio":
+        asyncio.run(serve_stdio(settings))
+        return 0
+    host = args.host or settings.host
+    port = args.port or settings.port
+    config = uvicorn.Config(
+        build_app(settings),
+        host=host,
+        port=port,
+        log_level="warning",
+        proxy_headers=True,
+        # Heroku's router is not on loopback; trust its X-Forwarded-* headers.
+        forwarded_allow_ips="*",
+        timeout_graceful_shutdown=20,
+    )
+
+    def announce() -> None:
+        print(f"miaw-mcp {__version__} serving MCP at http://{host}:{port}/mcp", flush=True)
+
+    AnnouncingServer(config, announce).run()
+    return 0
+
+
+async def serve_stdio(settings: Settings) -> None:
+    runtime = build_runtime(settings)
+    try:
+        await runtime.mcp.run_stdio_async()
+    finally:
+        await runtime.aclose()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="miaw-mcp", description=__doc__)
     parser.add_argument("--version", action="version", version=f"miaw-mcp {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_simulator_parser(subparsers)
+    add_serve_parser(subparsers)
     args = parser.parse_args(argv)
     if args.command == "simulator":
         return run_simulator(args)
+    if args.command == "serve":
+        return run_serve(args)
     parser.error(f"unknown command {args.command}")
     return 2

@@ -24,15 +24,16 @@ async def serve(app: ASGIApp, *, lifespan: str = "auto") -> AsyncIterator[str]:
     sock.bind(("127.0.0.1", 0))
     sock.listen(1024)
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan=lifespan)
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan=lifespan, timeout_graceful_shutdown=2
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
+        # Open SSE streams are cut after timeout_graceful_shutdown.
         server.should_exit = True
-        # Open SSE streams would otherwise hold a graceful shutdown forever.
-        server.force_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, timeout=10)
         sock.close()

@@ -1,0 +1,172 @@
+"""All configuration, from the environment (and `.env`), in one place; nothing else reads it.
+
+Names stay compatible with the earlier TypeScript server (`MIAW_SCRT_URL`, `MIAW_ORG_ID`,
+`MIAW_ES_DEVELOPER_NAME`, `MCP_TRANSPORT`, `PORT`), so its users can switch by swapping the app.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ORG_ID = re.compile(r"^00D[0-9A-Za-z]{12}([0-9A-Za-z]{3})?$")
+DEPLOYMENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+REQUIRED_TO_SERVE = ("MIAW_SCRT_URL", "MIAW_ORG_ID", "MIAW_ES_DEVELOPER_NAME")
+
+
+class ConfigError(Exception):
+    """The configuration cannot work; the message names every offending setting."""
+
+
+def _split_list(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    # Salesforce (required to serve; see require_salesforce)
+    miaw_scrt_url: str | None = None
+    miaw_org_id: str | None = None
+    miaw_es_developer_name: str | None = None
+    miaw_capabilities_version: str = "1"
+    miaw_platform: str = "Web"
+
+    # HTTP server
+    port: int = Field(default=8000, ge=1, le=65535)
+    host: str = "0.0.0.0"
+    mcp_transport: Literal["http", "stdio"] = "http"
+    public_url: str | None = None
+    mcp_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    mcp_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    heroku_app_name: str | None = None
+    """Set by Heroku's dyno metadata; allows `<name>.herokuapp.com`."""
+
+    # Widget
+    widget_domain: str | None = None
+    """Dedicated origin for the widget's sandbox (`ui.domain` / `openai/widgetDomain`); ChatGPT
+    requires one for app submission."""
+
+    # Waiting and sessions
+    wait_default_seconds: float = Field(default=25.0, gt=0, lt=30)
+    wait_max_seconds: float = Field(default=28.0, gt=0, lt=30)
+    """Hard cap for `waitSeconds`: Heroku's router gives up on a request after 30 s."""
+    poll_interval_seconds: float = Field(default=2.0, gt=0)
+    """Entries-endpoint polling interval, used only while the event stream is down."""
+    session_ttl_seconds: int = Field(default=4 * 3600, gt=0)
+    max_sessions: int = Field(default=10_000, gt=0)
+    scrt_timeout_seconds: float = Field(default=10.0, gt=0)
+    scrt_retry_total_seconds: float = Field(default=8.0, gt=0, lt=25)
+
+    # Observability
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    # State shared between dynos (memory when unset)
+    redis_url: str | None = None
+
+    @field_validator("mcp_allowed_hosts", "mcp_allowed_origins", mode="before")
+    @classmethod
+    def _lists(cls, value: object) -> object:
+        return _split_list(value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("miaw_org_id")
+    @classmethod
+    def _org_id(cls, value: str | None) -> str | None:
+        if value is not None and not ORG_ID.match(value.strip()):
+            raise ValueError("must be a 15- or 18-character Salesforce org id starting with 00D")
+        return value.strip() if value else value
+
+    @field_validator("miaw_es_developer_name")
+    @classmethod
+    def _deployment(cls, value: str | None) -> str | None:
+        if value is not None and not DEPLOYMENT_NAME.match(value.strip()):
+            raise ValueError("must be the deployment's API name (letters, digits, underscores)")
+        return value.strip() if value else value
+
+    @field_validator("miaw_scrt_url")
+    @classmethod
+    def _scrt_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = value.strip().rstrip("/")
+        parts = urlsplit(url if "://" in url else f"https://{url}")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be the SCRT host, e.g. acme.my.salesforce-scrt.com")
+        return url
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute URL such as https://myapp.herokuapp.com")
+        return value.strip().rstrip("/")
+
+    def require_salesforce(self) -> None:
+        """Serving needs the three Salesforce settings; say which are missing."""
+        missing = [name for name in REQUIRED_TO_SERVE if not getattr(self, name.lower())]
+        if missing:
+            raise ConfigError(
+                "Missing required setting(s): "
+                + ", ".join(missing)
+                + ". Set them in the environment (Heroku: config vars) or in .env."
+            )
+
+    @property
+    def wait_cap(self) -> float:
+        return min(self.wait_max_seconds, 29.0)
+
+    def allowed_hosts(self) -> list[str]:
+        """Host header patterns for the MCP endpoint's DNS-rebinding protection."""
+        hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost"]
+        names = list(self.mcp_allowed_hosts)
+        if self.public_url:
+            names.append(urlsplit(self.public_url).netloc)
+        if self.heroku_app_name:
+            names.append(f"{self.heroku_app_name}.herokuapp.com")
+        for name in names:
+            hosts.append(name)
+            if ":" not in name.rsplit("]", 1)[-1]:
+                hosts.append(f"{name}:*")
+        return list(dict.fromkeys(hosts))
+
+    def allowed_origins(self) -> list[str]:
+        origins = [
+            "https://chatgpt.com",
+            "https://chat.openai.com",
+            "http://127.0.0.1:*",
+            "http://localhost:*",
+        ]
+        origins += self.mcp_allowed_origins
+        if self.public_url:
+            parts = urlsplit(self.public_url)
+            origins.append(f"{parts.scheme}://{parts.netloc}")
+        if self.heroku_app_name:
+            origins.append(f"https://{self.heroku_app_name}.herokuapp.com")
+        return list(dict.fromkeys(origins))
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings; a malformed value becomes a ConfigError naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        ]
+        raise ConfigError("Invalid setting(s): " + "; ".join(problems)) from None

@@ -1,0 +1,194 @@
+"""The delivery engine: one event stream per guest session feeding per-conversation logs.
+
+Salesforce's event stream carries every conversation of the guest's subject; each event is appended
+to its conversation's log (deduplicated), which wakes waiting readers at once. While the stream is
+down (reconnecting), a waiting reader polls the entries endpoint with `startTimestamp` instead, so a
+drop costs latency, never messages. An idle conversation with a healthy stream costs no REST calls.
+
+A feed replays from the session's first `lastEventId`, so a rebuilt feed (after a restart) rebuilds
+the same log in the same order and cursors stay valid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+from dataclasses import dataclass, field
+
+import structlog
+
+from app.scrt import (
+    ReconnectPolicy,
+    ScrtAuthError,
+    ScrtBadRequestError,
+    ScrtClient,
+    ScrtError,
+    ScrtEventStream,
+    ScrtNotFoundError,
+    chronological,
+)
+from app.transcript import ConversationLog, RoleInfo, TranscriptEntry
+
+log = structlog.get_logger(__name__)
+
+POLL_PAGE = 50
+POLL_MAX_PAGES = 10
+
+
+@dataclass(frozen=True)
+class DeliveryOptions:
+    poll_interval: float = 2.0
+    """Seconds between entries-endpoint polls while the stream is down."""
+    reconnect: ReconnectPolicy = field(default_factory=lambda: ReconnectPolicy(max_failures=None))
+    read_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    entries: list[TranscriptEntry]
+    cursor: int
+    role_info: RoleInfo
+    stream_connected: bool
+
+
+class FeedBroken(Exception):
+    """The session's Salesforce access no longer works (expired or revoked token)."""
+
+
+class GuestFeed:
+    """The event stream of one guest session and the logs of its conversations."""
+
+    def __init__(
+        self,
+        client: ScrtClient,
+        token: str,
+        last_event_id: str | None,
+        options: DeliveryOptions,
+    ) -> None:
+        self._client = client
+        self._token = token
+        self._options = options
+        self.logs: dict[str, ConversationLog] = {}
+        self.error: ScrtError | None = None
+        self._stream: ScrtEventStream = client.event_stream(
+            token,
+            last_event_id=last_event_id,
+            reconnect=options.reconnect,
+            read_timeout=options.read_timeout,
+        )
+        # A fresh context: the feed outlives the tool call that started it, and must not log
+        # under that call's bound fields.
+        self._task = asyncio.get_running_loop().create_task(
+            self._consume(), context=contextvars.Context()
+        )
+
+    def log(self, conversation_id: str) -> ConversationLog:
+        existing = self.logs.get(conversation_id)
+        if existing is None:
+            existing = self.logs[conversation_id] = ConversationLog(conversation_id)
+        return existing
+
+    @property
+    def stream_connected(self) -> bool:
+        return self.error is None and not self._task.done() and self._stream.connected
+
+    async def _consume(self) -> None:
+        try:
+            async for event in self._stream:
+                if event.entry is not None and event.conversation_id:
+                    self.log(event.conversation_id.lower()).append([event.entry])
+        except ScrtError as exc:
+            # 400/401 repeat forever; polling takes over and surfaces them to the reader.
+            self.error = exc
+            log.warning("delivery.stream_stopped", error=type(exc).__name__)
+
+    async def poll(self, conversation_id: str) -> None:
+        """Fetch what the stream may have missed, oldest first, from the last seen timestamp."""
+        target = self.log(conversation_id)
+        for _ in range(POLL_MAX_PAGES):
+            start = target.last_timestamp or None
+            page = await self._client.list_entries(
+                self._token,
+                conversation_id,
+                limit=POLL_PAGE,
+                start_timestamp=start,
+                direction="FromStart",
+            )
+            added = target.append(chronological(page))
+            if len(page) < POLL_PAGE or not added:
+                return
+
+    async def aclose(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        await self._stream.aclose()
+
+
+class DeliveryEngine:
+    def __init__(self, client: ScrtClient, options: DeliveryOptions | None = None) -> None:
+        self._client = client
+        self._options = options or DeliveryOptions()
+        self._feeds: dict[str, GuestFeed] = {}
+
+    def feed(self, handle: str, token: str, last_event_id: str | None) -> GuestFeed:
+        """The session's feed, started (stream opened) on first use."""
+        existing = self._feeds.get(handle)
+        if existing is None:
+            existing = GuestFeed(self._client, token, last_event_id, self._options)
+            self._feeds[handle] = existing
+        return existing
+
+    @property
+    def feed_count(self) -> int:
+        return len(self._feeds)
+
+    async def read(
+        self,
+        feed: GuestFeed,
+        conversation_id: str,
+        cursor: int,
+        wait_seconds: float,
+        *,
+        include_typing: bool = False,
+    ) -> ReadResult:
+        """Entries after `cursor`; waits up to `wait_seconds` for one, returning the moment it
+        arrives."""
+        target = feed.log(conversation_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_seconds
+        while True:
+            entries = target.after(cursor, include_typing=include_typing)
+            remaining = deadline - loop.time()
+            if entries or remaining <= 0:
+                return ReadResult(
+                    entries=entries,
+                    cursor=max(cursor, target.position),
+                    role_info=target.view.role_info(),
+                    stream_connected=feed.stream_connected,
+                )
+            if feed.stream_connected:
+                # Re-check now and then: the stream may drop while we wait.
+                await target.wait_for_append(min(remaining, self._options.poll_interval * 5))
+                continue
+            try:
+                await feed.poll(conversation_id)
+            except (ScrtAuthError, ScrtBadRequestError, ScrtNotFoundError) as exc:
+                raise FeedBroken(type(exc).__name__) from exc
+            except ScrtError as exc:
+                log.info("delivery.poll_failed", error=type(exc).__name__)
+            if target.after(cursor, include_typing=include_typing):
+                continue
+            await target.wait_for_append(min(deadline - loop.time(), self._options.poll_interval))
+
+    async def drop(self, handle: str) -> None:
+        feed = self._feeds.pop(handle, None)
+        if feed is not None:
+            await feed.aclose()
+
+    async def aclose(self) -> None:
+        feeds = list(self._feeds.values())
+        self._feeds.clear()
+        for feed in feeds:
+            await feed.aclose()

@@ -1,0 +1,44 @@
+"""The session store contract and the record it keeps."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from pydantic import BaseModel, Field, SecretStr
+
+
+class ConversationState(BaseModel):
+    conversation_id: str
+    routing_attributes: dict[str, str] = Field(default_factory=dict)
+    cursor: int = 0
+    """Log position of the model's last read (the widget passes its own cursor)."""
+
+
+class SessionRecord(BaseModel):
+    """One guest session behind an opaque handle. The Salesforce token never leaves the server."""
+
+    handle: str
+    owner: str | None = None
+    """The ChatGPT user (`openai/subject`) the handle is bound to, when the request said."""
+    access_token: SecretStr
+    token_expires_at: float | None = None
+    """Unix seconds, from the JWT `exp`."""
+    subject: str | None = None
+    last_event_id: str | None = None
+    created_at: float
+    expires_at: float
+    conversations: dict[str, ConversationState] = Field(default_factory=dict)
+
+
+class SessionStore(Protocol):
+    async def put(self, record: SessionRecord) -> None:
+        """Insert or replace the record (its `expires_at` decides when it is forgotten)."""
+        ...
+
+    async def get(self, handle: str) -> SessionRecord | None:
+        """The record, or None when unknown or expired."""
+        ...
+
+    async def delete(self, handle: str) -> None: ...
+
+    async def close(self) -> None: ...

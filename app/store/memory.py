@@ -1,0 +1,46 @@
+"""In-process session store with expiry and a size cap (oldest sessions go first)."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from app.store.base import SessionRecord
+
+
+class MemorySessionStore:
+    def __init__(self, max_sessions: int, clock: Callable[[], float] = time.time) -> None:
+        self._records: OrderedDict[str, SessionRecord] = OrderedDict()
+        self._max = max_sessions
+        self._clock = clock
+
+    async def put(self, record: SessionRecord) -> None:
+        self._records[record.handle] = record.model_copy(deep=True)
+        self._records.move_to_end(record.handle)
+        self._evict()
+
+    async def get(self, handle: str) -> SessionRecord | None:
+        record = self._records.get(handle)
+        if record is None:
+            return None
+        if record.expires_at <= self._clock():
+            del self._records[handle]
+            return None
+        return record.model_copy(deep=True)
+
+    async def delete(self, handle: str) -> None:
+        self._records.pop(handle, None)
+
+    async def close(self) -> None:
+        self._records.clear()
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def _evict(self) -> None:
+        now = self._clock()
+        for handle in [h for h, r in self._records.items() if r.expires_at <= now]:
+            del self._records[handle]
+        while len(self._records) > self._max:
+            self._records.popitem(last=False)

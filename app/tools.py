@@ -1,0 +1,298 @@
+"""The MCP tools and the widget resource. Thin: validate, call the service, shape the result.
+
+Tool names are those of the earlier TypeScript server, so existing ChatGPT instructions keep
+working. Each docstring is what the model reads: when to call the tool and what comes back.
+"""
+
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import structlog
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field
+
+from app.conversations import HandoffError, HandoffService
+from app.transcript import RoleInfo, TranscriptEntry
+from app.widget import WidgetResource
+
+log = structlog.get_logger(__name__)
+
+INSTRUCTIONS = """\
+Hands the user's conversation to the company's Salesforce support chat.
+1. generate_guest_access_token → sessionId. 2. create_conversation(sessionId) → conversationId.
+3. list_conversation_entries(sessionId, conversationId) waits for and returns new entries; relay
+   every bot message to the user as written. 4. send_message relays what the user says.
+When roleInfo.isLiveAgent is true, call show_salesforce_chat once: the user then chats with the
+human agent directly in the widget; stop relaying. When roleInfo.conversationEnded is true the chat
+is over. close_conversation ends it when the user wants to stop.
+"""
+
+SessionId = Annotated[
+    str,
+    Field(
+        min_length=1, max_length=200, description="The sessionId from generate_guest_access_token"
+    ),
+]
+ConversationId = Annotated[
+    str,
+    Field(
+        min_length=36,
+        max_length=36,
+        pattern=r"^[0-9a-fA-F-]{36}$",
+        description="The conversationId from create_conversation",
+    ),
+]
+
+
+class GuestSession(BaseModel):
+    sessionId: str = Field(description="Opaque handle; pass it to every other tool")
+    expiresAt: str = Field(description="When the session expires (ISO 8601, UTC)")
+
+
+class ConversationCreated(BaseModel):
+    conversationId: str
+    status: str = Field(description="'created': now call list_conversation_entries")
+
+
+class MessageSent(BaseModel):
+    messageId: str
+    conversationId: str
+
+
+class EntriesPage(BaseModel):
+    entries: list[TranscriptEntry] = Field(description="New entries since the cursor, oldest first")
+    cursor: str = Field(description="Pass back to continue after these entries")
+    roleInfo: RoleInfo
+
+
+class RoutingStatusResult(BaseModel):
+    conversationId: str
+    routingStatus: str | None = Field(
+        description="INITIAL, ROUTED, TRANSFER or NEEDS_ROUTING (no one owns the conversation)"
+    )
+
+
+class CloseResult(BaseModel):
+    closed: bool
+    sessionEnded: bool
+    conversationClosed: bool
+
+
+class ChatShown(BaseModel):
+    conversationId: str
+    agentName: str | None
+    status: str
+
+
+def owner_of(ctx: Context) -> str | None:
+    """The ChatGPT user, when the request says (`openai/subject` in `_meta`)."""
+    meta: Any = ctx.request_context.meta or {}
+    subject = meta.get("openai/subject") if isinstance(meta, dict) else None
+    return subject if isinstance(subject, str) and subject else None
+
+
+def parse_cursor(cursor: str | None) -> int | None:
+    if cursor is None or cursor == "":
+        return None
+    if not cursor.isdigit() or len(cursor) > 12:
+        raise ToolError(
+            "cursor must be a value returned by a previous list_conversation_entries call "
+            "(or omitted to continue where this session's last read stopped)."
+        )
+    return int(cursor)
+
+
+@contextlib.asynccontextmanager
+async def tool_call(name: str, conversation_id: str | None = None) -> AsyncIterator[None]:
+    """One log line per tool call with duration and outcome; HandoffError → a tool error."""
+    started = time.perf_counter()
+    outcome = "ok"
+    with structlog.contextvars.bound_contextvars(tool=name, conversation_id=conversation_id):
+        try:
+            yield
+        except HandoffError as exc:
+            outcome = "error"
+            raise ToolError(str(exc)) from exc
+        except ToolError:
+            outcome = "error"
+            raise
+        except Exception:
+            outcome = "crash"
+            raise
+        finally:
+            log.info(
+                "tool.call",
+                outcome=outcome,
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+
+
+def register_tools(
+    mcp: MCPServer,
+    service: HandoffService,
+    widget: WidgetResource,
+    wait_default: float,
+    wait_cap: float,
+) -> None:
+    open_world = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True)
+    read_only = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=True)
+    widget_callable = widget.tool_meta(app_callable=True)
+
+    @mcp.tool(annotations=open_world, meta={"openai/widgetAccessible": False})
+    async def generate_guest_access_token(ctx: Context) -> GuestSession:
+        """Start a Salesforce chat session for the user (a guest). Call this first, once per chat.
+        Returns a sessionId to pass to every other tool; it expires at expiresAt."""
+        async with tool_call("generate_guest_access_token"):
+            record = await service.start_session(owner_of(ctx))
+            expires = datetime.fromtimestamp(record.expires_at, UTC)
+            return GuestSession(
+                sessionId=record.handle, expiresAt=expires.isoformat().replace("+00:00", "Z")
+            )
+
+    @mcp.tool(annotations=open_world)
+    async def create_conversation(
+        sessionId: SessionId,
+        ctx: Context,
+        routingAttributes: Annotated[
+            dict[str, str] | None,
+            Field(description='Pre-chat values by field API name, e.g. {"_firstName": "Ana"}'),
+        ] = None,
+    ) -> ConversationCreated:
+        """Open a conversation with the company's support (its bot answers first). Then call
+        list_conversation_entries to get the bot's greeting."""
+        async with tool_call("create_conversation"):
+            conversation_id = await service.create_conversation(
+                sessionId, owner_of(ctx), dict(routingAttributes or {})
+            )
+            return ConversationCreated(conversationId=conversation_id, status="created")
+
+    @mcp.tool(annotations=open_world, meta=widget_callable)
+    async def send_message(
+        sessionId: SessionId,
+        conversationId: ConversationId,
+        text: Annotated[
+            str, Field(min_length=1, max_length=8000, description="What the user said")
+        ],
+        ctx: Context,
+    ) -> MessageSent:
+        """Send the user's message to the conversation, word for word. Then call
+        list_conversation_entries to get the reply."""
+        async with tool_call("send_message", conversationId):
+            sent = await service.send_message(sessionId, owner_of(ctx), conversationId, text)
+            return MessageSent(messageId=sent.message_id, conversationId=conversationId.lower())
+
+    @mcp.tool(annotations=read_only, meta=widget_callable)
+    async def list_conversation_entries(
+        sessionId: SessionId,
+        conversationId: ConversationId,
+        ctx: Context,
+        cursor: Annotated[
+            str | None,
+            Field(description="From a previous call; omit to continue after your last read"),
+        ] = None,
+        waitSeconds: Annotated[
+            float | None,
+            Field(
+                ge=0,
+                le=60,
+                description=f"Wait this long for something new (default "
+                f"{wait_default:g}, at most {wait_cap:g})",
+            ),
+        ] = None,
+        includeTyping: Annotated[
+            bool, Field(description="Also return typing_started/typing_stopped entries")
+        ] = False,
+    ) -> EntriesPage:
+        """Get everything new in the conversation since the last read, oldest first: bot, agent
+        and user messages, joins and leaves, transfers, queue position, session end. Waits for
+        something new and returns the moment it arrives. roleInfo says who is on the other side:
+        isLiveAgent (a human agent joined: call show_salesforce_chat), conversationEnded,
+        endedByAgent."""
+        async with tool_call("list_conversation_entries", conversationId):
+            wait = wait_default if waitSeconds is None else min(waitSeconds, wait_cap)
+            result = await service.read(
+                sessionId,
+                owner_of(ctx),
+                conversationId,
+                parse_cursor(cursor),
+                wait,
+                include_typing=includeTyping,
+            )
+            return EntriesPage(
+                entries=result.entries, cursor=str(result.cursor), roleInfo=result.role_info
+            )
+
+    @mcp.tool(annotations=read_only)
+    async def get_conversation_routing_status(
+        sessionId: SessionId, conversationId: ConversationId, ctx: Context
+    ) -> RoutingStatusResult:
+        """Salesforce's routing status of the conversation: INITIAL (being routed), ROUTED
+        (a bot or agent owns it), TRANSFER (moving to another owner), NEEDS_ROUTING (no owner,
+        e.g. after the agent ended the session)."""
+        async with tool_call("get_conversation_routing_status", conversationId):
+            status = await service.routing_status(sessionId, owner_of(ctx), conversationId)
+            return RoutingStatusResult(
+                conversationId=conversationId.lower(), routingStatus=status.routing_status
+            )
+
+    @mcp.tool(
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, open_world_hint=True
+        ),
+        meta=widget_callable,
+    )
+    async def close_conversation(
+        sessionId: SessionId, conversationId: ConversationId, ctx: Context
+    ) -> CloseResult:
+        """End the chat: ends the messaging session and closes the conversation. Call when the
+        user wants to stop. The sessionId is forgotten afterwards."""
+        async with tool_call("close_conversation", conversationId):
+            report = await service.close(sessionId, owner_of(ctx), conversationId)
+            if not report.conversation_closed:
+                raise ToolError("The conversation is still open: " + "; ".join(report.problems))
+            return CloseResult(
+                closed=True,
+                sessionEnded=report.session_ended,
+                conversationClosed=report.conversation_closed,
+            )
+
+    @mcp.tool(
+        annotations=ToolAnnotations(
+            read_only_hint=True, destructive_hint=False, open_world_hint=False
+        ),
+        meta=widget.tool_meta(app_callable=False, output_template=True),
+    )
+    async def show_salesforce_chat(
+        sessionId: SessionId,
+        conversationId: ConversationId,
+        ctx: Context,
+        agentName: Annotated[str | None, Field(max_length=200)] = None,
+    ) -> Annotated[CallToolResult, ChatShown]:
+        """Show the live chat widget, where the user talks to the human agent directly. Call it
+        once, when roleInfo.isLiveAgent is true. After that, do not relay messages yourself."""
+        async with tool_call("show_salesforce_chat", conversationId):
+            result = await service.read(sessionId, owner_of(ctx), conversationId, 0, 0)
+            info = result.role_info
+            shown = ChatShown(
+                conversationId=conversationId.lower(),
+                agentName=info.agentName or agentName,
+                status="ended" if info.conversationEnded else "live",
+            )
+            return CallToolResult(
+                content=[
+                    TextContent(
+                        type="text",
+                        text="The live chat is open in the widget; the user talks to the agent "
+                        "there.",
+                    )
+                ],
+                structured_content=shown.model_dump(),
+                # Widget-only: the model never sees _meta.
+                _meta={"sessionId": sessionId, "conversationId": conversationId.lower()},
+            )

@@ -1,0 +1,242 @@
+"""A conversation's append-only log and the state derived from it.
+
+Every entry from Salesforce (event stream or entries endpoint) is appended once, deduplicated by
+its `identifier`. A reader holds a cursor (a log position) and gets everything after it, in order.
+Who is on the other side and whether the chat ended come from structured signals only
+(ParticipantChanged, RoutingResult, SessionStatusChanged, CloseConversation), never from text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from app.scrt.models import Entry
+
+TYPING_TYPES = frozenset({"TypingStartedIndicator", "TypingStoppedIndicator"})
+# Entries a reader never needs: receipts and partial streaming output (the final message follows).
+HIDDEN_TYPES = frozenset(
+    {"DeliveryAcknowledgement", "ReadAcknowledgement", "StreamingToken", "ProgressIndicator"}
+)
+
+
+class TranscriptEntry(BaseModel):
+    """One entry as tools return it: small, explicit, the same for the model and the widget."""
+
+    id: str
+    kind: str
+    """message | joined | left | transfer | routed | routing_failed | queue_position |
+    session_started | session_ended | conversation_closed | typing_started | typing_stopped"""
+    role: str | None = None
+    """EndUser | Chatbot | Agent | System (for a join/leave: the role of who joined or left)"""
+    name: str | None = None
+    text: str | None = None
+    timestamp: int | None = None
+    position: int | None = None
+    endedBy: str | None = None
+    choices: list[str] | None = None
+
+
+class RoleInfo(BaseModel):
+    """Who is on the other side and whether the chat is over, from structured signals only."""
+
+    mostRecentSenderRole: str | None = None
+    mostRecentSenderName: str | None = None
+    isLiveAgent: bool = False
+    """A human agent is in the conversation now."""
+    agentName: str | None = None
+    agentTyping: bool = False
+    transferring: bool = False
+    """A transfer to a human is under way (waiting in the queue)."""
+    queuePosition: int | None = None
+    conversationEnded: bool = False
+    """The messaging session is over (ended by the agent, the bot, or the user)."""
+    endedByAgent: bool = False
+    conversationClosed: bool = False
+
+
+@dataclass
+class ConversationView:
+    """State folded from the log, entry by entry."""
+
+    participants: dict[str, tuple[str, str]] = field(default_factory=dict)  # subject → role, name
+    last_sender_role: str | None = None
+    last_sender_name: str | None = None
+    agent_typing: bool = False
+    transferring: bool = False
+    queue_position: int | None = None
+    session_ended: bool = False
+    ended_by: str | None = None
+    closed: bool = False
+
+    def apply(self, entry: Entry) -> None:
+        kind = entry.entry_type
+        if kind == "Message" and entry.role in ("Chatbot", "Agent"):
+            self.last_sender_role, self.last_sender_name = entry.role, entry.sender_name
+            if entry.role == "Agent":
+                self.agent_typing = False
+        elif kind == "ParticipantChanged":
+            for change in entry.participant_changes:
+                key = change.subject or f"{change.role}:{change.display_name}"
+                if change.operation == "add":
+                    self.participants[key] = (change.role or "", change.display_name or "")
+                    if change.role == "Agent":
+                        self.transferring = False
+                        self.queue_position = None
+                elif change.operation == "remove":
+                    self.participants.pop(key, None)
+                    if change.role == "Agent":
+                        self.agent_typing = False
+        elif kind == "RoutingResult" and entry.routing is not None:
+            failed = (entry.routing.failure_type or "None") != "None"
+            self.transferring = entry.routing.routing_type == "Transfer" and not failed
+        elif kind == "QueuePosition":
+            self.queue_position = entry.queue_position
+        elif kind == "SessionStatusChanged" and entry.session is not None:
+            if entry.session.status == "Ended":
+                self.session_ended = True
+                self.ended_by = entry.session.ended_by_role
+                self.transferring = False
+                self.queue_position = None
+                self.agent_typing = False
+            elif entry.session.status in ("Active", "Waiting", "New"):
+                self.session_ended = False
+                self.ended_by = None
+        elif kind == "CloseConversation":
+            self.closed = True
+            self.session_ended = True
+            self.ended_by = self.ended_by or "EndUser"
+        elif kind in TYPING_TYPES and entry.role == "Agent":
+            self.agent_typing = kind == "TypingStartedIndicator"
+
+    def role_info(self) -> RoleInfo:
+        agent = next((name for role, name in self.participants.values() if role == "Agent"), None)
+        return RoleInfo(
+            mostRecentSenderRole=self.last_sender_role,
+            mostRecentSenderName=self.last_sender_name,
+            isLiveAgent=agent is not None and not self.session_ended,
+            agentName=agent,
+            agentTyping=self.agent_typing,
+            transferring=self.transferring,
+            queuePosition=self.queue_position,
+            conversationEnded=self.session_ended,
+            endedByAgent=self.session_ended and self.ended_by == "Agent",
+            conversationClosed=self.closed,
+        )
+
+
+def present(entry: Entry) -> TranscriptEntry | None:
+    """The reader-facing form of an entry, or None for entries readers never see."""
+    base: dict[str, Any] = {
+        "id": entry.identifier or "",
+        "timestamp": entry.transcripted_timestamp,
+    }
+    kind = entry.entry_type
+    if kind == "Message":
+        choices = [c.title for c in entry.choices if c.title] or None
+        text = entry.text
+        if text is None and entry.attachments:
+            text = ", ".join(a.name or "attachment" for a in entry.attachments)
+        return TranscriptEntry(
+            **base,
+            kind="message",
+            role=entry.role,
+            name=entry.sender_name,
+            text=text,
+            choices=choices,
+        )
+    if kind == "ParticipantChanged" and entry.participant_changes:
+        change = entry.participant_changes[0]
+        return TranscriptEntry(
+            **base,
+            kind="joined" if change.operation == "add" else "left",
+            role=change.role,
+            name=change.display_name,
+        )
+    if kind == "RoutingResult" and entry.routing is not None:
+        if (entry.routing.failure_type or "None") != "None":
+            return TranscriptEntry(
+                **base, kind="routing_failed", role="System", text=entry.routing.failure_reason
+            )
+        routed = "transfer" if entry.routing.routing_type == "Transfer" else "routed"
+        return TranscriptEntry(**base, kind=routed, role="System")
+    if kind == "QueuePosition":
+        return TranscriptEntry(
+            **base, kind="queue_position", role="System", position=entry.queue_position
+        )
+    if kind == "SessionStatusChanged" and entry.session is not None:
+        if entry.session.status == "Ended":
+            return TranscriptEntry(
+                **base, kind="session_ended", role="System", endedBy=entry.session.ended_by_role
+            )
+        if entry.session.status == "Active":
+            return TranscriptEntry(**base, kind="session_started", role="System")
+        return None
+    if kind == "CloseConversation":
+        return TranscriptEntry(**base, kind="conversation_closed", role="System")
+    if kind in TYPING_TYPES:
+        typing_kind = "typing_started" if kind == "TypingStartedIndicator" else "typing_stopped"
+        return TranscriptEntry(**base, kind=typing_kind, role=entry.role, name=entry.sender_name)
+    return None
+
+
+class ConversationLog:
+    """Append-only, deduplicated entries of one conversation, with waiters woken on append."""
+
+    def __init__(self, conversation_id: str) -> None:
+        self.conversation_id = conversation_id
+        self.entries: list[Entry] = []
+        self.view = ConversationView()
+        self._ids: set[str] = set()
+        self._changed = asyncio.Event()
+        self.last_timestamp = 0
+
+    def append(self, entries: Iterable[Entry]) -> int:
+        added = 0
+        for entry in entries:
+            if entry.identifier is not None:
+                if entry.identifier in self._ids:
+                    continue
+                self._ids.add(entry.identifier)
+            self.entries.append(entry)
+            self.view.apply(entry)
+            if entry.transcripted_timestamp and entry.entry_type not in TYPING_TYPES:
+                self.last_timestamp = max(self.last_timestamp, entry.transcripted_timestamp)
+            added += 1
+        if added:
+            # Wake every current waiter; later waiters wait on a fresh event.
+            self._changed.set()
+            self._changed = asyncio.Event()
+        return added
+
+    @property
+    def position(self) -> int:
+        return len(self.entries)
+
+    def after(self, cursor: int, *, include_typing: bool) -> list[TranscriptEntry]:
+        out = []
+        for entry in self.entries[cursor:]:
+            if entry.entry_type in HIDDEN_TYPES:
+                continue
+            if entry.entry_type in TYPING_TYPES and not include_typing:
+                continue
+            shown = present(entry)
+            if shown is not None:
+                out.append(shown)
+        return out
+
+    async def wait_for_append(self, seconds: float) -> bool:
+        """Wait until something is appended, at most `seconds`; True if it was."""
+        if seconds <= 0:
+            return False
+        changed = self._changed
+        try:
+            async with asyncio.timeout(seconds):
+                await changed.wait()
+        except TimeoutError:
+            return False
+        return True

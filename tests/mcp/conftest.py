@@ -1,0 +1,110 @@
+"""The MCP server wired to the simulator, both on loopback ports, driven by the SDK's client."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from mcp.client import Client
+from starlette.applications import Starlette
+
+from app.config import Settings
+from app.main import build_app
+from app.simulator import SimulatorOptions, build_simulator
+from app.simulator.options import DEFAULT_DEPLOYMENT, DEFAULT_ORG_ID
+from tests.servers import serve
+
+
+def settings_for(scrt_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "miaw_scrt_url": scrt_url,
+        "miaw_org_id": DEFAULT_ORG_ID,
+        "miaw_es_developer_name": DEFAULT_DEPLOYMENT,
+        "poll_interval_seconds": 0.2,
+        "log_format": "console",
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@dataclass
+class Stack:
+    sim_url: str
+    sim_app: Starlette
+    mcp_url: str
+    control: httpx.AsyncClient
+
+    async def agent(self, conversation_id: str, action: str, body: Any = None) -> Any:
+        response = await self.control.post(
+            f"/control/conversations/{conversation_id}/agent/{action}", json=body
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+@pytest.fixture
+async def stack_factory() -> AsyncIterator[Callable[..., Any]]:
+    stacks: list[Any] = []
+
+    async def make(sim_options: SimulatorOptions | None = None, **settings: Any) -> Stack:
+        sim_app = build_simulator(sim_options or SimulatorOptions(rate_limits=False))
+        sim_cm = serve(sim_app)
+        sim_url = await sim_cm.__aenter__()
+        stacks.append(sim_cm)
+        app = build_app(settings_for(sim_url, **settings))
+        app_cm = serve(app, lifespan="on")
+        mcp_base = await app_cm.__aenter__()
+        stacks.append(app_cm)
+        control = httpx.AsyncClient(base_url=sim_url)
+        stacks.append(control)
+        return Stack(sim_url, sim_app, mcp_base + "/mcp", control)
+
+    yield make
+    for item in reversed(stacks):
+        if isinstance(item, httpx.AsyncClient):
+            await item.aclose()
+        else:
+            await item.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def stack(stack_factory: Callable[..., Any]) -> Stack:
+    result: Stack = await stack_factory()
+    return result
+
+
+class ToolFailed(AssertionError):
+    pass
+
+
+async def call(client: Client, name: str, args: dict[str, Any], **meta: str) -> dict[str, Any]:
+    result = await client.call_tool(name, args, meta=meta or None)  # type: ignore[arg-type]
+    if result.is_error:
+        raise ToolFailed(result.content[0].text if result.content else "tool error")
+    assert result.structured_content is not None
+    return dict(result.structured_content)
+
+
+async def read_until(
+    client: Client,
+    ids: dict[str, str],
+    done: Callable[[list[dict[str, Any]], dict[str, Any]], bool],
+    *,
+    seen: list[dict[str, Any]] | None = None,
+    deadline: float = 10.0,
+    wait: float = 5.0,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Call list_conversation_entries (no cursor: the session's own) until `done` holds."""
+    entries = seen if seen is not None else []
+    role_info: dict[str, Any] = {}
+    async with asyncio.timeout(deadline):
+        while True:
+            page = await call(client, "list_conversation_entries", {**ids, "waitSeconds": wait})
+            entries.extend(page["entries"])
+            role_info = page["roleInfo"]
+            if done(entries, role_info):
+                return entries, role_info
