@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import pytest
+
+from app.config import ConfigError, Settings, load_settings
+
+
+def make(**values: object) -> Settings:
+    return load_settings(_env_file=None, **values)
+
+
+def test_missing_salesforce_settings_are_named() -> None:
+    settings = make(miaw_org_id="00D000000000001AAA")
+    with pytest.raises(ConfigError) as caught:
+        settings.require_salesforce()
+    message = str(caught.value)
+    assert "MIAW_SCRT_URL" in message and "MIAW_ES_DEVELOPER_NAME" in message
+    assert "MIAW_ORG_ID" not in message
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("miaw_org_id", "12345", "MIAW_ORG_ID"),
+        ("miaw_es_developer_name", "has space", "MIAW_ES_DEVELOPER_NAME"),
+        ("miaw_scrt_url", "ftp://x", "MIAW_SCRT_URL"),
+        ("public_url", "not a url", "PUBLIC_URL"),
+        ("wait_max_seconds", 45, "WAIT_MAX_SECONDS"),
+    ],
+)
+def test_malformed_setting_is_named(field: str, value: object, named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        make(**{field: value})
+
+
+def test_environment_names_are_those_of_the_earlier_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MIAW_SCRT_URL", "acme.my.salesforce-scrt.com/")
+    monkeypatch.setenv("MIAW_ORG_ID", "00D000000000001")
+    monkeypatch.setenv("MIAW_ES_DEVELOPER_NAME", "My_Deployment")
+    monkeypatch.setenv("MCP_TRANSPORT", "stdio")
+    monkeypatch.setenv("PORT", "5123")
+    monkeypatch.setenv("MCP_ALLOWED_HOSTS", "a.example, b.example:8443")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings.require_salesforce()
+    assert settings.mcp_transport == "stdio" and settings.port == 5123
+    assert settings.miaw_scrt_url == "acme.my.salesforce-scrt.com"
+    hosts = settings.allowed_hosts()
+    assert {"a.example", "a.example:*", "b.example:8443"} <= set(hosts)
+    assert "b.example:8443:*" not in hosts
+
+
+def test_heroku_and_public_url_hosts_are_allowed() -> None:
+    settings = make(heroku_app_name="myapp", public_url="https://chat.example.com/")
+    hosts = settings.allowed_hosts()
+    assert {"myapp.herokuapp.com", "myapp.herokuapp.com:*", "chat.example.com"} <= set(hosts)
+    assert "https://myapp.herokuapp.com" in settings.allowed_origins()
