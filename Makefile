@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test check fmt bench simulator clean
+.PHONY: venv test check fmt bench demo simulator clean
 
 # The venv is rebuilt when the pinned requirements or the project metadata change.
 $(STAMP): pyproject.toml requirements.txt
@@ -28,6 +28,9 @@ fmt: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/simulator_fanout.py
+
+demo: $(STAMP)
+	$(BIN)/miaw-mcp demo --port 8000
 
 simulator: $(STAMP)
 	$(BIN)/miaw-mcp simulator --host 127.0.0.1 --port 8081

@@ -1,4 +1,4 @@
-"""`miaw-mcp`: the command line. Subcommands: `serve` (the MCP server), `simulator`."""
+"""`miaw-mcp`: the command line: `serve` (the MCP server), `demo`, `simulator`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import uvicorn
 
 from app import __version__
 from app.config import ConfigError, Settings, load_settings
+from app.demo import build_demo_app, demo_banner
 from app.logs import configure_logging
 from app.main import build_app, build_runtime
 from app.simulator import SimulatorOptions, build_simulator
@@ -156,6 +157,25 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_demo_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = subparsers.add_parser(
+        "demo",
+        help="run the server with a simulated Salesforce org, a playground and an agent console",
+        description="One process on 127.0.0.1: /mcp, the simulator at /sim (agent console at "
+        "/sim/console), and the playground at /playground. No Salesforce org needed.",
+    )
+    demo.add_argument("--port", type=int, default=8000)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    configure_logging("INFO", "console")
+    config = uvicorn.Config(
+        build_demo_app(args.port), host="127.0.0.1", port=args.port, log_level="warning"
+    )
+    AnnouncingServer(config, lambda: print(demo_banner(args.port), flush=True)).run()
+    return 0
+
+
 async def serve_stdio(settings: Settings) -> None:
     runtime = build_runtime(settings)
     try:
@@ -170,10 +190,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_simulator_parser(subparsers)
     add_serve_parser(subparsers)
+    add_demo_parser(subparsers)
     args = parser.parse_args(argv)
     if args.command == "simulator":
         return run_simulator(args)
     if args.command == "serve":
         return run_serve(args)
+    if args.command == "demo":
+        return run_demo(args)
     parser.error(f"unknown command {args.command}")
     return 2

@@ -1,0 +1,50 @@
+"""Demo mode: the MCP server and a simulated Salesforce org in one process, no org needed.
+
+The simulator is mounted at `/sim` (its control API at `/sim/control/...`, the agent console at
+`/sim/console`) and the server talks to it over loopback exactly as it would to a real org. Demo
+mode is only ever entered through `miaw-mcp demo`; `serve` never falls back to it.
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from app.config import Settings
+from app.main import build_app
+from app.simulator import SimulatorOptions, build_simulator
+from app.simulator.options import DEFAULT_DEPLOYMENT, DEFAULT_ORG_ID
+
+
+def demo_settings(port: int, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "miaw_scrt_url": f"http://127.0.0.1:{port}/sim",
+        "miaw_org_id": DEFAULT_ORG_ID,
+        "miaw_es_developer_name": DEFAULT_DEPLOYMENT,
+        "playground_enabled": True,
+        "log_format": "console",
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type, call-arg]
+
+
+def build_demo_app(port: int, sim_options: SimulatorOptions | None = None) -> Starlette:
+    simulator = build_simulator(sim_options or SimulatorOptions(rate_limits=False))
+    app = build_app(demo_settings(port), extra_routes=[Mount("/sim", app=simulator)])
+    app.state.simulator_app = simulator
+    return app
+
+
+def demo_banner(port: int) -> str:
+    base = f"http://127.0.0.1:{port}"
+    return f"""\
+miaw-mcp demo: the MCP server and a simulated Salesforce org, on {base}
+
+  1. Open the agent console (you play the human agent):  {base}/sim/console
+  2. Open the playground (you play the ChatGPT user):      {base}/playground
+     Start a chat, ask the bot for "an agent", accept it in the console, and talk.
+
+  MCP endpoint (for curl or an MCP client):  {base}/mcp
+  Simulator control API:                     {base}/sim/control/conversations
+  Health:                                    {base}/health
+Press Ctrl+C to stop."""
