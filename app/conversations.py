@@ -126,9 +126,12 @@ class HandoffService:
             )
         return state
 
-    def _feed(self, record: SessionRecord) -> GuestFeed:
-        return self._delivery.feed(
-            record.handle, record.access_token.get_secret_value(), record.last_event_id
+    async def _feed(self, record: SessionRecord) -> GuestFeed:
+        return await self._delivery.feed(
+            record.handle,
+            record.access_token.get_secret_value(),
+            record.last_event_id,
+            record.expires_at,
         )
 
     # -- conversations ------------------------------------------------------------------------
@@ -138,7 +141,7 @@ class HandoffService:
     ) -> str:
         record = await self._session(handle, owner)
         # Subscribe before creating, so the routing events are seen as they happen.
-        self._feed(record)
+        await self._feed(record)
         try:
             conversation_id = await self._client.create_conversation(
                 record.access_token.get_secret_value(), routing_attributes=routing_attributes
@@ -159,7 +162,7 @@ class HandoffService:
         record = await self._session(handle, owner)
         state = self._conversation(record, conversation_id)
         token = record.access_token.get_secret_value()
-        self._feed(record)
+        await self._feed(record)
         message_id = new_id()
         try:
             try:
@@ -196,7 +199,7 @@ class HandoffService:
         start = state.cursor if cursor is None else cursor
         try:
             result = await self._delivery.read(
-                self._feed(record),
+                await self._feed(record),
                 state.conversation_id,
                 start,
                 wait_seconds,

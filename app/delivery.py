@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import time
 from dataclasses import dataclass, field
 
 import structlog
@@ -131,14 +132,25 @@ class DeliveryEngine:
         self._client = client
         self._options = options or DeliveryOptions()
         self._feeds: dict[str, GuestFeed] = {}
+        self._expiry: dict[str, float] = {}
 
-    def feed(self, handle: str, token: str, last_event_id: str | None) -> GuestFeed:
-        """The session's feed, started (stream opened) on first use."""
+    async def feed(
+        self, handle: str, token: str, last_event_id: str | None, expires_at: float
+    ) -> GuestFeed:
+        """The session's feed, started (stream opened) on first use. Feeds of expired sessions
+        are closed on the way, so their Salesforce streams do not outlive them."""
+        await self._sweep()
         existing = self._feeds.get(handle)
         if existing is None:
             existing = GuestFeed(self._client, token, last_event_id, self._options)
+            self._expiry[handle] = expires_at
             self._feeds[handle] = existing
         return existing
+
+    async def _sweep(self) -> None:
+        now = time.time()
+        for handle in [h for h, at in self._expiry.items() if at <= now]:
+            await self.drop(handle)
 
     @property
     def feed_count(self) -> int:
@@ -183,6 +195,7 @@ class DeliveryEngine:
             await target.wait_for_append(min(deadline - loop.time(), self._options.poll_interval))
 
     async def drop(self, handle: str) -> None:
+        self._expiry.pop(handle, None)
         feed = self._feeds.pop(handle, None)
         if feed is not None:
             await feed.aclose()
@@ -190,5 +203,6 @@ class DeliveryEngine:
     async def aclose(self) -> None:
         feeds = list(self._feeds.values())
         self._feeds.clear()
+        self._expiry.clear()
         for feed in feeds:
             await feed.aclose()
