@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.routing import Match, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 Json = dict[str, Any]
 
@@ -101,6 +101,21 @@ class FaultBook:
         self.requests.clear()
 
 
+async def buffered(receive: Receive) -> Receive:
+    """Read the request body now; replay it to the app, then pass the rest through."""
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break
+
+    async def replay() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return replay
+
+
 class FaultMiddleware:
     def __init__(self, app: ASGIApp, book: FaultBook, routes: list[Route]) -> None:
         self.app = app
@@ -123,6 +138,9 @@ class FaultMiddleware:
         self.book.requests[f"{method} {self.template(scope)}"] += 1
         fault = self.book.take(method, path)
         if fault is not None and fault.delay:
+            # Take the whole request first, like a slow server that received it: a client that
+            # gives up meanwhile must not stop the work (its answer is what gets lost).
+            receive = await buffered(receive)
             await asyncio.sleep(fault.delay)
         if fault is not None and fault.status is not None:
             body = fault.body or {

@@ -1,0 +1,367 @@
+"""Fixtures for running the real `ScrtClient` against the simulator on a loopback port.
+
+`sim_environments()` yields a factory that starts the simulator (wrapped in a `Gate`, see below)
+with `serve()`, one shared `httpx.AsyncClient` for the SCRT client (as in production: one per
+process, every call carries its own token) and a separate control client. `collect(...)` runs
+`client.event_stream(...)` in a background task and lets a test wait for events with a deadline.
+
+Nothing here sleeps to wait for something: waits are on events (`asyncio.Event`) under
+`asyncio.timeout` deadlines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import jwt
+from starlette.applications import Starlette
+from starlette.types import Message, Receive, Scope, Send
+
+from app.scrt import ReconnectPolicy, RetryPolicy, ScrtClient, ScrtConfig, ScrtEvent
+from app.scrt.events import TokenSource
+from app.simulator import SimulatedOrg, SimulatorOptions, build_simulator
+from app.simulator.options import DEFAULT_DEPLOYMENT, DEFAULT_ORG_ID
+from tests.servers import serve
+
+Json = dict[str, Any]
+
+DEADLINE = 5.0
+ORG_ID = DEFAULT_ORG_ID
+DEPLOYMENT = DEFAULT_DEPLOYMENT
+JWT_SECRET = "scrt-client-tests-secret-0123456789abcdef"
+
+V2 = "/iamessage/api/v2"
+MESSAGE_ROUTE = V2 + "/conversation/{conversationId}/message"
+SSE_ROUTE = "/eventrouter/v1/sse"
+
+MESSAGE = "CONVERSATION_MESSAGE"
+PARTICIPANT_CHANGED = "CONVERSATION_PARTICIPANT_CHANGED"
+ROUTING_RESULT = "CONVERSATION_ROUTING_RESULT"
+ROUTING_WORK_RESULT = "CONVERSATION_ROUTING_WORK_RESULT"
+SESSION_STATUS_CHANGED = "CONVERSATION_SESSION_STATUS_CHANGED"
+TYPING_STARTED = "CONVERSATION_TYPING_STARTED_INDICATOR"
+TYPING_STOPPED = "CONVERSATION_TYPING_STOPPED_INDICATOR"
+DELIVERY_ACK = "CONVERSATION_DELIVERY_ACKNOWLEDGEMENT"
+READ_ACK = "CONVERSATION_READ_ACKNOWLEDGEMENT"
+CLOSE_CONVERSATION = "CONVERSATION_CLOSE_CONVERSATION"
+QUEUE_POSITION = "CONVERSATION_QUEUE_POSITION"
+
+# Events that only travel on the stream (docs/simulator.md): not in the transcript.
+EPHEMERAL_EVENTS = frozenset(
+    {TYPING_STARTED, TYPING_STOPPED, DELIVERY_ACK, READ_ACK, QUEUE_POSITION}
+)
+
+FAST_RECONNECT = ReconnectPolicy(base_delay=0.05, max_delay=0.1, multiplier=1.5, max_failures=5)
+FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05, total_timeout=3.0)
+
+
+def sim_options(**overrides: Any) -> SimulatorOptions:
+    """Fast, deterministic defaults: no rate limits, no think time, pings out of the way."""
+    values: dict[str, Any] = {
+        "rate_limits": False,
+        "actor_delay": 0.0,
+        "ping_interval": 60.0,
+        "jwt_secret": JWT_SECRET,
+    }
+    values.update(overrides)
+    return SimulatorOptions(**values)
+
+
+def claims_of(token: str) -> Json:
+    """The claims of one of the simulator's access tokens (signature checked)."""
+    claims: Json = jwt.decode(
+        token, JWT_SECRET, algorithms=["HS256"], options={"verify_exp": False}
+    )
+    return claims
+
+
+# -- a gate in front of the simulator ---------------------------------------------------------
+
+
+@dataclass
+class Hold:
+    """Withholds the answer to one request: the simulator does the work, the client hears nothing
+    until `release` is set (the "answer lost" case of an idempotent retry)."""
+
+    method: str
+    path_glob: str
+    handled: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def matches(self, method: str, path: str) -> bool:
+        return method == self.method and fnmatch.fnmatchcase(path, self.path_glob)
+
+
+class Gate:
+    """ASGI wrapper: counts in-flight SCRT REST requests (so a test can wait for a delayed request
+    to finish server-side) and withholds the answers of requests picked with `hold`."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._holds: list[Hold] = []
+        self.holds: list[Hold] = []
+
+    def hold(self, method: str, path_glob: str) -> Hold:
+        hold = Hold(method, path_glob)
+        self._holds.append(hold)
+        self.holds.append(hold)
+        return hold
+
+    def release_all(self) -> None:
+        for hold in self.holds:
+            hold.release.set()
+
+    async def idle(self, deadline: float = DEADLINE) -> None:
+        """Return once no SCRT REST request is being handled (the SSE stream does not count)."""
+        async with asyncio.timeout(deadline):
+            await self._idle.wait()
+
+    def _take(self, method: str, path: str) -> Hold | None:
+        for hold in self._holds:
+            if hold.matches(method, path):
+                self._holds.remove(hold)
+                return hold
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(V2):
+            await self.app(scope, receive, send)
+            return
+        hold = self._take(scope["method"], scope["path"])
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            if hold is None:
+                await self.app(scope, receive, send)
+                return
+            answer: list[Message] = []
+
+            async def keep(message: Message) -> None:
+                answer.append(message)
+
+            await self.app(scope, receive, keep)
+            hold.handled.set()
+            await hold.release.wait()
+            with contextlib.suppress(Exception):  # the client is long gone
+                for message in answer:
+                    await send(message)
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+
+# -- the environment ------------------------------------------------------------------------
+
+
+@dataclass
+class SimEnv:
+    app: Starlette
+    gate: Gate
+    base_url: str
+    http: httpx.AsyncClient
+    """Shared by every `ScrtClient` of the test (no default headers, like production)."""
+    control: httpx.AsyncClient
+    config: ScrtConfig
+    client: ScrtClient
+    exit_stack: contextlib.AsyncExitStack
+
+    @property
+    def org(self) -> SimulatedOrg:
+        org: SimulatedOrg = self.app.state.simulator
+        return org
+
+    def scrt(
+        self, *, retry: RetryPolicy | None = None, http: httpx.AsyncClient | None = None
+    ) -> ScrtClient:
+        return ScrtClient(http or self.http, self.config, retry=retry or FAST_RETRY)
+
+    async def http_client(self, **kwargs: Any) -> httpx.AsyncClient:
+        """Another httpx client (e.g. with a short timeout), closed at teardown."""
+        client = httpx.AsyncClient(**kwargs)
+        return await self.exit_stack.enter_async_context(client)
+
+    async def control_ok(self, method: str, path: str, body: Json | None = None) -> Any:
+        response = await self.control.request(method, f"/control{path}", json=body)
+        assert response.is_success, (response.status_code, response.text)
+        return response.json() if response.content else None
+
+    async def agent(self, cid: str, action: str, body: Json | None = None) -> Json:
+        result: Json = await self.control_ok("POST", f"/conversations/{cid}/agent/{action}", body)
+        return result
+
+    async def agent_says(self, cid: str, text: str) -> str:
+        return str((await self.agent(cid, "message", {"text": text}))["entryId"])
+
+    async def fault(self, **body: Any) -> Json:
+        result: Json = await self.control_ok("POST", "/faults", body)
+        return result
+
+    async def faults(self) -> list[Json]:
+        result: list[Json] = (await self.control_ok("GET", "/faults"))["faults"]
+        return result
+
+    async def cut_streams(self) -> int:
+        return int((await self.control_ok("POST", "/faults", {"cutStreams": True}))["cut"])
+
+    async def requests(self, method: str, route: str) -> int:
+        """How many requests the simulator received for `METHOD /route/template`."""
+        stats = await self.control_ok("GET", "/stats")
+        return int(stats["requests"].get(f"{method} {route}", 0))
+
+    async def conversation(self, cid: str) -> Json:
+        body = await self.control_ok("GET", "/conversations")
+        found = [c for c in body["conversations"] if c["conversationId"] == cid]
+        assert len(found) == 1, found
+        conversation: Json = found[0]
+        return conversation
+
+    async def transcript(self, cid: str) -> list[Json]:
+        entries: list[Json] = (await self.conversation(cid))["entries"]
+        return entries
+
+    async def end_user_messages(self, cid: str) -> list[Json]:
+        return [
+            e
+            for e in await self.transcript(cid)
+            if e["entryType"] == "Message" and e["sender"]["role"] == "EndUser"
+        ]
+
+
+EnvFactory = Callable[..., Awaitable[SimEnv]]
+
+
+@contextlib.asynccontextmanager
+async def sim_environments() -> AsyncIterator[EnvFactory]:
+    """Yield `make(retry=..., **SimulatorOptions overrides)`; everything is torn down on exit."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def make(*, retry: RetryPolicy | None = None, **overrides: Any) -> SimEnv:
+            app = build_simulator(sim_options(**overrides))
+            org: SimulatedOrg = app.state.simulator
+            stack.push_async_callback(org.aclose)
+            gate = Gate(app)
+            base_url = await stack.enter_async_context(serve(gate))
+            stack.callback(gate.release_all)  # before the server stops: no answer stays held
+            http = await stack.enter_async_context(httpx.AsyncClient(timeout=10.0))
+            control = await stack.enter_async_context(
+                httpx.AsyncClient(base_url=base_url, timeout=10.0)
+            )
+            config = ScrtConfig(scrt_url=base_url, org_id=ORG_ID, es_developer_name=DEPLOYMENT)
+            client = ScrtClient(http, config, retry=retry or FAST_RETRY)
+            return SimEnv(app, gate, base_url, http, control, config, client, stack)
+
+        yield make
+
+
+# -- collecting events ----------------------------------------------------------------------
+
+Predicate = Callable[[ScrtEvent], bool]
+
+
+def match(
+    event_type: str | None = None,
+    *,
+    cid: str | None = None,
+    role: str | None = None,
+    identifier: str | None = None,
+    text: str | None = None,
+    where: Predicate | None = None,
+) -> Predicate:
+    def predicate(event: ScrtEvent) -> bool:
+        entry = event.entry
+        if event_type is not None and event.event_type != event_type:
+            return False
+        if cid is not None and event.conversation_id != cid:
+            return False
+        if role is not None and (entry is None or entry.role != role):
+            return False
+        if identifier is not None and (entry is None or entry.identifier != identifier):
+            return False
+        if text is not None and (entry is None or entry.text != text):
+            return False
+        return where is None or where(event)
+
+    return predicate
+
+
+class Collector:
+    """Every event of one `event_stream`, gathered by a background task."""
+
+    def __init__(self, client: ScrtClient, token: TokenSource, last_event_id: str | None) -> None:
+        self.stream = client.event_stream(
+            token, last_event_id=last_event_id, reconnect=FAST_RECONNECT, read_timeout=30.0
+        )
+        self.events: list[ScrtEvent] = []
+        self.error: BaseException | None = None
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            async with self.stream:
+                async for event in self.stream:
+                    self.events.append(event)
+                    self._changed.set()
+        except Exception as exc:  # reported by the next wait
+            self.error = exc
+        finally:
+            self._changed.set()
+
+    @property
+    def finished(self) -> bool:
+        return self._task is not None and self._task.done()
+
+    async def wait_for(self, predicate: Predicate, deadline: float = DEADLINE) -> ScrtEvent:
+        """The first collected event matching `predicate` (already collected or still to come)."""
+        async with asyncio.timeout(deadline):
+            index = 0
+            while True:
+                for event in self.events[index:]:
+                    if predicate(event):
+                        return event
+                index = len(self.events)
+                if self.finished:
+                    raise AssertionError(f"the event stream stopped: {self.error!r}")
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def wait_end(self, deadline: float = DEADLINE) -> BaseException | None:
+        """Wait for the stream to stop by itself; return what stopped it."""
+        assert self._task is not None
+        async with asyncio.timeout(deadline):
+            await asyncio.shield(self._task)
+        return self.error
+
+    def matching(self, predicate: Predicate) -> list[ScrtEvent]:
+        return [e for e in self.events if predicate(e)]
+
+    async def stop(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+@contextlib.asynccontextmanager
+async def collect(
+    client: ScrtClient, token: TokenSource, last_event_id: str | None
+) -> AsyncIterator[Collector]:
+    collector = Collector(client, token, last_event_id)
+    collector.start()
+    try:
+        yield collector
+    finally:
+        await collector.stop()
