@@ -28,6 +28,7 @@ fmt: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/simulator_fanout.py
+	$(BIN)/python bench/delivery.py
 
 demo: $(STAMP)
 	$(BIN)/miaw-mcp demo --port 8000

@@ -9,11 +9,15 @@ from collections.abc import Callable
 from app.store.base import SessionRecord
 
 
+SWEEP_INTERVAL = 60.0
+
+
 class MemorySessionStore:
     def __init__(self, max_sessions: int, clock: Callable[[], float] = time.time) -> None:
         self._records: OrderedDict[str, SessionRecord] = OrderedDict()
         self._max = max_sessions
         self._clock = clock
+        self._next_sweep = 0.0
 
     async def put(self, record: SessionRecord) -> None:
         self._records[record.handle] = record.model_copy(deep=True)
@@ -40,7 +44,11 @@ class MemorySessionStore:
 
     def _evict(self) -> None:
         now = self._clock()
-        for handle in [h for h, r in self._records.items() if r.expires_at <= now]:
-            del self._records[handle]
+        # Expired records are unreachable anyway (get checks); sweeping them is only about memory,
+        # so a full scan runs at most once a minute instead of on every put.
+        if now >= self._next_sweep:
+            self._next_sweep = now + SWEEP_INTERVAL
+            for handle in [h for h, r in self._records.items() if r.expires_at <= now]:
+                del self._records[handle]
         while len(self._records) > self._max:
             self._records.popitem(last=False)
