@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 from app.store.base import SessionRecord
 
-
 SWEEP_INTERVAL = 60.0
 
 
