@@ -26,7 +26,8 @@ Real API surface (paths relative to the app root):
     GET    /embeddedservice/v1/businesshours?orgId=&esConfigName=
     GET    /files/{fileId}                      (download URL of uploaded attachments)
 
-Control API (not part of Salesforce; JSON in and out) under /control, see `control.py`.
+Not Salesforce: the control API under /control (see `control.py`) and the agent console at /console
+(a page for a person playing the human agent, see `console.py`).
 
 Choices where the reference marks a fact GUESS are documented where they are made, and listed in
 docs/simulator.md.

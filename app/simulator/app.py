@@ -7,7 +7,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute, Route
 
-from app.simulator import control, deployment, messaging, rest, sse
+from app.simulator import console, control, deployment, messaging, rest, sse
 from app.simulator.actors import Actors
 from app.simulator.errors import SimError, handle_sim_error
 from app.simulator.faults import FaultBook, FaultMiddleware
@@ -71,7 +71,11 @@ def build_simulator(options: SimulatorOptions | None = None) -> Starlette:
     options = options or SimulatorOptions()
     org = SimulatedOrg(options)
     book = FaultBook()
-    routes: list[BaseRoute] = [*scrt_routes, *control.routes]
+    routes: list[BaseRoute] = [
+        *scrt_routes,
+        *control.routes,
+        Route("/console", console.console_page, methods=["GET"]),
+    ]
     app = Starlette(
         routes=routes,
         middleware=[

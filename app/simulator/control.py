@@ -5,6 +5,9 @@ Not part of Salesforce. Tests, benchmarks and the demo's agent console drive the
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import math
 from typing import Any
 
 from starlette.requests import Request
@@ -18,6 +21,9 @@ from app.simulator.org import Conversation, SimulatedOrg
 from app.simulator.rest import json_body
 
 Json = dict[str, Any]
+
+# Long-polls answer before Heroku's 30 s router limit (design.md: server waits stay under it).
+MAX_WAIT_SECONDS = 25.0
 
 
 def org_of(request: Request) -> SimulatedOrg:
@@ -53,9 +59,79 @@ def text_field(body: Json) -> str:
     return text
 
 
-async def list_conversations(request: Request) -> Response:
+def since_param(request: Request) -> int | None:
+    raw = request.query_params.get("since")
+    if raw is None:
+        return None
+    try:
+        since = int(raw)
+    except ValueError:
+        since = -1
+    if since < 0:
+        raise bad_request('Query parameter "since" must be a non-negative integer (a version).')
+    return since
+
+
+def wait_seconds_param(request: Request) -> float:
+    raw = request.query_params.get("waitSeconds")
+    if raw is None:
+        return 0.0
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds <= MAX_WAIT_SECONDS:  # also rejects nan
+        raise bad_request(
+            f'Query parameter "waitSeconds" must be a number of seconds from 0 to '
+            f"{MAX_WAIT_SECONDS:g}."
+        )
+    return seconds
+
+
+async def until_disconnected(request: Request) -> None:
+    # A GET has no body left to read, so the next message is the disconnect (ASGI spec).
+    try:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+    except Exception:
+        # The connection cannot be watched from here: rely on the deadline alone.
+        await asyncio.get_running_loop().create_future()
+
+
+async def wait_for_change(request: Request, since: int, seconds: float) -> None:
+    """Wait for the org to change after `since`, for at most `seconds`.
+
+    Also returns when the client goes away, so abandoned long-polls do not pile up (or hold a
+    graceful shutdown) until their deadline.
+    """
     org = org_of(request)
-    return JSONResponse({"conversations": [c.summary() for c in org.conversations.values()]})
+    if org.version != since:
+        return
+    change = asyncio.ensure_future(org.wait_for_change(since))
+    gone = asyncio.ensure_future(until_disconnected(request))
+    org.open_long_polls += 1
+    try:
+        await asyncio.wait({change, gone}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        org.open_long_polls -= 1
+        for task in (change, gone):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def list_conversations(request: Request) -> Response:
+    since = since_param(request)
+    seconds = wait_seconds_param(request)
+    if since is not None and seconds > 0:
+        await wait_for_change(request, since, seconds)
+    org = org_of(request)
+    return JSONResponse(
+        {
+            "version": org.version,
+            "conversations": [c.summary() for c in org.conversations.values()],
+        }
+    )
 
 
 async def agent_join(request: Request) -> Response:
@@ -150,6 +226,7 @@ async def stats(request: Request) -> Response:
         {
             "requests": dict(sorted(faults_of(request).requests.items())),
             "openSseStreams": org_of(request).open_stream_count,
+            "openLongPolls": org_of(request).open_long_polls,
         }
     )
 

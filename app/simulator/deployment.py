@@ -177,7 +177,7 @@ async def continuation_token(request: Request) -> Response:
 
 async def revoke_token(request: Request) -> Response:
     record = authorize(request)
-    org_of(request).tokens.revoke(record.jti)
+    org_of(request).revoke_token(record)
     return Response(status_code=204)
 
 

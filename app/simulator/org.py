@@ -3,6 +3,10 @@
 Everything runs on one event loop and no mutation awaits half-way, so no locks are needed. Events
 get a global, strictly increasing id; a subject's log is append-only, so replay after
 `Last-Event-Id` is a bisect, and a new event wakes only the streams of its subject.
+
+The org also keeps a `version` for observers of the whole org (the control API's long-poll, the
+agent console): it grows on every event, new conversation and reset, and each change sets the
+current `asyncio.Event` and swaps in a fresh one, so a waiter never misses a change.
 """
 
 from __future__ import annotations
@@ -147,6 +151,9 @@ class SimulatedOrg:
     def __init__(self, options: SimulatorOptions) -> None:
         self.options = options
         self.tokens = TokenRegistry(options.jwt_secret, options.org_id)
+        self.version = 0
+        self._changed = asyncio.Event()
+        self.open_long_polls = 0
         self.conversations: dict[str, Conversation] = {}
         self.files: dict[str, StoredFile] = {}
         self._logs: dict[str, list[StoredEvent]] = {}
@@ -171,7 +178,29 @@ class SimulatedOrg:
     def last_event_id(self) -> str:
         return str(self._event_seq)
 
+    # -- change notification (whole org) ------------------------------------------------------
+
+    def bump(self) -> None:
+        """Record a change: a new version, and wake everyone waiting for one."""
+        self.version += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_for_change(self, since: int) -> int:
+        """Return the version once it differs from `since` (callers bound the wait).
+
+        A `since` ahead of the version (a client that saw an earlier run of the simulator) counts
+        as a difference, so such a client resynchronises at once instead of waiting.
+        """
+        while self.version == since:
+            await self._changed.wait()
+        return self.version
+
     # -- conversations ------------------------------------------------------------------------
+
+    def add_conversation(self, conv: Conversation) -> None:
+        self.conversations[conv.conversation_id] = conv
+        self.bump()
 
     def new_session(self) -> MessagingSession:
         self._session_seq += 1
@@ -240,6 +269,7 @@ class SimulatedOrg:
         self._logs.setdefault(conv.subject, []).append(event)
         for stream in self._streams.get(conv.subject, ()):
             stream.wake.set()
+        self.bump()
         return entry
 
     def events_after(self, subject: str, last_id: int) -> list[StoredEvent]:
@@ -278,6 +308,14 @@ class SimulatedOrg:
                 count += 1
         return count
 
+    def revoke_token(self, token: TokenRecord) -> None:
+        """Revoke, and end the token's open streams now rather than at their next ping."""
+        self.tokens.revoke(token.jti)
+        for stream in self._streams.get(token.subject, ()):
+            if stream.token is token:
+                stream.cut = True
+                stream.wake.set()
+
     def expire_tokens(self) -> int:
         expired = self.tokens.expire_all()
         self.cut_streams()
@@ -309,3 +347,5 @@ class SimulatedOrg:
         self._logs.clear()
         self._token_window = RateWindow(self.options.token_requests_per_minute)
         self._renew_window = RateWindow(self.options.token_requests_per_minute)
+        # The version keeps growing across resets: observers holding an old one must see a change.
+        self.bump()

@@ -87,7 +87,7 @@ async def create_conversation(request: Request) -> Response:
         channel_address=org.channel_address,
         session=org.new_session(),
     )
-    org.conversations[conversation_id] = conv
+    org.add_conversation(conv)
     actors_of(request).start_routing(conv)
     return Response(status_code=201)
 

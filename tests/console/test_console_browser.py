@@ -1,0 +1,231 @@
+"""The agent console in a real headless Chromium (Debian's, driven by Playwright).
+
+Guests talk through the simulator's real REST API; the console is driven as a person would.
+The main flow runs with the simulator standalone (`/console`) and mounted under `/sim` of another
+app (`/sim/console`), which proves the page's control-API URLs are relative to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from pathlib import Path
+
+from playwright.async_api import expect
+
+from tests.console.conftest import (
+    DEADLINE,
+    Console,
+    Site,
+    agent_messages,
+    participant_roles,
+)
+
+expect.set_options(timeout=DEADLINE * 1000)
+
+TYPING_STARTED = "CONVERSATION_TYPING_STARTED_INDICATOR"
+TYPING_STOPPED = "CONVERSATION_TYPING_STOPPED_INDICATOR"
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+async def test_agent_accepts_a_waiting_chat_talks_and_ends_it(site: Site, console: Console) -> None:
+    ana = await site.waiting_guest({"_firstName": "Ana", "Product": "Router X2"})
+    bo = await site.waiting_guest({"_firstName": "Bo"})
+    events = site.tail(ana)
+    await console.open(site)
+
+    await expect(console.item(ana)).to_contain_text("Waiting for agent · #1 in queue")
+    await expect(console.item(ana)).to_contain_text("Product: Router X2")
+    await expect(console.item(bo)).to_contain_text("Waiting for agent · #2 in queue")
+    await expect(console.item(bo)).to_contain_text("_firstName: Bo")
+
+    await console.item(ana).click()
+    await expect(console.transcript).to_contain_text("I want a human")
+    await expect(console.end).to_be_disabled()
+    await console.accept.click()
+    await expect(console.status).to_have_text("With agent Jane Agent")
+    await expect(console.accept).to_be_disabled()
+    await expect(console.item(ana)).to_contain_text("With agent Jane Agent")
+    joined = await site.conversation(ana)
+    assert [(p["role"], p["displayName"]) for p in joined["participants"]] == [
+        ("Agent", "Jane Agent")
+    ]
+
+    await console.message.press_sequentially("Hi Ana, I'm Jane.")
+    started = await events.wait_for(TYPING_STARTED, "Agent")
+    await console.message.press("Enter")
+    await expect(console.message).to_have_value("")
+    stopped = await events.wait_for(TYPING_STOPPED, "Agent")
+    assert started < stopped
+    sent = console.transcript.locator(".msg.agent", has_text="Hi Ana, I'm Jane.")
+    await expect(sent).to_have_count(1)
+
+    await site.say(ana, "My router keeps dropping the connection.")
+    await expect(console.transcript.locator(".msg.user").last).to_contain_text("keeps dropping")
+    conv = await site.conversation(ana)
+    assert len(agent_messages(conv, "Hi Ana, I'm Jane.")) == 1
+    await expect(sent).to_have_count(1)
+
+    await console.end.click()
+    await expect(console.status).to_have_text("Ended by Agent")
+    await expect(console.transcript).to_contain_text("Session ended by Agent")
+    await expect(console.end).to_be_disabled()
+    await expect(console.accept).to_be_disabled()
+    ended = await site.until(ana, lambda c: c["session"]["status"] == "Ended")
+    assert ended["session"]["endedByRole"] == "Agent"
+    assert participant_roles(ended) == []
+    await expect(console.item(bo)).to_contain_text("Waiting for agent")
+    assert console.problems == []
+
+
+async def test_guest_and_agent_text_is_shown_as_text_never_as_markup(
+    standalone_site: Site, console: Console
+) -> None:
+    site = standalone_site
+    guest = await site.waiting_guest(
+        {"_firstName": "<b>Bo</b>", "Note": "<script>alert(2)</script>"}
+    )
+    await site.say(guest, HOSTILE)
+    await console.open(site)
+
+    item = console.item(guest)
+    await expect(item).to_contain_text("<b>Bo</b>")
+    await expect(item).to_contain_text("Note: <script>alert(2)</script>")
+    await expect(item).to_contain_text("Guest: " + HOSTILE)
+    await item.click()
+    await expect(console.transcript.locator(".msg.user .text").last).to_have_text(HOSTILE)
+    await console.accept.click()
+    await console.message.fill("<i>not italic</i>")
+    await console.message.press("Enter")
+    await expect(console.transcript.locator(".msg.agent")).to_contain_text("<i>not italic</i>")
+
+    page = console.page
+    assert await page.locator("img").count() == 0
+    assert await page.locator("main b, main i, main script").count() == 0
+    assert console.problems == []
+
+
+async def test_drafts_and_unread_badges_follow_each_conversation(
+    standalone_site: Site, console: Console
+) -> None:
+    site = standalone_site
+    ana = await site.waiting_guest({"_firstName": "Ana"})
+    bo = await site.waiting_guest({"_firstName": "Bo"})
+    await console.open(site)
+    badge_of = {guest.conversation_id: console.item(guest).locator(".badge") for guest in (ana, bo)}
+
+    await console.item(ana).click()
+    await expect(badge_of[ana.conversation_id]).to_have_count(0)
+    await expect(badge_of[bo.conversation_id]).to_have_text("1")  # "I want a human"
+    await console.message.fill("a note for Ana")
+
+    await site.say(bo, "hello? anyone there?")
+    await expect(badge_of[bo.conversation_id]).to_have_text("2")
+    await console.item(bo).click()
+    await expect(badge_of[bo.conversation_id]).to_have_count(0)
+    await expect(console.transcript).to_contain_text("hello? anyone there?")
+    await expect(console.message).to_have_value("")
+    await console.message.fill("a note for Bo")
+
+    await site.say(ana, "are you there?")
+    await expect(badge_of[ana.conversation_id]).to_have_text("1")
+    await console.item(ana).click()
+    await expect(console.message).to_have_value("a note for Ana")
+    await expect(badge_of[ana.conversation_id]).to_have_count(0)
+    await console.item(bo).click()
+    await expect(console.message).to_have_value("a note for Bo")
+    assert console.problems == []
+
+
+async def test_a_refused_control_call_is_shown_inline(
+    standalone_site: Site, console: Console
+) -> None:
+    site = standalone_site
+    guest = await site.waiting_guest()
+    await console.open(site)
+    await console.item(guest).click()
+    await expect(console.accept).to_be_enabled()
+
+    # Hold the console's next update, so it still offers Accept when another agent takes the chat.
+    held, release = asyncio.Event(), asyncio.Event()
+
+    async def hold(route: object) -> None:
+        held.set()
+        await release.wait()
+        await route.continue_()  # type: ignore[attr-defined]
+
+    await console.page.route(lambda url: "control/conversations?since=" in url, hold)
+    try:
+        await site.say(guest, "still there?")  # ends the update in flight; the next one is held
+        await expect(console.transcript).to_contain_text("still there?")
+        async with asyncio.timeout(DEADLINE):
+            await held.wait()
+        response = await site.control(
+            f"conversations/{guest.conversation_id}/agent/join", {"name": "Other Agent"}
+        )
+        assert response.status_code == 200, response.text
+
+        await console.accept.click()
+        await expect(console.alert).to_have_text("An agent is already in this conversation.")
+    finally:
+        release.set()
+    await expect(console.status).to_have_text("With agent Other Agent")
+    await expect(console.accept).to_be_disabled()
+    await console.page.unroute_all(behavior="ignoreErrors")
+    assert [p for p in console.problems if "409" not in p] == []
+
+
+async def test_typing_stops_after_three_idle_seconds(
+    standalone_site: Site, console: Console
+) -> None:
+    site = standalone_site
+    guest = await site.waiting_guest()
+    events = site.tail(guest)
+    await console.open(site)
+    await console.item(guest).click()
+    await console.accept.click()
+    await expect(console.status).to_have_text("With agent Jane Agent")
+
+    await console.message.press_sequentially("let me check")
+    started = time.monotonic()  # the last keystroke: the idle timer runs from here
+    started_index = await events.wait_for(TYPING_STARTED, "Agent")
+    stopped_index = await events.wait_for(TYPING_STOPPED, "Agent")
+    idle = time.monotonic() - started
+    assert started_index < stopped_index
+    assert 2.5 <= idle < DEADLINE, idle
+    assert events.names.count(TYPING_STARTED) == 1
+    await expect(console.message).to_have_value("let me check")  # the draft stays
+
+
+async def test_console_screenshot_with_two_conversations(
+    standalone_site: Site, console: Console
+) -> None:
+    """docs/console.png: refreshed from test-artifacts/ when UPDATE_SCREENSHOTS=1."""
+    site = standalone_site
+    ana = await site.waiting_guest({"_firstName": "Ana", "Product": "Router X2"})
+    await site.waiting_guest({"_firstName": "Bo", "Topic": "Billing"})
+    await console.open(site)
+    await console.item(ana).click()
+    await console.accept.click()
+    await console.message.fill("Hi Ana, I'm Jane. I've read your conversation so far.")
+    await console.message.press("Enter")
+    await site.say(ana, "My router keeps dropping the connection since this morning.")
+    await expect(console.transcript).to_contain_text("since this morning")
+    await console.message.fill("Sorry about that. Let me check the line for you.")
+    await console.message.press("Enter")
+    await expect(console.transcript.locator(".msg.agent")).to_have_count(2)
+    await site.say(ana, "Thanks!")
+    await expect(console.transcript.locator(".msg.user .text").last).to_have_text("Thanks!")
+    await console.message.fill("One moment")
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "console.png"
+    await console.page.screenshot(path=str(shot))
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        shutil.copyfile(shot, ROOT / "docs" / "console.png")
+    assert console.problems == []
