@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     widget_domain: str | None = None
     """Dedicated origin for the widget's sandbox (`ui.domain` / `openai/widgetDomain`); ChatGPT
     requires one for app submission."""
+    playground_enabled: bool = False
+    """Serve `/playground` (env `PLAYGROUND_ENABLED`): a page that hosts the widget the way ChatGPT
+    does, to run a whole handoff in a browser. Off in production; demo mode and tests turn it on."""
 
     # Waiting and sessions
     wait_default_seconds: float = Field(default=25.0, gt=0, lt=30)

@@ -23,6 +23,7 @@ from app import __version__
 from app.config import Settings
 from app.conversations import HandoffService
 from app.delivery import DeliveryEngine, DeliveryOptions
+from app.playground import playground_route
 from app.scrt import RetryPolicy, ScrtClient, ScrtConfig
 from app.store import MemorySessionStore, SessionStore
 from app.tools import INSTRUCTIONS, register_tools
@@ -86,7 +87,7 @@ def build_runtime(
         version=__version__,
         log_level="WARNING",
     )
-    widget = WidgetResource(domain=settings.widget_domain)
+    widget = WidgetResource.from_settings(settings)
     widget.register(mcp)
     register_tools(mcp, service, widget, settings.wait_default_seconds, settings.wait_cap)
     return Runtime(mcp, service, delivery, session_store, http_client, owns_http=http is None)
@@ -99,7 +100,8 @@ def build_app(
     store: SessionStore | None = None,
     extra_routes: list[BaseRoute] | None = None,
 ) -> Starlette:
-    """The web app: `/health`, `/mcp`, and any `extra_routes` (demo mode mounts more)."""
+    """The web app: `/health`, `/mcp`, `/playground` when enabled, and any `extra_routes`
+    (demo mode mounts more)."""
     runtime = build_runtime(settings, http=http, store=store)
     mcp_app = runtime.mcp.streamable_http_app(
         streamable_http_path="/mcp",
@@ -127,6 +129,8 @@ def build_app(
 
     routes: list[BaseRoute] = [Route("/health", health, methods=["GET"])]
     routes += extra_routes or []
+    if settings.playground_enabled:
+        routes.append(playground_route())
     routes.append(Mount("/", app=mcp_app))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.runtime = runtime

@@ -4,7 +4,6 @@ Tool names are those of the earlier TypeScript server, so existing ChatGPT instr
 working. Each docstring is what the model reads: when to call the tool and what comes back.
 """
 
-
 import contextlib
 import time
 from collections.abc import AsyncIterator

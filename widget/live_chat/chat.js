@@ -1,0 +1,310 @@
+  // The chat: state kept across re-renders, the long-poll loop, sending with retry, ending the
+  // chat, and start-up.
+
+  const STATE_VERSION = 1;
+  const MAX_ITEMS = 300;
+  const MAX_POLL_FAILURES = 4;
+
+  // ---------------------------------------------------------------------------------------------
+  // State: everything needed to redraw the view after a re-render
+
+  function freshState() {
+    return {
+      v: STATE_VERSION,
+      ids: null,
+      cursor: "0",
+      seq: 0,
+      items: [],
+      agentName: null,
+      botName: null,
+      live: false,
+      transferring: false,
+      queuePosition: null,
+      typing: false,
+      ended: false,
+      endedByAgent: false,
+      closed: false,
+      closedByUser: false,
+    };
+  }
+
+  let state = freshState();
+  const run = { host: null, gen: 0, polling: false, ending: false, connection: "ok", error: "" };
+  let saveQueued = false;
+
+  function save() {
+    if (saveQueued || !run.host) return;
+    saveQueued = true;
+    queueMicrotask(() => {
+      saveQueued = false;
+      if (state.items.length > MAX_ITEMS) state.items = state.items.slice(-MAX_ITEMS);
+      try {
+        run.host.saveState(state);
+      } catch (_) {
+        // Losing the saved copy only costs a re-read from the server.
+      }
+    });
+  }
+
+  function restore(saved) {
+    if (!saved || saved.v !== STATE_VERSION || !Array.isArray(saved.items)) return false;
+    if (!saved.ids || typeof saved.ids.conversationId !== "string") return false;
+    state = { ...freshState(), ...saved, items: saved.items.filter((i) => i && i.key) };
+    for (const item of state.items) {
+      // A send cut short by the re-render may or may not have arrived: the server's echo settles
+      // it; until then the user can retry.
+      if (item.status === "pending") item.status = "failed";
+    }
+    return true;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Tool calls
+
+  function toolText(result) {
+    const content = result && Array.isArray(result.content) ? result.content : [];
+    return content.map((c) => (c && c.type === "text" ? c.text : "")).join(" ").trim();
+  }
+
+  // The structured result of a tool call, whichever shape the host hands back.
+  function structured(result) {
+    if (!result || typeof result !== "object") throw new Error("The host returned no result");
+    if (result.isError) throw new Error(toolText(result) || "The tool call failed");
+    if (result.structuredContent && typeof result.structuredContent === "object") {
+      return result.structuredContent;
+    }
+    if (typeof result.result === "string") {
+      try {
+        const parsed = JSON.parse(result.result);
+        return parsed.structuredContent || parsed;
+      } catch (_) {
+        // not JSON: fall through
+      }
+    }
+    return result;
+  }
+
+  const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  function stopPolling() {
+    run.gen += 1;
+    run.polling = false;
+  }
+
+  async function poll() {
+    if (run.polling || !state.ids || state.closed || state.ended) return;
+    run.polling = true;
+    const gen = run.gen;
+    const ids = state.ids;
+    let failures = 0;
+    try {
+      while (gen === run.gen && !state.closed && !state.ended) {
+        let page;
+        try {
+          page = structured(
+            await run.host.callTool("list_conversation_entries", {
+              sessionId: ids.sessionId,
+              conversationId: ids.conversationId,
+              cursor: state.cursor,
+              waitSeconds: CONFIG.waitSeconds,
+              includeTyping: true,
+            }),
+          );
+        } catch (err) {
+          if (gen !== run.gen) return;
+          failures += 1;
+          run.connection = failures >= MAX_POLL_FAILURES ? "lost" : "retrying";
+          renderChrome();
+          if (run.connection === "lost") return;
+          await pause(Math.min(500 * 2 ** failures, 8000));
+          continue;
+        }
+        if (gen !== run.gen) return;
+        failures = 0;
+        run.connection = "ok";
+        ui.log.setAttribute("aria-busy", "false");
+        applyPage(page);
+      }
+    } finally {
+      if (gen === run.gen) run.polling = false;
+    }
+  }
+
+  async function deliver(item) {
+    if (!canSend()) return;
+    item.status = "pending";
+    item.error = null;
+    updateItem(item);
+    save();
+    try {
+      const sent = structured(
+        await run.host.callTool("send_message", {
+          sessionId: state.ids.sessionId,
+          conversationId: state.ids.conversationId,
+          text: item.text,
+        }),
+      );
+      if (sent.messageId && !item.echoed) item.messageId = String(sent.messageId);
+      item.status = "sent";
+    } catch (err) {
+      if (!item.echoed) {
+        item.status = "failed";
+        item.error = String((err && err.message) || err);
+      }
+    }
+    updateItem(item);
+    save();
+  }
+
+  function submit() {
+    const text = ui.input.value.trim();
+    if (!text || !canSend()) return;
+    ui.input.value = "";
+    autosize();
+    const item = {
+      key: "local-" + ++state.seq,
+      id: null,
+      type: "message",
+      role: "EndUser",
+      name: "You",
+      text,
+      ts: Date.now(),
+      status: "pending",
+      local: true,
+      echoed: false,
+      messageId: null,
+    };
+    addItem(item);
+    renderChrome();
+    deliver(item);
+  }
+
+  async function endChat() {
+    if (!state.ids || state.closed || run.ending) return;
+    run.ending = true;
+    run.error = "";
+    renderChrome();
+    try {
+      structured(
+        await run.host.callTool("close_conversation", {
+          sessionId: state.ids.sessionId,
+          conversationId: state.ids.conversationId,
+        }),
+      );
+    } catch (err) {
+      run.ending = false;
+      run.error = "Couldn't end the chat. Please try again.";
+      renderChrome();
+      return;
+    }
+    stopPolling();
+    run.ending = false;
+    state.closed = true;
+    state.closedByUser = true;
+    state.ended = true;
+    state.typing = false;
+    state.queuePosition = null;
+    if (!state.items.some((i) => i.kind === "session_ended" && i.text === "You ended the chat")) {
+      addNotice("closed_by_user", "You ended the chat");
+    }
+    renderChrome();
+    save();
+    try {
+      // Tell the model, without any of the conversation's content.
+      await run.host.followUp(CONFIG.followUpText);
+    } catch (_) {
+      // The chat is closed either way; the model learns it on its next read.
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Wiring
+
+  function onToolResult(result) {
+    if (!result || typeof result !== "object") return;
+    const meta = result._meta || result.meta || {};
+    const output = result.structuredContent || {};
+    const sessionId = meta.sessionId;
+    const conversationId = meta.conversationId || output.conversationId;
+    if (typeof sessionId !== "string" || typeof conversationId !== "string") return;
+    const current = state.ids;
+    if (current && current.sessionId === sessionId && current.conversationId === conversationId) {
+      poll();
+      return;
+    }
+    if (current) {
+      // Another chat than the one saved: start over.
+      stopPolling();
+      state = freshState();
+      renderAll();
+    }
+    state.ids = { sessionId, conversationId };
+    if (output.agentName) state.agentName = String(output.agentName);
+    ui.log.setAttribute("aria-busy", "true");
+    renderChrome();
+    save();
+    poll();
+  }
+
+  function autosize() {
+    ui.input.style.height = "auto";
+    ui.input.style.height = Math.min(ui.input.scrollHeight + 2, 120) + "px";
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Start-up
+
+  function wire() {
+    // Hosts sandbox the view without `allow-forms`, so the form is never submitted: the button
+    // and Enter send.
+    ui.composer.addEventListener("submit", (event) => event.preventDefault());
+    ui.send.addEventListener("click", submit);
+    ui.input.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        submit();
+      }
+    });
+    ui.input.addEventListener("input", () => {
+      autosize();
+      ui.send.disabled = !canSend() || !ui.input.value.trim();
+    });
+    ui.end.addEventListener("click", endChat);
+    ui.reconnect.addEventListener("click", () => {
+      run.connection = "ok";
+      renderChrome();
+      poll();
+    });
+  }
+
+  function start() {
+    wire();
+    run.host = pickHost();
+    applyTheme(null);
+    renderChrome();
+    if (!run.host) {
+      run.error = "Open this view from a chat host.";
+      renderChrome();
+      return;
+    }
+    ui.app.dataset.host = run.host.kind;
+    // A re-render: redraw what this view showed before, then read on from its cursor.
+    if (restore(run.host.loadState())) {
+      renderAll();
+      renderChrome();
+      poll();
+    }
+    if (typeof ResizeObserver === "function") {
+      new ResizeObserver(() => run.host.resized(document.documentElement.scrollHeight)).observe(
+        document.documentElement,
+      );
+    }
+    Promise.resolve()
+      .then(() => run.host.start({ toolResult: onToolResult, theme: applyTheme }))
+      .catch((err) => {
+        run.error = String((err && err.message) || err);
+        renderChrome();
+      });
+  }
+
+  start();
