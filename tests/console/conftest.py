@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -23,22 +22,13 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from app.simulator import SimulatedOrg, SimulatorOptions, build_simulator
+from tests.browser import chromium
 from tests.servers import serve
 
 Json = dict[str, Any]
 
 API = "iamessage/api/v2"
 DEADLINE = 10.0
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def console_options(**overrides: Any) -> SimulatorOptions:
@@ -276,20 +266,8 @@ async def standalone_site() -> AsyncIterator[Site]:
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
-    """Headless Debian Chromium driven by Playwright (never a Playwright-downloaded browser)."""
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.fail("Debian chromium is not installed: run `apt-get install -y chromium`.")
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        pytest.fail("Playwright for Python is missing: install the test extra (`make venv`).")
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with chromium() as launched:
+        yield launched
 
 
 @dataclass

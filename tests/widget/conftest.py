@@ -9,34 +9,23 @@ from __future__ import annotations
 
 import contextlib
 import re
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, FrameLocator, Page, async_playwright, expect
+from playwright.async_api import Browser, FrameLocator, Page, expect
 
 from app.main import build_app
 from app.simulator import SimulatorOptions, build_simulator
+from tests.browser import chromium
 from tests.mcp.conftest import Stack, settings_for
 from tests.servers import serve
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 HOST_MODES = ["openai", "mcp-apps"]
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 GREETING = "Hi, I'm Agentforce. How can I help you today?"
 TRANSFERRING = "Sure. I'm transferring you to a human agent now."
 ASK_FOR_HUMAN = "I need a human, please"
@@ -150,19 +139,8 @@ async def app_stack() -> AsyncIterator[AppStack]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser() -> AsyncIterator[Browser]:
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail(
-            "The browser tests need Debian's chromium: run `apt-get install -y chromium` "
-            "(.ci/run installs it).",
-            pytrace=False,
-        )
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
+    async with chromium() as launched:
+        yield launched
 
 
 OpenPlayground = Callable[..., Awaitable[Playground]]
