@@ -2,6 +2,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_PORT ?= 8000
 
 .PHONY: venv test check fmt bench demo simulator clean
 
@@ -31,7 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/delivery.py
 
 demo: $(STAMP)
-	$(BIN)/miaw-mcp demo --port 8000
+	$(BIN)/miaw-mcp demo --port $(DEMO_PORT)
 
 simulator: $(STAMP)
 	$(BIN)/miaw-mcp simulator --host 127.0.0.1 --port 8081

@@ -8,7 +8,8 @@ mode is only ever entered through `miaw-mcp demo`; `serve` never falls back to i
 from __future__ import annotations
 
 from starlette.applications import Starlette
-from starlette.routing import Mount
+from starlette.responses import RedirectResponse
+from starlette.routing import Mount, Route
 
 from app.config import Settings
 from app.main import build_app
@@ -30,7 +31,8 @@ def demo_settings(port: int, **overrides: object) -> Settings:
 
 def build_demo_app(port: int, sim_options: SimulatorOptions | None = None) -> Starlette:
     simulator = build_simulator(sim_options or SimulatorOptions(rate_limits=False))
-    app = build_app(demo_settings(port), extra_routes=[Mount("/sim", app=simulator)])
+    home = Route("/", lambda _: RedirectResponse("/playground"), methods=["GET"])
+    app = build_app(demo_settings(port), extra_routes=[home, Mount("/sim", app=simulator)])
     app.state.simulator_app = simulator
     return app
 
