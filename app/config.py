@@ -72,6 +72,20 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 
+    @field_validator(
+        "miaw_scrt_url",
+        "miaw_org_id",
+        "miaw_es_developer_name",
+        "public_url",
+        "heroku_app_name",
+        "widget_domain",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # An empty config var (a Heroku form left blank) means "not set", not "malformed".
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("mcp_allowed_hosts", "mcp_allowed_origins", mode="before")
     @classmethod
     def _lists(cls, value: object) -> object:

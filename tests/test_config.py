@@ -54,3 +54,9 @@ def test_heroku_and_public_url_hosts_are_allowed() -> None:
     hosts = settings.allowed_hosts()
     assert {"myapp.herokuapp.com", "myapp.herokuapp.com:*", "chat.example.com"} <= set(hosts)
     assert "https://myapp.herokuapp.com" in settings.allowed_origins()
+
+
+def test_blank_settings_count_as_missing_not_malformed() -> None:
+    settings = make(miaw_scrt_url="", miaw_org_id="  ", miaw_es_developer_name="")
+    with pytest.raises(ConfigError, match="Missing required setting"):
+        settings.require_salesforce()

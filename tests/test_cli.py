@@ -1,0 +1,164 @@
+"""The command line as operators run it: `serve` over HTTP and stdio, `simulator` over HTTPS."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import ipaddress
+import os
+import socket
+import ssl
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from mcp.client import Client
+from mcp.client.stdio import StdioServerParameters
+
+from app.simulator import build_simulator
+from app.simulator.options import DEFAULT_DEPLOYMENT, DEFAULT_ORG_ID
+from tests.servers import serve
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def command(*args: str, env: dict[str, str], ready: str) -> AsyncIterator[str]:
+    """Run `python -m app ARGS`; yield its output up to the line containing `ready`."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app", *args,
+        cwd=ROOT, env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    seen = ""
+    try:
+        async with asyncio.timeout(30):
+            while ready not in seen:
+                line = (await proc.stdout.readline()).decode()
+                assert line, f"exited with {await proc.wait()}: {seen}"
+                seen += line
+        yield seen
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        await proc.wait()
+
+
+def salesforce_env(scrt_url: str) -> dict[str, str]:
+    return {
+        "MIAW_SCRT_URL": scrt_url,
+        "MIAW_ORG_ID": DEFAULT_ORG_ID,
+        "MIAW_ES_DEVELOPER_NAME": DEFAULT_DEPLOYMENT,
+        "LOG_FORMAT": "json",
+    }
+
+
+async def test_serve_binds_port_from_the_environment_and_answers_tools_list() -> None:
+    async with serve(build_simulator()) as sim_url:
+        port = free_port()
+        env = {**salesforce_env(sim_url), "PORT": str(port), "HOST": "127.0.0.1"}
+        async with command("serve", env=env, ready="serving MCP"), httpx.AsyncClient() as http:
+            health = await http.get(f"http://127.0.0.1:{port}/health")
+            listed = await http.post(
+                f"http://127.0.0.1:{port}/mcp",
+                json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            )
+    assert health.json()["status"] == "ok"
+    assert len(listed.json()["result"]["tools"]) == 7
+
+
+async def test_serve_over_stdio_speaks_mcp() -> None:
+    async with serve(build_simulator()) as sim_url:
+        params = StdioServerParameters(
+            command=sys.executable,
+            args=["-m", "app", "serve"],
+            env={**os.environ, **salesforce_env(sim_url), "MCP_TRANSPORT": "stdio"},
+            cwd=str(ROOT),
+        )
+        async with Client(params) as client:
+            result = await client.call_tool("generate_guest_access_token", {})
+    assert result.is_error is False
+    assert result.structured_content is not None
+    assert result.structured_content["sessionId"]
+
+
+async def test_serve_without_salesforce_settings_names_them_and_exits() -> None:
+    env = {name: "" for name in ("MIAW_SCRT_URL", "MIAW_ORG_ID", "MIAW_ES_DEVELOPER_NAME")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app", "serve",
+        cwd=ROOT, env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2
+    assert "MIAW_SCRT_URL, MIAW_ORG_ID, MIAW_ES_DEVELOPER_NAME" in err.decode()
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_simulator_serves_https_with_a_certificate(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    port = free_port()
+    args = (
+        "simulator",
+        "--port",
+        str(port),
+        "--ssl-certfile",
+        str(cert),
+        "--ssl-keyfile",
+        str(key),
+    )
+    async with command(*args, env={}, ready="listening on") as banner:
+        assert f"https://127.0.0.1:{port}" in banner
+        async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=str(cert))) as http:
+            r = await http.post(
+                f"https://127.0.0.1:{port}/iamessage/api/v2/authorization/unauthenticated/access-token",
+                json={
+                    "orgId": DEFAULT_ORG_ID,
+                    "esDeveloperName": DEFAULT_DEPLOYMENT,
+                    "capabilitiesVersion": "1",
+                    "platform": "Web",
+                },
+            )
+    assert r.status_code == 200 and r.json()["accessToken"]
