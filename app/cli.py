@@ -147,11 +147,19 @@ def run_serve(args: argparse.Namespace) -> int:
         proxy_headers=True,
         # Heroku's router is not on loopback; trust its X-Forwarded-* headers.
         forwarded_allow_ips="*",
-        timeout_graceful_shutdown=20,
+        # Heroku sends SIGKILL 30 s after SIGTERM; reads wait at most WAIT_MAX_SECONDS (28).
+        timeout_graceful_shutdown=28,
     )
 
     def announce() -> None:
         print(f"miaw-mcp {__version__} serving MCP at http://{host}:{port}/mcp", flush=True)
+        if not settings.public_host_configured:
+            print(
+                "warning: no PUBLIC_URL, HEROKU_APP_NAME or MCP_ALLOWED_HOSTS: only localhost "
+                "may reach /mcp; other hosts get 421 Invalid Host header",
+                file=sys.stderr,
+                flush=True,
+            )
 
     AnnouncingServer(config, announce).run()
     return 0

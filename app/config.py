@@ -10,10 +10,11 @@ import re
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ORG_ID = re.compile(r"^00D[0-9A-Za-z]{12}([0-9A-Za-z]{3})?$")
+HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 DEPLOYMENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 REQUIRED_TO_SERVE = ("MIAW_SCRT_URL", "MIAW_ORG_ID", "MIAW_ES_DEVELOPER_NAME")
@@ -91,6 +92,14 @@ class Settings(BaseSettings):
     def _lists(cls, value: object) -> object:
         return _split_list(value)
 
+    @field_validator("mcp_allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if "/" in host or not HOST.match(host):
+                raise ValueError(f"{host!r} is not a host name (give e.g. chat.example.com)")
+        return [host.lower() for host in value]
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
@@ -131,6 +140,19 @@ class Settings(BaseSettings):
             raise ValueError("must be an absolute URL such as https://myapp.herokuapp.com")
         return value.strip().rstrip("/")
 
+    @model_validator(mode="after")
+    def _waits_fit(self) -> Settings:
+        if self.wait_default_seconds > self.wait_max_seconds:
+            raise ValueError(
+                "WAIT_DEFAULT_SECONDS must not exceed WAIT_MAX_SECONDS "
+                f"({self.wait_default_seconds:g} > {self.wait_max_seconds:g})"
+            )
+        return self
+
+    @property
+    def public_host_configured(self) -> bool:
+        return bool(self.public_url or self.heroku_app_name or self.mcp_allowed_hosts)
+
     def require_salesforce(self) -> None:
         """Serving needs the three Salesforce settings; say which are missing."""
         missing = [name for name in REQUIRED_TO_SERVE if not getattr(self, name.lower())]
@@ -150,9 +172,9 @@ class Settings(BaseSettings):
         hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost"]
         names = list(self.mcp_allowed_hosts)
         if self.public_url:
-            names.append(urlsplit(self.public_url).netloc)
+            names.append(urlsplit(self.public_url).netloc.lower())
         if self.heroku_app_name:
-            names.append(f"{self.heroku_app_name}.herokuapp.com")
+            names.append(f"{self.heroku_app_name.lower()}.herokuapp.com")
         for name in names:
             hosts.append(name)
             if ":" not in name.rsplit("]", 1)[-1]:

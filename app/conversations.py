@@ -21,6 +21,7 @@ from app.scrt import (
     ScrtError,
     ScrtNoSessionError,
     ScrtNotFoundError,
+    ScrtProtocolError,
     ScrtRateLimitError,
     ScrtStatusError,
     SentMessage,
@@ -53,6 +54,8 @@ def describe(exc: ScrtError) -> str:
     if isinstance(exc, ScrtStatusError):
         detail = f": {exc.message}" if exc.message else ""
         return f"Salesforce answered HTTP {exc.status}{detail}"
+    if isinstance(exc, ScrtProtocolError):
+        return "Salesforce answered in a way this server does not understand; try again later."
     return f"Salesforce could not be reached ({type(exc).__name__}). Try again shortly."
 
 
@@ -110,7 +113,14 @@ class HandoffService:
                 "Unknown or expired sessionId. Call generate_guest_access_token to start a new "
                 "chat session."
             )
-        if record.owner is not None and record.owner != owner:
+        if record.closed:
+            raise HandoffError(
+                "This chat was closed; nothing more can be read or sent in it. Start a new chat "
+                "with generate_guest_access_token only if the user asks for one."
+            )
+        # Refused only when the request names a different ChatGPT user: a call that names
+        # none (a client that sends no _meta) still needs the unguessable handle.
+        if record.owner is not None and owner is not None and record.owner != owner:
             raise UnknownSession(
                 "This sessionId belongs to another user. Call generate_guest_access_token to "
                 "start your own chat session."
@@ -148,10 +158,12 @@ class HandoffService:
             )
         except ScrtError as exc:
             raise HandoffError(describe(exc)) from exc
-        record.conversations[conversation_id] = ConversationState(
+        # Re-read: a read may have moved a cursor while Salesforce answered.
+        fresh = await self._store.get(handle) or record
+        fresh.conversations[conversation_id] = ConversationState(
             conversation_id=conversation_id, routing_attributes=routing_attributes
         )
-        await self._store.put(record)
+        await self._store.put(fresh)
         structlog.contextvars.bind_contextvars(conversation_id=conversation_id)
         log.info("conversation.created", routing_attributes=len(routing_attributes))
         return conversation_id
@@ -248,8 +260,11 @@ class HandoffService:
         except ScrtError as exc:
             problems.append(f"closing the conversation failed: {describe(exc)}")
         if conversation_closed:
+            # Tombstone first, so a read racing with the close cannot reopen a stream.
+            record.closed = True
+            record.access_token = SecretStr("")
+            await self._store.put(record)
             await self._delivery.drop(handle)
-            await self._store.delete(handle)
         log.info(
             "conversation.close",
             session_ended=session_ended,

@@ -42,7 +42,14 @@ class DeliveryOptions:
     poll_interval: float = 2.0
     """Seconds between entries-endpoint polls while the stream is down."""
     reconnect: ReconnectPolicy = field(default_factory=lambda: ReconnectPolicy(max_failures=None))
-    read_timeout: float = 60.0
+    read_timeout: float = 35.0
+    """No byte (not even a ping, sent every ~15 s) for this long means the stream is dead."""
+    burst_window: float = 0.3
+    """After a bot message arrives, wait this long for the rest of a multi-part answer, so the
+    model relays it whole. Agent messages return at once (the widget keeps reading)."""
+    idle_feed_seconds: float = 900.0
+    """A session nobody has read for this long has its event stream closed (reopened on demand,
+    replaying from the start, so its log and cursors are rebuilt identically)."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,8 @@ class GuestFeed:
         self._options = options
         self.logs: dict[str, ConversationLog] = {}
         self.error: ScrtError | None = None
+        self.last_used = time.monotonic()
+        self._polling: dict[str, asyncio.Lock] = {}
         self._stream: ScrtEventStream = client.event_stream(
             token,
             last_event_id=last_event_id,
@@ -104,8 +113,16 @@ class GuestFeed:
             self.error = exc
             log.warning("delivery.stream_stopped", error=type(exc).__name__)
 
-    async def poll(self, conversation_id: str) -> None:
-        """Fetch what the stream may have missed, oldest first, from the last seen timestamp."""
+    async def poll(self, conversation_id: str, budget: float) -> None:
+        """Fetch what the stream may have missed, oldest first, from the last seen timestamp,
+        within `budget` seconds. Concurrent readers of one conversation share one poll."""
+        lock = self._polling.setdefault(conversation_id, asyncio.Lock())
+        if lock.locked():
+            return  # another reader is polling; its entries wake us
+        async with lock, asyncio.timeout(budget):
+            await self._poll_pages(conversation_id)
+
+    async def _poll_pages(self, conversation_id: str) -> None:
         target = self.log(conversation_id)
         for _ in range(POLL_MAX_PAGES):
             start = target.last_timestamp or None
@@ -124,7 +141,10 @@ class GuestFeed:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        await self._stream.aclose()
+        try:
+            await self._stream.aclose()
+        except Exception as exc:  # closing must never stop a shutdown half-way
+            log.warning("delivery.close_failed", error=type(exc).__name__)
 
 
 class DeliveryEngine:
@@ -145,11 +165,16 @@ class DeliveryEngine:
             existing = GuestFeed(self._client, token, last_event_id, self._options)
             self._expiry[handle] = expires_at
             self._feeds[handle] = existing
+        existing.last_used = time.monotonic()
         return existing
 
     async def _sweep(self) -> None:
-        now = time.time()
-        for handle in [h for h, at in self._expiry.items() if at <= now]:
+        now, idle_since = time.time(), time.monotonic() - self._options.idle_feed_seconds
+        for handle in [
+            h
+            for h, feed in self._feeds.items()
+            if self._expiry.get(h, 0) <= now or feed.last_used < idle_since
+        ]:
             await self.drop(handle)
 
     @property
@@ -166,33 +191,61 @@ class DeliveryEngine:
         include_typing: bool = False,
     ) -> ReadResult:
         """Entries after `cursor`; waits up to `wait_seconds` for one, returning the moment it
-        arrives."""
+        arrives (a bot's multi-part answer is gathered for `burst_window` first). The deadline
+        holds even while polling."""
         target = feed.log(conversation_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_seconds
+        if not feed.stream_connected:
+            # Even a zero-wait read sees what the stream missed.
+            await self._poll(feed, conversation_id, max(wait_seconds, 1.0))
+        entries = await self._wait_for_entries(feed, target, cursor, deadline, include_typing)
+        if entries and entries[-1].role == "Chatbot" and entries[-1].kind == "message":
+            quiet_until = min(deadline, loop.time() + self._options.burst_window)
+            while await target.wait_for_append(quiet_until - loop.time()):
+                quiet_until = min(deadline, loop.time() + self._options.burst_window)
+            entries = target.after(cursor, include_typing=include_typing)
+        feed.last_used = time.monotonic()
+        return ReadResult(
+            entries=entries,
+            cursor=max(cursor, target.position),
+            role_info=target.view.role_info(),
+            stream_connected=feed.stream_connected,
+        )
+
+    async def _wait_for_entries(
+        self,
+        feed: GuestFeed,
+        target: ConversationLog,
+        cursor: int,
+        deadline: float,
+        include_typing: bool,
+    ) -> list[TranscriptEntry]:
+        loop = asyncio.get_running_loop()
         while True:
             entries = target.after(cursor, include_typing=include_typing)
             remaining = deadline - loop.time()
             if entries or remaining <= 0:
-                return ReadResult(
-                    entries=entries,
-                    cursor=max(cursor, target.position),
-                    role_info=target.view.role_info(),
-                    stream_connected=feed.stream_connected,
-                )
+                return entries
             if feed.stream_connected:
                 # Re-check now and then: the stream may drop while we wait.
                 await target.wait_for_append(min(remaining, self._options.poll_interval * 5))
                 continue
-            try:
-                await feed.poll(conversation_id)
-            except (ScrtAuthError, ScrtBadRequestError, ScrtNotFoundError) as exc:
-                raise FeedBroken(type(exc).__name__) from exc
-            except ScrtError as exc:
-                log.info("delivery.poll_failed", error=type(exc).__name__)
-            if target.after(cursor, include_typing=include_typing):
-                continue
-            await target.wait_for_append(min(deadline - loop.time(), self._options.poll_interval))
+            await self._poll(feed, target.conversation_id, remaining)
+            if not target.after(cursor, include_typing=include_typing):
+                await target.wait_for_append(
+                    min(deadline - loop.time(), self._options.poll_interval)
+                )
+
+    async def _poll(self, feed: GuestFeed, conversation_id: str, remaining: float) -> None:
+        # Leave time to answer inside the deadline (Heroku cuts requests at 30 s).
+        budget = max(0.5, remaining - 0.5)
+        try:
+            await feed.poll(conversation_id, budget)
+        except (ScrtAuthError, ScrtBadRequestError, ScrtNotFoundError) as exc:
+            raise FeedBroken(type(exc).__name__) from exc
+        except (ScrtError, TimeoutError) as exc:
+            log.info("delivery.poll_failed", error=type(exc).__name__)
 
     async def drop(self, handle: str) -> None:
         self._expiry.pop(handle, None)

@@ -5,6 +5,7 @@ working. Each docstring is what the model reads: when to call the tool and what 
 """
 
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -81,12 +82,15 @@ class CloseResult(BaseModel):
     closed: bool
     sessionEnded: bool
     conversationClosed: bool
+    problems: list[str] = Field(
+        default_factory=list, description="Steps that failed although the conversation closed"
+    )
 
 
 class ChatShown(BaseModel):
     conversationId: str
     agentName: str | None
-    status: str
+    status: str = Field(description="live (an agent is on), waiting, or ended")
 
 
 def owner_of(ctx: Context) -> str | None:
@@ -99,7 +103,7 @@ def owner_of(ctx: Context) -> str | None:
 def parse_cursor(cursor: str | None) -> int | None:
     if cursor is None or cursor == "":
         return None
-    if not cursor.isdigit() or len(cursor) > 12:
+    if not re.fullmatch(r"[0-9]{1,12}", cursor):
         raise ToolError(
             "cursor must be a value returned by a previous list_conversation_entries call "
             "(or omitted to continue where this session's last read stopped)."
@@ -259,6 +263,7 @@ def register_tools(
                 closed=True,
                 sessionEnded=report.session_ended,
                 conversationClosed=report.conversation_closed,
+                problems=report.problems,
             )
 
     @mcp.tool(
@@ -278,10 +283,13 @@ def register_tools(
         async with tool_call("show_salesforce_chat", conversationId):
             result = await service.read(sessionId, owner_of(ctx), conversationId, 0, 0)
             info = result.role_info
+            status = (
+                "ended" if info.conversationEnded else "live" if info.isLiveAgent else "waiting"
+            )
             shown = ChatShown(
                 conversationId=conversationId.lower(),
                 agentName=info.agentName or agentName,
-                status="ended" if info.conversationEnded else "live",
+                status=status,
             )
             return CallToolResult(
                 content=[

@@ -98,6 +98,8 @@ class ConversationView:
             self.queue_position = entry.queue_position
         elif kind == "SessionStatusChanged" and entry.session is not None:
             if entry.session.status == "Ended":
+                # Whoever was on is gone with the session, even if no removal was sent.
+                self.participants.clear()
                 self.session_ended = True
                 self.ended_by = entry.session.ended_by_role
                 self.transferring = False
@@ -129,8 +131,16 @@ class ConversationView:
         )
 
 
-def present(entry: Entry) -> TranscriptEntry | None:
-    """The reader-facing form of an entry, or None for entries readers never see."""
+def present(entry: Entry) -> list[TranscriptEntry]:
+    """The reader-facing form of an entry: usually one item, none for entries readers never
+    see, several for a ParticipantChanged with several changes."""
+    shown = _present_one(entry)
+    if shown is None:
+        return []
+    return shown if isinstance(shown, list) else [shown]
+
+
+def _present_one(entry: Entry) -> TranscriptEntry | list[TranscriptEntry] | None:
     base: dict[str, Any] = {
         "id": entry.identifier or "",
         "timestamp": entry.transcripted_timestamp,
@@ -150,13 +160,16 @@ def present(entry: Entry) -> TranscriptEntry | None:
             choices=choices,
         )
     if kind == "ParticipantChanged" and entry.participant_changes:
-        change = entry.participant_changes[0]
-        return TranscriptEntry(
-            **base,
-            kind="joined" if change.operation == "add" else "left",
-            role=change.role,
-            name=change.display_name,
-        )
+        # One entry can carry several changes (one agent leaves, another joins): show each.
+        return [
+            TranscriptEntry(
+                **{**base, "id": base["id"] if n == 0 else f"{base['id']}#{n}"},
+                kind="joined" if change.operation == "add" else "left",
+                role=change.role,
+                name=change.display_name,
+            )
+            for n, change in enumerate(entry.participant_changes)
+        ]
     if kind == "RoutingResult" and entry.routing is not None:
         if (entry.routing.failure_type or "None") != "None":
             return TranscriptEntry(
@@ -224,9 +237,7 @@ class ConversationLog:
                 continue
             if entry.entry_type in TYPING_TYPES and not include_typing:
                 continue
-            shown = present(entry)
-            if shown is not None:
-                out.append(shown)
+            out.extend(present(entry))
         return out
 
     async def wait_for_append(self, seconds: float) -> bool:

@@ -60,3 +60,14 @@ def test_blank_settings_count_as_missing_not_malformed() -> None:
     settings = make(miaw_scrt_url="", miaw_org_id="  ", miaw_es_developer_name="")
     with pytest.raises(ConfigError, match="Missing required setting"):
         settings.require_salesforce()
+
+
+def test_default_wait_may_not_exceed_the_cap() -> None:
+    with pytest.raises(ConfigError, match="WAIT_DEFAULT_SECONDS must not exceed WAIT_MAX_SECONDS"):
+        make(wait_default_seconds=25, wait_max_seconds=10)
+
+
+def test_allowed_hosts_are_validated_and_lowercased() -> None:
+    with pytest.raises(ConfigError, match="MCP_ALLOWED_HOSTS"):
+        make(mcp_allowed_hosts=["https://chat.example.com"])
+    assert "chat.example.com" in make(mcp_allowed_hosts=["Chat.Example.com"]).allowed_hosts()

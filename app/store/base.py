@@ -28,6 +28,9 @@ class SessionRecord(BaseModel):
     created_at: float
     expires_at: float
     conversations: dict[str, ConversationState] = Field(default_factory=dict)
+    closed: bool = False
+    """Closed by close_conversation: the token is forgotten; the handle stays (until it expires)
+    only to answer "this chat was closed" instead of "unknown session"."""
 
 
 class SessionStore(Protocol):

@@ -193,11 +193,16 @@ async def test_close_conversation_closes_it_in_salesforce_and_forgets_the_handle
     async with Client(stack.mcp_url) as client:
         ids = await start_chat(client)
         result = await call(client, "close_conversation", ids)
-        assert result == {"closed": True, "sessionEnded": True, "conversationClosed": True}
+        assert result == {
+            "closed": True,
+            "sessionEnded": True,
+            "conversationClosed": True,
+            "problems": [],
+        }
         conversations = (await stack.control.get("/control/conversations")).json()
         (conv,) = conversations["conversations"]
         assert conv["open"] is False
-        with pytest.raises(ToolFailed, match="Unknown or expired sessionId"):
+        with pytest.raises(ToolFailed, match="This chat was closed"):
             await call(client, "list_conversation_entries", {**ids, "waitSeconds": 0})
 
 
@@ -239,3 +244,51 @@ async def test_entries_arrive_by_polling_while_the_event_stream_is_down(stack: S
     assert stats["GET /iamessage/api/v2/conversation/{conversationId}/entries"] >= 1
     ids_seen = [e["id"] for e in seen]
     assert len(ids_seen) == len(set(ids_seen))
+
+
+async def test_a_bots_multi_part_answer_arrives_in_one_read(stack: Stack) -> None:
+    async with Client(stack.mcp_url) as client:
+        ids = await start_chat(client)
+        await read_until(client, ids, lambda e, _: bool(messages(e, "Chatbot")))
+        cid = ids["conversationId"]
+        pending = asyncio.create_task(
+            call(client, "list_conversation_entries", {**ids, "waitSeconds": 5})
+        )
+        first = await stack.control.post(
+            f"/control/conversations/{cid}/bot/message", json={"text": "part 1"}
+        )
+        assert first.status_code == 200
+        await asyncio.sleep(0.1)  # pacing the bot's two messages, not waiting for anything
+        await stack.control.post(
+            f"/control/conversations/{cid}/bot/message", json={"text": "part 2"}
+        )
+        page = await pending
+        assert messages(page["entries"], "Chatbot") == ["part 1", "part 2"]
+
+
+async def test_creating_a_second_conversation_keeps_the_first_ones_cursor(stack: Stack) -> None:
+    async with Client(stack.mcp_url) as client:
+        ids = await start_chat(client)
+        await read_until(client, ids, lambda e, _: bool(messages(e, "Chatbot")))
+        await call(client, "create_conversation", {"sessionId": ids["sessionId"]})
+        again = await call(client, "list_conversation_entries", {**ids, "waitSeconds": 0})
+        assert again["entries"] == []
+
+
+async def test_a_call_without_a_chatgpt_user_may_use_an_owned_handle(stack: Stack) -> None:
+    async with Client(stack.mcp_url) as client:
+        ids = await start_chat(client, **{"openai/subject": "user-a"})
+        page = await call(client, "list_conversation_entries", {**ids, "waitSeconds": 0})
+        assert "cursor" in page
+
+
+async def test_zero_wait_read_sees_entries_while_the_stream_is_down(stack: Stack) -> None:
+    r = await stack.control.post(
+        "/control/faults", json={"path": "/eventrouter/v1/sse", "status": 503, "count": 10_000}
+    )
+    assert r.status_code == 201
+    async with Client(stack.mcp_url) as client:
+        ids = await start_chat(client)
+        await stack.agent(ids["conversationId"], "join", {"name": "Zed"})
+        shown = await call(client, "show_salesforce_chat", ids)
+        assert shown["status"] == "live" and shown["agentName"] == "Zed"
