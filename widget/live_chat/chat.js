@@ -112,6 +112,15 @@
           );
         } catch (err) {
           if (gen !== run.gen) return;
+          if (/This chat was closed/.test(String(err && err.message))) {
+            // Closed elsewhere (End chat in an earlier render, or by the model): not an outage.
+            state.closed = true;
+            state.ended = true;
+            addNotice("session_ended", "This chat was closed");
+            renderChrome();
+            save();
+            return;
+          }
           failures += 1;
           run.connection = failures >= MAX_POLL_FAILURES ? "lost" : "retrying";
           renderChrome();
