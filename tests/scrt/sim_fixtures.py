@@ -27,6 +27,19 @@ from app.scrt import ReconnectPolicy, RetryPolicy, ScrtClient, ScrtConfig, ScrtE
 from app.scrt.events import TokenSource
 from app.simulator import SimulatedOrg, SimulatorOptions, build_simulator
 from app.simulator.options import DEFAULT_DEPLOYMENT, DEFAULT_ORG_ID
+from tests.miaw import (  # noqa: F401  (re-exported to the test modules)
+    CLOSE_CONVERSATION,
+    DELIVERY_ACK,
+    MESSAGE,
+    PARTICIPANT_CHANGED,
+    QUEUE_POSITION,
+    READ_ACK,
+    ROUTING_RESULT,
+    ROUTING_WORK_RESULT,
+    SESSION_STATUS_CHANGED,
+    TYPING_STARTED,
+    TYPING_STOPPED,
+)
 from tests.servers import serve
 
 Json = dict[str, Any]
@@ -40,17 +53,6 @@ V2 = "/iamessage/api/v2"
 MESSAGE_ROUTE = V2 + "/conversation/{conversationId}/message"
 SSE_ROUTE = "/eventrouter/v1/sse"
 
-MESSAGE = "CONVERSATION_MESSAGE"
-PARTICIPANT_CHANGED = "CONVERSATION_PARTICIPANT_CHANGED"
-ROUTING_RESULT = "CONVERSATION_ROUTING_RESULT"
-ROUTING_WORK_RESULT = "CONVERSATION_ROUTING_WORK_RESULT"
-SESSION_STATUS_CHANGED = "CONVERSATION_SESSION_STATUS_CHANGED"
-TYPING_STARTED = "CONVERSATION_TYPING_STARTED_INDICATOR"
-TYPING_STOPPED = "CONVERSATION_TYPING_STOPPED_INDICATOR"
-DELIVERY_ACK = "CONVERSATION_DELIVERY_ACKNOWLEDGEMENT"
-READ_ACK = "CONVERSATION_READ_ACKNOWLEDGEMENT"
-CLOSE_CONVERSATION = "CONVERSATION_CLOSE_CONVERSATION"
-QUEUE_POSITION = "CONVERSATION_QUEUE_POSITION"
 
 # Events that only travel on the stream (docs/simulator.md): not in the transcript.
 EPHEMERAL_EVENTS = frozenset(
