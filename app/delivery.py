@@ -86,7 +86,9 @@ class GuestFeed:
             last_event_id=last_event_id,
             reconnect=options.reconnect,
             read_timeout=options.read_timeout,
+            on_open=self._opened,
         )
+        self._catch_ups: set[asyncio.Task[None]] = set()
         # A fresh context: the feed outlives the tool call that started it, and must not log
         # under that call's bound fields.
         self._task = asyncio.get_running_loop().create_task(
@@ -102,6 +104,23 @@ class GuestFeed:
     @property
     def stream_connected(self) -> bool:
         return self.error is None and not self._task.done() and self._stream.connected
+
+    def _opened(self, count: int) -> None:
+        if self.logs:
+            # (Re)connected: Last-Event-Id replay should bring what a drop hid, but its window is
+            # undocumented, so fetch each conversation's entries since its last one as well.
+            task = asyncio.get_running_loop().create_task(
+                self._catch_up(), context=contextvars.Context()
+            )
+            self._catch_ups.add(task)
+            task.add_done_callback(self._catch_ups.discard)
+
+    async def _catch_up(self) -> None:
+        for conversation_id in list(self.logs):
+            try:
+                await self.poll(conversation_id, budget=10.0)
+            except (ScrtError, TimeoutError) as exc:
+                log.info("delivery.catch_up_failed", error=type(exc).__name__)
 
     async def _consume(self) -> None:
         try:
@@ -134,10 +153,13 @@ class GuestFeed:
                 direction="FromStart",
             )
             added = target.append(chronological(page))
+            target.fetched = True
             if len(page) < POLL_PAGE or not added:
                 return
 
     async def aclose(self) -> None:
+        for task in list(self._catch_ups):
+            task.cancel()
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
@@ -196,8 +218,9 @@ class DeliveryEngine:
         target = feed.log(conversation_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_seconds
-        if not feed.stream_connected:
-            # Even a zero-wait read sees what the stream missed.
+        if not feed.stream_connected or not target.fetched:
+            # Even a zero-wait read sees what the stream missed; and a conversation's first read
+            # fetches once, in case the stream opened after its first events.
             await self._poll(feed, conversation_id, max(wait_seconds, 1.0))
         entries = await self._wait_for_entries(feed, target, cursor, deadline, include_typing)
         if entries and entries[-1].role == "Chatbot" and entries[-1].kind == "message":

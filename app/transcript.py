@@ -207,6 +207,8 @@ class ConversationLog:
         self._ids: set[str] = set()
         self._changed = asyncio.Event()
         self.last_timestamp = 0
+        self.fetched = False
+        """Whether the entries endpoint was read at least once for this conversation."""
 
     def append(self, entries: Iterable[Entry]) -> int:
         added = 0

@@ -9,7 +9,7 @@ call can never create a second conversation or a duplicate message.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import httpx
@@ -292,6 +292,7 @@ class ScrtClient:
         last_event_id: str | None = None,
         reconnect: ReconnectPolicy | None = None,
         read_timeout: float = 60.0,
+        on_open: Callable[[int], None] | None = None,
     ) -> ScrtEventStream:
         """The SSE stream of every conversation of the token's subject (see `ScrtEventStream`)."""
         return ScrtEventStream(
@@ -301,6 +302,7 @@ class ScrtClient:
             last_event_id=last_event_id,
             reconnect=reconnect,
             read_timeout=read_timeout,
+            on_open=on_open,
         )
 
     # --- plumbing ---------------------------------------------------------------------------

@@ -94,8 +94,11 @@ class ScrtEventStream:
         reconnect: ReconnectPolicy | None = None,
         read_timeout: float = 60.0,
         connect_timeout: float = 10.0,
+        on_open: Callable[[int], None] | None = None,
     ) -> None:
         self._http = http
+        self._on_open = on_open
+        self._opens = 0
         self._config = config
         self._token = token
         self._last_event_id = last_event_id
@@ -161,6 +164,11 @@ class ScrtEventStream:
                     await _raise_for_status(response)
                     opened, failures = True, 0
                     self._connected = True
+                    self._opens += 1
+                    if self._on_open is not None:
+                        # Told every (re)open, so a caller can catch up on what a drop may
+                        # have hidden if the server's replay falls short.
+                        self._on_open(self._opens)
                     log.info("scrt.sse.open", resumed_from=self._last_event_id)
                     async with contextlib.aclosing(self._read(response)) as events:
                         async for event in events:

@@ -28,6 +28,9 @@ class SimulatorOptions:
     rate_limits: bool = True
     token_requests_per_minute: int = 200
     messages_per_minute: int = 22
+    replay: bool = True
+    """Replay events after `Last-Event-Id` on (re)connect. False: live events only, to test
+    clients against a server whose replay window fell short."""
     ping_interval: float = 15.0
     cors_origins: tuple[str, ...] = ("*",)
     bot_name: str = "Agentforce"

@@ -284,8 +284,11 @@ class SimulatedOrg:
             last_id = int(last_event_id) if last_event_id else self._event_seq
         except ValueError:
             last_id = self._event_seq
+        if not self.options.replay:
+            last_id = self._event_seq
         stream = Stream(subject=token.subject, token=token, last_id=last_id)
         self._streams.setdefault(token.subject, set()).add(stream)
+        self.bump()  # observers (the control API's long-poll) see streams come and go
         return stream
 
     def close_stream(self, stream: Stream) -> None:
@@ -294,6 +297,7 @@ class SimulatedOrg:
             streams.discard(stream)
             if not streams:
                 del self._streams[stream.subject]
+            self.bump()
 
     @property
     def open_stream_count(self) -> int:

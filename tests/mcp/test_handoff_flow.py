@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from mcp.client import Client
 
+from app.simulator import SimulatorOptions
 from tests.mcp.conftest import Stack, ToolFailed, call, read_until
 
 
@@ -292,3 +293,39 @@ async def test_zero_wait_read_sees_entries_while_the_stream_is_down(stack: Stack
         await stack.agent(ids["conversationId"], "join", {"name": "Zed"})
         shown = await call(client, "show_salesforce_chat", ids)
         assert shown["status"] == "live" and shown["agentName"] == "Zed"
+
+
+async def test_entries_missed_during_a_drop_are_fetched_even_without_replay(
+    stack_factory: Callable[..., Any],
+) -> None:
+    # A Salesforce whose replay window fell short: reconnecting with Last-Event-Id brings nothing.
+    stack: Stack = await stack_factory(SimulatorOptions(rate_limits=False, replay=False))
+    async with Client(stack.mcp_url) as client:
+        ids = await start_chat(client)
+        seen, _ = await read_until(client, ids, lambda e, _: bool(messages(e, "Chatbot")))
+        await wait_for_streams(stack, 1)
+        # Nobody is reading while the stream is down and the agent talks.
+        r = await stack.control.post("/control/faults", json={"cutStreams": True})
+        assert r.json()["cut"] == 1
+        await stack.agent(ids["conversationId"], "join", {"name": "Gap Agent"})
+        await stack.agent(ids["conversationId"], "message", {"text": "said during the gap"})
+        await wait_for_streams(stack, 1)
+        await read_until(
+            client, ids, lambda e, _: "said during the gap" in messages(e, "Agent"), seen=seen
+        )
+    ids_seen = [e["id"] for e in seen]
+    assert len(ids_seen) == len(set(ids_seen))
+
+
+async def wait_for_streams(stack: Stack, count: int) -> None:
+    """Until the simulator has `count` open streams, woken by its control long-poll."""
+    async with asyncio.timeout(10):
+        while True:
+            listing = (await stack.control.get("/control/conversations")).json()
+            stats = (await stack.control.get("/control/stats")).json()
+            if stats["openSseStreams"] >= count:
+                return
+            await stack.control.get(
+                "/control/conversations",
+                params={"since": listing["version"], "waitSeconds": 5},
+            )
