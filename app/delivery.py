@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import heapq
 import time
 from dataclasses import dataclass, field
 
@@ -35,6 +36,7 @@ log = structlog.get_logger(__name__)
 
 POLL_PAGE = 50
 POLL_MAX_PAGES = 10
+IDLE_SWEEP_INTERVAL = 60.0
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,8 @@ class DeliveryEngine:
         self._options = options or DeliveryOptions()
         self._feeds: dict[str, GuestFeed] = {}
         self._expiry: dict[str, float] = {}
+        self._expiry_heap: list[tuple[float, str]] = []
+        self._next_idle_sweep = 0.0
 
     async def feed(
         self, handle: str, token: str, last_event_id: str | None, expires_at: float
@@ -186,17 +190,25 @@ class DeliveryEngine:
         if existing is None:
             existing = GuestFeed(self._client, token, last_event_id, self._options)
             self._expiry[handle] = expires_at
+            heapq.heappush(self._expiry_heap, (expires_at, handle))
             self._feeds[handle] = existing
         existing.last_used = time.monotonic()
         return existing
 
     async def _sweep(self) -> None:
-        now, idle_since = time.time(), time.monotonic() - self._options.idle_feed_seconds
-        for handle in [
-            h
-            for h, feed in self._feeds.items()
-            if self._expiry.get(h, 0) <= now or feed.last_used < idle_since
-        ]:
+        # Called on every feed request, so it must not scan every session each time: expiries
+        # come off a heap as they fall due; idle feeds (15 min) are looked for once a minute.
+        now = time.time()
+        while self._expiry_heap and self._expiry_heap[0][0] <= now:
+            at, handle = heapq.heappop(self._expiry_heap)
+            if self._expiry.get(handle) == at:
+                await self.drop(handle)
+        monotonic = time.monotonic()
+        if monotonic < self._next_idle_sweep:
+            return
+        self._next_idle_sweep = monotonic + IDLE_SWEEP_INTERVAL
+        idle_since = monotonic - self._options.idle_feed_seconds
+        for handle in [h for h, feed in self._feeds.items() if feed.last_used < idle_since]:
             await self.drop(handle)
 
     @property
@@ -280,5 +292,6 @@ class DeliveryEngine:
         feeds = list(self._feeds.values())
         self._feeds.clear()
         self._expiry.clear()
+        self._expiry_heap.clear()
         for feed in feeds:
             await feed.aclose()

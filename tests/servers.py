@@ -16,6 +16,13 @@ import uvicorn
 from starlette.types import ASGIApp
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on now (for servers run as subprocesses)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @contextlib.asynccontextmanager
 async def serve(app: ASGIApp, *, lifespan: str = "auto") -> AsyncIterator[str]:
     """Serve `app` on 127.0.0.1 with an ephemeral port; yield its base URL (no trailing slash)."""

@@ -7,7 +7,6 @@ import contextlib
 import datetime
 import ipaddress
 import os
-import socket
 import ssl
 import sys
 from collections.abc import AsyncIterator
@@ -23,15 +22,9 @@ from mcp.client.stdio import StdioServerParameters
 
 from app.simulator import build_simulator
 from app.simulator.options import DEFAULT_DEPLOYMENT, DEFAULT_ORG_ID
-from tests.servers import serve
+from tests.servers import free_port, serve
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.asynccontextmanager

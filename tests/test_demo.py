@@ -8,7 +8,6 @@ import os
 import re
 import selectors
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from playwright.async_api import Locator, expect
 
 from tests.browser import chromium
 from tests.mcp.test_readme_curl import curl_blocks, run_block
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 START_DEADLINE = 60.0
@@ -31,12 +31,6 @@ class Demo:
     base: str
     urls: list[str]
     started_in: float
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

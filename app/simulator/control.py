@@ -14,26 +14,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app.simulator.actors import Actors
 from app.simulator.errors import bad_request, not_found
 from app.simulator.faults import FaultBook
-from app.simulator.org import Conversation, SimulatedOrg
-from app.simulator.rest import json_body
+from app.simulator.org import Conversation
+from app.simulator.rest import actors_of, json_body, org_of
 
 Json = dict[str, Any]
 
 # Long-polls answer before Heroku's 30 s router limit (design.md: server waits stay under it).
 MAX_WAIT_SECONDS = 25.0
-
-
-def org_of(request: Request) -> SimulatedOrg:
-    org: SimulatedOrg = request.app.state.simulator
-    return org
-
-
-def actors_of(request: Request) -> Actors:
-    actors: Actors = request.app.state.actors
-    return actors
 
 
 def faults_of(request: Request) -> FaultBook:
