@@ -59,15 +59,19 @@ class Settings(BaseSettings):
     does, to run a whole handoff in a browser. Off in production; demo mode and tests turn it on."""
 
     # Waiting and sessions
+    tool_deadline_seconds: float = Field(default=28.0, ge=5, le=28)
+    """Every tool call answers within this many seconds, whatever Salesforce does: all the
+    Salesforce requests of one call share it (Heroku's router gives up after 30 s)."""
     wait_default_seconds: float = Field(default=25.0, gt=0, lt=30)
-    wait_max_seconds: float = Field(default=28.0, gt=0, lt=30)
-    """Hard cap for `waitSeconds`: Heroku's router gives up on a request after 30 s."""
+    wait_max_seconds: float = Field(default=27.0, gt=0, lt=30)
+    """Hard cap for `waitSeconds`; at most TOOL_DEADLINE_SECONDS - 1."""
     poll_interval_seconds: float = Field(default=2.0, gt=0)
     """Entries-endpoint polling interval, used only while the event stream is down."""
     session_ttl_seconds: int = Field(default=4 * 3600, gt=0)
     max_sessions: int = Field(default=10_000, gt=0)
     scrt_timeout_seconds: float = Field(default=10.0, gt=0)
     scrt_retry_total_seconds: float = Field(default=8.0, gt=0, lt=25)
+    """Budget of one Salesforce request with its retries; at most TOOL_DEADLINE_SECONDS."""
 
     # Observability
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -147,6 +151,17 @@ class Settings(BaseSettings):
                 "WAIT_DEFAULT_SECONDS must not exceed WAIT_MAX_SECONDS "
                 f"({self.wait_default_seconds:g} > {self.wait_max_seconds:g})"
             )
+        # A read needs a second after its wait to fetch and answer inside the call's deadline.
+        if self.wait_max_seconds > self.tool_deadline_seconds - 1:
+            raise ValueError(
+                "WAIT_MAX_SECONDS must be at most TOOL_DEADLINE_SECONDS - 1 "
+                f"({self.wait_max_seconds:g} > {self.tool_deadline_seconds - 1:g})"
+            )
+        if self.scrt_retry_total_seconds > self.tool_deadline_seconds:
+            raise ValueError(
+                "SCRT_RETRY_TOTAL_SECONDS must not exceed TOOL_DEADLINE_SECONDS "
+                f"({self.scrt_retry_total_seconds:g} > {self.tool_deadline_seconds:g})"
+            )
         return self
 
     @property
@@ -165,7 +180,7 @@ class Settings(BaseSettings):
 
     @property
     def wait_cap(self) -> float:
-        return min(self.wait_max_seconds, 29.0)
+        return min(self.wait_max_seconds, self.tool_deadline_seconds - 1)
 
     def allowed_hosts(self) -> list[str]:
         """Host header patterns for the MCP endpoint's DNS-rebinding protection."""

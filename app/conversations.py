@@ -6,6 +6,7 @@ name what went wrong and what to do, never a token, a handle or what anyone wrot
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -14,49 +15,23 @@ import structlog
 from pydantic import SecretStr
 
 from app.delivery import DeliveryEngine, FeedBroken, GuestFeed, ReadResult
+from app.failures import HandoffError, SendUnconfirmed, UnknownSession, describe
 from app.scrt import (
     RoutingStatus,
-    ScrtAuthError,
     ScrtClient,
     ScrtError,
     ScrtNoSessionError,
-    ScrtNotFoundError,
-    ScrtProtocolError,
-    ScrtRateLimitError,
-    ScrtStatusError,
     SentMessage,
     new_id,
 )
+from app.scrt.deadline import call_deadline, remaining
+from app.scrt.errors import outcome_unknown
+from app.sends import SharedCalls, message_id_for, unconfirmed_message
 from app.store import ConversationState, SessionRecord, SessionStore
 
+__all__ = ["CloseReport", "HandoffError", "HandoffService", "UnknownSession"]
+
 log = structlog.get_logger(__name__)
-
-
-class HandoffError(Exception):
-    """A failure the model can act on; the message says what to do."""
-
-
-class UnknownSession(HandoffError):
-    pass
-
-
-def describe(exc: ScrtError) -> str:
-    """A model-safe sentence for a Salesforce failure."""
-    if isinstance(exc, ScrtAuthError):
-        return (
-            "Salesforce no longer accepts this chat session (its access expired). "
-            "Start over with generate_guest_access_token."
-        )
-    if isinstance(exc, ScrtNotFoundError):
-        return "Salesforce does not know this conversation for this session."
-    if isinstance(exc, ScrtRateLimitError):
-        return "Salesforce is rate-limiting this chat; wait a little before trying again."
-    if isinstance(exc, ScrtStatusError):
-        detail = f": {exc.message}" if exc.message else ""
-        return f"Salesforce answered HTTP {exc.status}{detail}"
-    if isinstance(exc, ScrtProtocolError):
-        return "Salesforce answered in a way this server does not understand; try again later."
-    return f"Salesforce could not be reached ({type(exc).__name__}). Try again shortly."
 
 
 @dataclass(frozen=True)
@@ -79,6 +54,7 @@ class HandoffService:
         self._store = store
         self._delivery = delivery
         self._ttl = session_ttl
+        self._sends: SharedCalls[SentMessage] = SharedCalls()
 
     # -- sessions -----------------------------------------------------------------------------
 
@@ -169,13 +145,41 @@ class HandoffService:
         return conversation_id
 
     async def send_message(
-        self, handle: str, owner: str | None, conversation_id: str, text: str
+        self,
+        handle: str,
+        owner: str | None,
+        conversation_id: str,
+        text: str,
+        client_message_id: str | None = None,
     ) -> SentMessage:
+        """Send once. With a `client_message_id`, every retry of the call is the same message:
+        one already delivered is reported sent without sending it again."""
         record = await self._session(handle, owner)
         state = self._conversation(record, conversation_id)
+        feed = await self._feed(record)
+        if client_message_id is None:
+            return await self._send(feed, record, state, text, new_id(), keyed=False)
+        message_id = message_id_for(record.handle, state.conversation_id, client_message_id)
+        return await self._sends.run(
+            (record.handle, message_id),
+            lambda: self._send(feed, record, state, text, message_id, keyed=True),
+        )
+
+    async def _send(
+        self,
+        feed: GuestFeed,
+        record: SessionRecord,
+        state: ConversationState,
+        text: str,
+        message_id: str,
+        *,
+        keyed: bool,
+    ) -> SentMessage:
+        target = feed.log(state.conversation_id)
+        if target.has(message_id):
+            # Its echo is in the log: an earlier call delivered it.
+            return SentMessage(message_id=message_id)
         token = record.access_token.get_secret_value()
-        await self._feed(record)
-        message_id = new_id()
         try:
             try:
                 return await self._client.send_message(
@@ -194,6 +198,11 @@ class HandoffService:
                     routing_attributes=state.routing_attributes,
                 )
         except ScrtError as exc:
+            if target.has(message_id):
+                return SentMessage(message_id=message_id)
+            if outcome_unknown(exc):
+                log.info("message.unconfirmed", error=type(exc).__name__)
+                raise SendUnconfirmed(unconfirmed_message(keyed)) from exc
             raise HandoffError(describe(exc)) from exc
 
     async def read(
@@ -250,7 +259,9 @@ class HandoffService:
         problems: list[str] = []
         session_ended = conversation_closed = False
         try:
-            await self._client.end_session(token, state.conversation_id)
+            # At most half of the time left, so closing the conversation keeps time of its own.
+            with call_deadline(remaining(math.inf) / 2):
+                await self._client.end_session(token, state.conversation_id)
             session_ended = True
         except ScrtError as exc:
             problems.append(f"ending the messaging session failed: {describe(exc)}")

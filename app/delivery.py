@@ -3,7 +3,10 @@
 Salesforce's event stream carries every conversation of the guest's subject; each event is appended
 to its conversation's log (deduplicated), which wakes waiting readers at once. While the stream is
 down (reconnecting), a waiting reader polls the entries endpoint with `startTimestamp` instead, so a
-drop costs latency, never messages. An idle conversation with a healthy stream costs no REST calls.
+drop costs latency, never messages. After every (re)open each conversation holds its live events
+until a catch-up from its last timestamp before the gap has completed (retried with back-off;
+readers poll meanwhile), so entries hidden by a drop are never lost nor shown after newer ones. An
+idle conversation with a healthy stream costs no REST calls.
 
 A feed replays from the session's first `lastEventId`, so a rebuilt feed (after a restart) rebuilds
 the same log in the same order and cursors stay valid.
@@ -34,8 +37,9 @@ from app.transcript import ConversationLog, RoleInfo, TranscriptEntry
 
 log = structlog.get_logger(__name__)
 
-POLL_PAGE = 50
-POLL_MAX_PAGES = 10
+FETCH_PAGE = 50
+FETCH_MAX_PAGES = 10
+CATCH_UP_BUDGET = 10.0
 IDLE_SWEEP_INTERVAL = 60.0
 
 
@@ -49,6 +53,10 @@ class DeliveryOptions:
     burst_window: float = 0.3
     """After a bot message arrives, wait this long for the rest of a multi-part answer, so the
     model relays it whole. Agent messages return at once (the widget keeps reading)."""
+    catch_up_retry: ReconnectPolicy = field(
+        default_factory=lambda: ReconnectPolicy(base_delay=0.5, max_delay=10.0, multiplier=2.0)
+    )
+    """Back-off between failed catch-ups after a reconnect (readers poll meanwhile)."""
     idle_feed_seconds: float = 900.0
     """A session nobody has read for this long has its event stream closed (reopened on demand,
     replaying from the start, so its log and cursors are rebuilt identically)."""
@@ -82,7 +90,9 @@ class GuestFeed:
         self.logs: dict[str, ConversationLog] = {}
         self.error: ScrtError | None = None
         self.last_used = time.monotonic()
-        self._polling: dict[str, asyncio.Lock] = {}
+        self._fetching: dict[str, asyncio.Lock] = {}
+        self._given_up: set[str] = set()
+        self._catch_up_task: asyncio.Task[None] | None = None
         self._stream: ScrtEventStream = client.event_stream(
             token,
             last_event_id=last_event_id,
@@ -90,7 +100,6 @@ class GuestFeed:
             read_timeout=options.read_timeout,
             on_open=self._opened,
         )
-        self._catch_ups: set[asyncio.Task[None]] = set()
         # A fresh context: the feed outlives the tool call that started it, and must not log
         # under that call's bound fields.
         self._task = asyncio.get_running_loop().create_task(
@@ -107,61 +116,95 @@ class GuestFeed:
     def stream_connected(self) -> bool:
         return self.error is None and not self._task.done() and self._stream.connected
 
+    def live(self, target: ConversationLog) -> bool:
+        """Whether the stream alone keeps this conversation's log complete; else readers poll."""
+        return target.synced and self.stream_connected
+
     def _opened(self, count: int) -> None:
-        if self.logs:
-            # (Re)connected: Last-Event-Id replay should bring what a drop hid, but its window is
-            # undocumented, so fetch each conversation's entries since its last one as well.
-            task = asyncio.get_running_loop().create_task(
+        # (Re)connected: Last-Event-Id replay should bring what a drop hid, but its window is
+        # undocumented. So every known conversation holds its live entries until a fetch from its
+        # last timestamp before the gap has filled it, then releases them in Salesforce's order.
+        self._given_up.clear()
+        for target in self.logs.values():
+            target.gap()
+        if self.logs and (self._catch_up_task is None or self._catch_up_task.done()):
+            self._catch_up_task = asyncio.get_running_loop().create_task(
                 self._catch_up(), context=contextvars.Context()
             )
-            self._catch_ups.add(task)
-            task.add_done_callback(self._catch_ups.discard)
 
     async def _catch_up(self) -> None:
-        for conversation_id in list(self.logs):
-            try:
-                await self.poll(conversation_id, budget=10.0)
-            except (ScrtError, TimeoutError) as exc:
-                log.info("delivery.catch_up_failed", error=type(exc).__name__)
+        """Fetch every conversation with a gap until none is left, retrying with back-off; stops
+        while the stream is down (its next open starts over) and for failures that would repeat
+        forever (readers poll and surface those)."""
+        failures = 0
+        while self._stream.connected:
+            pending = [
+                cid for cid, t in self.logs.items() if not t.synced and cid not in self._given_up
+            ]
+            if not pending:
+                return
+            failed = False
+            for conversation_id in pending:
+                try:
+                    await self.fetch(conversation_id, CATCH_UP_BUDGET, share=False)
+                except (ScrtAuthError, ScrtBadRequestError, ScrtNotFoundError) as exc:
+                    self._given_up.add(conversation_id)
+                    log.info("delivery.catch_up_stopped", error=type(exc).__name__)
+                except (ScrtError, TimeoutError) as exc:
+                    failed = True
+                    log.info("delivery.catch_up_failed", error=type(exc).__name__)
+            if failed:
+                failures += 1
+                await asyncio.sleep(self._options.catch_up_retry.delay(failures))
+            else:
+                failures = 0
 
     async def _consume(self) -> None:
         try:
             async for event in self._stream:
                 if event.entry is not None and event.conversation_id:
-                    self.log(event.conversation_id.lower()).append([event.entry])
+                    self.log(event.conversation_id.lower()).live(event.entry)
         except ScrtError as exc:
             # 400/401 repeat forever; polling takes over and surfaces them to the reader.
             self.error = exc
             log.warning("delivery.stream_stopped", error=type(exc).__name__)
 
-    async def poll(self, conversation_id: str, budget: float) -> None:
-        """Fetch what the stream may have missed, oldest first, from the last seen timestamp,
-        within `budget` seconds. Concurrent readers of one conversation share one poll."""
-        lock = self._polling.setdefault(conversation_id, asyncio.Lock())
-        if lock.locked():
-            return  # another reader is polling; its entries wake us
-        async with lock, asyncio.timeout(budget):
-            await self._poll_pages(conversation_id)
+    async def fetch(self, conversation_id: str, budget: float, *, share: bool = True) -> None:
+        """Fetch what the stream may have missed, oldest first, from the last timestamp seen,
+        within `budget` seconds. With `share`, a fetch already under way for the conversation
+        counts for this one too (readers: its entries wake them); without, wait for it and fetch
+        if a gap is still left."""
+        lock = self._fetching.setdefault(conversation_id, asyncio.Lock())
+        if share and lock.locked():
+            return
+        async with lock:
+            target = self.log(conversation_id)
+            if not share and target.synced:
+                return
+            with target.fetching():
+                async with asyncio.timeout(budget):
+                    if await self._fetch_pages(target):
+                        target.fetched_all()
 
-    async def _poll_pages(self, conversation_id: str) -> None:
-        target = self.log(conversation_id)
-        for _ in range(POLL_MAX_PAGES):
-            start = target.last_timestamp or None
+    async def _fetch_pages(self, target: ConversationLog) -> bool:
+        """Append pages until the newest entry; False when the page limit stopped it first."""
+        for _ in range(FETCH_MAX_PAGES):
             page = await self._client.list_entries(
                 self._token,
-                conversation_id,
-                limit=POLL_PAGE,
-                start_timestamp=start,
+                target.conversation_id,
+                limit=FETCH_PAGE,
+                start_timestamp=target.last_timestamp or None,
                 direction="FromStart",
             )
             added = target.append(chronological(page))
-            target.fetched = True
-            if len(page) < POLL_PAGE or not added:
-                return
+            # A full page of entries already seen cannot be paged past: treat it as the end.
+            if len(page) < FETCH_PAGE or not added:
+                return True
+        return False
 
     async def aclose(self) -> None:
-        for task in list(self._catch_ups):
-            task.cancel()
+        if self._catch_up_task is not None:
+            self._catch_up_task.cancel()
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
@@ -230,9 +273,9 @@ class DeliveryEngine:
         target = feed.log(conversation_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_seconds
-        if not feed.stream_connected or not target.fetched:
-            # Even a zero-wait read sees what the stream missed; and a conversation's first read
-            # fetches once, in case the stream opened after its first events.
+        if not feed.live(target):
+            # Even a zero-wait read sees what the stream missed; and a conversation with a gap
+            # (its first read, or a catch-up still owed after a reconnect) fetches it now.
             await self._poll(feed, conversation_id, max(wait_seconds, 1.0))
         entries = await self._wait_for_entries(feed, target, cursor, deadline, include_typing)
         if entries and entries[-1].role == "Chatbot" and entries[-1].kind == "message":
@@ -262,7 +305,7 @@ class DeliveryEngine:
             remaining = deadline - loop.time()
             if entries or remaining <= 0:
                 return entries
-            if feed.stream_connected:
+            if feed.live(target):
                 # Re-check now and then: the stream may drop while we wait.
                 await target.wait_for_append(min(remaining, self._options.poll_interval * 5))
                 continue
@@ -276,7 +319,7 @@ class DeliveryEngine:
         # Leave time to answer inside the deadline (Heroku cuts requests at 30 s).
         budget = max(0.5, remaining - 0.5)
         try:
-            await feed.poll(conversation_id, budget)
+            await feed.fetch(conversation_id, budget)
         except (ScrtAuthError, ScrtBadRequestError, ScrtNotFoundError) as exc:
             raise FeedBroken(type(exc).__name__) from exc
         except (ScrtError, TimeoutError) as exc:

@@ -26,7 +26,7 @@ from app.delivery import DeliveryEngine, DeliveryOptions
 from app.playground import playground_route
 from app.scrt import RetryPolicy, ScrtClient, ScrtConfig
 from app.store import MemorySessionStore, SessionStore
-from app.tools import INSTRUCTIONS, register_tools
+from app.tools import INSTRUCTIONS, ToolLimits, register_tools
 from app.widget import WidgetResource
 
 
@@ -89,7 +89,12 @@ def build_runtime(
     )
     widget = WidgetResource.from_settings(settings)
     widget.register(mcp)
-    register_tools(mcp, service, widget, settings.wait_default_seconds, settings.wait_cap)
+    limits = ToolLimits(
+        wait_default=settings.wait_default_seconds,
+        wait_cap=settings.wait_cap,
+        deadline=settings.tool_deadline_seconds,
+    )
+    register_tools(mcp, service, widget, limits)
     return Runtime(mcp, service, delivery, session_store, http_client, owns_http=http is None)
 
 

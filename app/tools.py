@@ -8,6 +8,7 @@ import contextlib
 import re
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -17,7 +18,10 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from app.conversations import HandoffError, HandoffService
+from app.conversations import HandoffService
+from app.failures import HandoffError
+from app.scrt.deadline import call_deadline
+from app.sends import CLIENT_MESSAGE_ID_PATTERN
 from app.transcript import RoleInfo, TranscriptEntry
 from app.widget import WidgetResource
 
@@ -61,8 +65,22 @@ class ConversationCreated(BaseModel):
 
 
 class MessageSent(BaseModel):
+    status: str = Field(default="sent", description="'sent': Salesforce has the message")
     messageId: str
     conversationId: str
+    clientMessageId: str | None = Field(
+        default=None, description="The idempotency key the call was made with, if any"
+    )
+
+
+@dataclass(frozen=True)
+class ToolLimits:
+    wait_default: float
+    """waitSeconds when the caller gives none."""
+    wait_cap: float
+    """The largest waitSeconds honoured."""
+    deadline: float
+    """Every call answers within this many seconds; its Salesforce requests share them."""
 
 
 class EntriesPage(BaseModel):
@@ -112,11 +130,17 @@ def parse_cursor(cursor: str | None) -> int | None:
 
 
 @contextlib.asynccontextmanager
-async def tool_call(name: str, conversation_id: str | None = None) -> AsyncIterator[None]:
-    """One log line per tool call with duration and outcome; HandoffError → a tool error."""
+async def tool_call(
+    name: str, deadline: float, conversation_id: str | None = None
+) -> AsyncIterator[None]:
+    """One log line per tool call with duration and outcome; HandoffError → a tool error. Every
+    Salesforce request of the call shares one deadline."""
     started = time.perf_counter()
     outcome = "ok"
-    with structlog.contextvars.bound_contextvars(tool=name, conversation_id=conversation_id):
+    with (
+        structlog.contextvars.bound_contextvars(tool=name, conversation_id=conversation_id),
+        call_deadline(deadline),
+    ):
         try:
             yield
         except HandoffError as exc:
@@ -140,9 +164,15 @@ def register_tools(
     mcp: MCPServer,
     service: HandoffService,
     widget: WidgetResource,
-    wait_default: float,
-    wait_cap: float,
+    limits: ToolLimits,
 ) -> None:
+    wait_default, wait_cap = limits.wait_default, limits.wait_cap
+
+    def call(
+        name: str, conversation_id: str | None = None
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        return tool_call(name, limits.deadline, conversation_id)
+
     open_world = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True)
     read_only = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=True)
     widget_callable = widget.tool_meta(app_callable=True)
@@ -151,7 +181,7 @@ def register_tools(
     async def generate_guest_access_token(ctx: Context) -> GuestSession:
         """Start a Salesforce chat session for the user (a guest). Call this first, once per chat.
         Returns a sessionId to pass to every other tool; it expires at expiresAt."""
-        async with tool_call("generate_guest_access_token"):
+        async with call("generate_guest_access_token"):
             record = await service.start_session(owner_of(ctx))
             expires = datetime.fromtimestamp(record.expires_at, UTC)
             return GuestSession(
@@ -169,7 +199,7 @@ def register_tools(
     ) -> ConversationCreated:
         """Open a conversation with the company's support (its bot answers first). Then call
         list_conversation_entries to get the bot's greeting."""
-        async with tool_call("create_conversation"):
+        async with call("create_conversation"):
             conversation_id = await service.create_conversation(
                 sessionId, owner_of(ctx), dict(routingAttributes or {})
             )
@@ -183,12 +213,28 @@ def register_tools(
             str, Field(min_length=1, max_length=8000, description="What the user said")
         ],
         ctx: Context,
+        clientMessageId: Annotated[
+            str | None,
+            Field(
+                pattern=CLIENT_MESSAGE_ID_PATTERN,
+                description="Your own id for this message (letters, digits, . _ : -; at most "
+                "100). Reuse it when retrying the same message: it is never sent twice.",
+            ),
+        ] = None,
     ) -> MessageSent:
         """Send the user's message to the conversation, word for word. Then call
-        list_conversation_entries to get the reply."""
-        async with tool_call("send_message", conversationId):
-            sent = await service.send_message(sessionId, owner_of(ctx), conversationId, text)
-            return MessageSent(messageId=sent.message_id, conversationId=conversationId.lower())
+        list_conversation_entries to get the reply. Give each new message a fresh
+        clientMessageId and pass the same one if you retry it after an error: a message
+        Salesforce already has is then reported sent, not sent again."""
+        async with call("send_message", conversationId):
+            sent = await service.send_message(
+                sessionId, owner_of(ctx), conversationId, text, clientMessageId
+            )
+            return MessageSent(
+                messageId=sent.message_id,
+                conversationId=conversationId.lower(),
+                clientMessageId=clientMessageId,
+            )
 
     @mcp.tool(annotations=read_only, meta=widget_callable)
     async def list_conversation_entries(
@@ -217,7 +263,7 @@ def register_tools(
         something new and returns the moment it arrives. roleInfo says who is on the other side:
         isLiveAgent (a human agent joined: call show_salesforce_chat), conversationEnded,
         endedByAgent."""
-        async with tool_call("list_conversation_entries", conversationId):
+        async with call("list_conversation_entries", conversationId):
             wait = wait_default if waitSeconds is None else min(waitSeconds, wait_cap)
             result = await service.read(
                 sessionId,
@@ -238,7 +284,7 @@ def register_tools(
         """Salesforce's routing status of the conversation: INITIAL (being routed), ROUTED
         (a bot or agent owns it), TRANSFER (moving to another owner), NEEDS_ROUTING (no owner,
         e.g. after the agent ended the session)."""
-        async with tool_call("get_conversation_routing_status", conversationId):
+        async with call("get_conversation_routing_status", conversationId):
             status = await service.routing_status(sessionId, owner_of(ctx), conversationId)
             return RoutingStatusResult(
                 conversationId=conversationId.lower(), routingStatus=status.routing_status
@@ -255,7 +301,7 @@ def register_tools(
     ) -> CloseResult:
         """End the chat: ends the messaging session and closes the conversation. Call when the
         user wants to stop. The sessionId is forgotten afterwards."""
-        async with tool_call("close_conversation", conversationId):
+        async with call("close_conversation", conversationId):
             report = await service.close(sessionId, owner_of(ctx), conversationId)
             if not report.conversation_closed:
                 raise ToolError("The conversation is still open: " + "; ".join(report.problems))
@@ -280,7 +326,7 @@ def register_tools(
     ) -> Annotated[CallToolResult, ChatShown]:
         """Show the live chat widget, where the user talks to the human agent directly. Call it
         once, when roleInfo.isLiveAgent is true. After that, do not relay messages yourself."""
-        async with tool_call("show_salesforce_chat", conversationId):
+        async with call("show_salesforce_chat", conversationId):
             result = await service.read(sessionId, owner_of(ctx), conversationId, 0, 0)
             info = result.role_info
             status = (

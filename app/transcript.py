@@ -9,7 +9,8 @@ Who is on the other side and whether the chat ended come from structured signals
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,8 +198,20 @@ def _present_one(entry: Entry) -> TranscriptEntry | list[TranscriptEntry] | None
     return None
 
 
+def _order(entry: Entry) -> int:
+    # Salesforce's order; entries without a timestamp keep their place among equals (stable sort).
+    return entry.transcripted_timestamp or 0
+
+
 class ConversationLog:
-    """Append-only, deduplicated entries of one conversation, with waiters woken on append."""
+    """Append-only, deduplicated entries of one conversation, with waiters woken on append.
+
+    Entries come from two places: the event stream (live) and the entries endpoint (fetched, oldest
+    first, from the last timestamp seen). While the log is not `synced` (it is new, or the stream
+    dropped and may have hidden entries) live entries are held back, and released only when a fetch
+    has filled the gap before them, merged in Salesforce's order: a reader never sees a later entry
+    before an earlier one.
+    """
 
     def __init__(self, conversation_id: str) -> None:
         self.conversation_id = conversation_id
@@ -207,8 +220,42 @@ class ConversationLog:
         self._ids: set[str] = set()
         self._changed = asyncio.Event()
         self.last_timestamp = 0
-        self.fetched = False
-        """Whether the entries endpoint was read at least once for this conversation."""
+        self.synced = False
+        """Whether the entries endpoint was read since the stream last (re)opened, so nothing
+        before the live entries is missing. Until then live entries are held."""
+        self._held: list[Entry] = []
+        self._fetching = 0
+
+    def live(self, entry: Entry) -> None:
+        """An entry from the event stream: appended now, or held until the gap before it is
+        filled."""
+        if self.synced and not self._fetching:
+            self.append([entry])
+        else:
+            self._held.append(entry)
+
+    def has(self, identifier: str) -> bool:
+        """Whether an entry with this id arrived (appended, or held until a gap is filled)."""
+        return identifier in self._ids or any(e.identifier == identifier for e in self._held)
+
+    def gap(self) -> None:
+        """The stream (re)opened: entries may be missing, so hold live ones until a fetch."""
+        self.synced = False
+
+    @contextlib.contextmanager
+    def fetching(self) -> Iterator[None]:
+        """Around a fetch from the entries endpoint: live entries are held meanwhile, since the
+        fetch appends older ones; when the last fetch ends, held entries follow in order."""
+        self._fetching += 1
+        try:
+            yield
+        finally:
+            self._fetching -= 1
+            self._release()
+
+    def fetched_all(self) -> None:
+        """A fetch reached the newest entry: the log is complete up to the held entries."""
+        self.synced = True
 
     def append(self, entries: Iterable[Entry]) -> int:
         added = 0
@@ -227,6 +274,12 @@ class ConversationLog:
             self._changed.set()
             self._changed = asyncio.Event()
         return added
+
+    def _release(self) -> None:
+        if self._fetching or not self.synced or not self._held:
+            return
+        held, self._held = self._held, []
+        self.append(sorted(held, key=_order))
 
     @property
     def position(self) -> int:

@@ -3,7 +3,8 @@
 The client holds only the shared `httpx.AsyncClient`, the deployment config and the retry policy;
 each call gets the caller's access token as an argument. Ids that make a write idempotent (the
 conversation id, message ids, ack ids) are generated once, before the first attempt, so a retried
-call can never create a second conversation or a duplicate message.
+call can never create a second conversation or a duplicate message; and a send whose answer was
+lost is looked for among the conversation's entries before it is repeated.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from app.scrt import payloads, routes, shapes
 from app.scrt.config import ScrtConfig
 from app.scrt.errors import ScrtConflictError, ScrtProtocolError
 from app.scrt.events import ReconnectPolicy, ScrtEventStream, TokenSource
-from app.scrt.models import Entry
+from app.scrt.models import Entry, EntryType
 from app.scrt.payloads import new_id
 from app.scrt.results import (
     AccessToken,
@@ -34,6 +35,9 @@ Token = str | AccessToken
 """A bearer token string, or the `AccessToken` it came in."""
 
 Files = Mapping[str, tuple[str | None, bytes, str]]
+
+RECONCILE_WINDOW = 50
+"""How many of a conversation's newest messages are searched for a send whose answer was lost."""
 
 
 def _bearer(token: Token) -> str:
@@ -307,6 +311,19 @@ class ScrtClient:
 
     # --- plumbing ---------------------------------------------------------------------------
 
+    async def find_message(
+        self, token: Token, conversation_id: str, message_id: str
+    ) -> SentMessage | None:
+        """The message if Salesforce has it among the conversation's newest messages, else None:
+        how a send whose answer was lost is told apart from one that never arrived."""
+        newest = await self.list_entries(
+            token, conversation_id, limit=RECONCILE_WINDOW, entry_types=[EntryType.MESSAGE]
+        )
+        found = next((e for e in newest if e.identifier == message_id), None)
+        if found is None:
+            return None
+        return SentMessage(message_id=message_id, client_timestamp=found.client_timestamp)
+
     async def _post_message(
         self,
         token: Token,
@@ -317,10 +334,36 @@ class ScrtClient:
         *,
         files: Files | None = None,
     ) -> SentMessage:
-        response = await self._call(
-            "POST", route, token, conversation_id, json_body=body, files=files
+        message_id: str = message["id"]
+        url = self._config.url(fill_route(route, conversationId=conversation_id))
+
+        async def attempt(_: int) -> SentMessage:
+            try:
+                response = await send(
+                    self._http,
+                    "POST",
+                    url,
+                    route=route,
+                    token=_bearer(token),
+                    json_body=body,
+                    files=files,
+                )
+            except ScrtConflictError:
+                # An entry with this id exists: an earlier attempt (or call) delivered it.
+                return SentMessage(message_id=message_id)
+            return SentMessage.from_response(message_id, json_or_none(response))
+
+        async def reconcile() -> SentMessage | None:
+            return await self.find_message(token, conversation_id, message_id)
+
+        return await call_with_retry(
+            attempt,
+            policy=self._retry,
+            retry_on=RetryOn.TRANSIENT,
+            method="POST",
+            route=route,
+            reconcile=reconcile,
         )
-        return SentMessage.from_response(message["id"], json_or_none(response))
 
     async def _call(
         self,

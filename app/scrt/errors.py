@@ -40,9 +40,19 @@ class ScrtError(Exception):
 class ScrtConnectionError(ScrtError):
     """The request failed before an HTTP status arrived."""
 
+    def __init__(self, message: str = "", *, request_sent: bool = True) -> None:
+        super().__init__(message)
+        self.request_sent = request_sent
+        """False only when the request surely never left (refused connection, DNS, pool)."""
+
 
 class ScrtTimeoutError(ScrtError):
     """The request or stream produced nothing within its time limit."""
+
+    def __init__(self, message: str = "", *, request_sent: bool = True) -> None:
+        super().__init__(message)
+        self.request_sent = request_sent
+        """False only when the time ran out before the request left (connect or pool wait)."""
 
 
 class ScrtProtocolError(ScrtError):
@@ -126,6 +136,19 @@ def status_error_class(status: int) -> type[ScrtStatusError]:
     if status >= 500:
         return ScrtServerError
     return _BY_STATUS.get(status, ScrtStatusError)
+
+
+# Gateway and internal errors can come after Salesforce acted on the request; 503 and 429 are
+# refusals of requests it did not act on.
+_UNKNOWN_OUTCOME_STATUSES = frozenset({500, 502, 504})
+
+
+def outcome_unknown(error: ScrtError) -> bool:
+    """Whether Salesforce may have acted on the request although the call failed: a write that
+    failed this way must be looked for before it is repeated or reported as failed."""
+    if isinstance(error, ScrtConnectionError | ScrtTimeoutError):
+        return error.request_sent
+    return isinstance(error, ScrtServerError) and error.status in _UNKNOWN_OUTCOME_STATUSES
 
 
 def error_from_response(response: httpx.Response, *, method: str, route: str) -> ScrtStatusError:

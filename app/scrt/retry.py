@@ -2,8 +2,11 @@
 
 Only calls that cannot do harm twice are retried: reads, deletes, typing, acks, and writes that
 carry a client-generated id (message id, conversation id) generated once before the first attempt.
-The whole call, attempts and pauses included, stays inside `total_timeout` so a tool call can still
-answer under the 30 s router limit; when the next pause would cross it, the last error is raised.
+A write whose outcome is unknown (no answer, a reset connection, a gateway error) is reconciled
+before it is repeated: the caller's `reconcile` looks for it at Salesforce, and a write found there
+is done. The whole call, attempts, reconciliation and pauses included, stays inside `total_timeout`
+and inside the tool call's deadline (`app.scrt.deadline`), whichever comes first; when the next
+pause would cross it, the last error is raised.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ from typing import TypeVar
 
 import structlog
 
+from app.scrt.deadline import call_deadline
 from app.scrt.errors import (
     ScrtConnectionError,
     ScrtError,
     ScrtRateLimitError,
     ScrtServerError,
     ScrtTimeoutError,
+    outcome_unknown,
 )
 
 log = structlog.get_logger(__name__)
@@ -78,39 +83,60 @@ async def call_with_retry(
     retry_on: RetryOn,
     method: str,
     route: str,
+    reconcile: Callable[[], Awaitable[T | None]] | None = None,
 ) -> T:
     """Run `attempt(n)` (n = 1, 2, …) until it succeeds, fails for good, or the budget is spent.
 
     Every attempt runs under the remaining budget, so a hung request cannot outlive the bound.
+    After a failure that leaves the outcome unknown, `reconcile()` (when given) is asked first: a
+    result other than None means the write did happen, and is returned instead of retrying.
     """
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + policy.total_timeout
-    number = 1
-    while True:
-        try:
-            async with asyncio.timeout_at(deadline):
-                return await attempt(number)
-        except TimeoutError as exc:
-            raise ScrtTimeoutError(
-                f"{method} {route}: no answer within {policy.total_timeout:g} s"
-            ) from exc
-        except ScrtError as error:
-            if number >= policy.max_attempts or not is_retryable(error, retry_on):
-                raise
-            pause = policy.delay(number)
-            retry_after = getattr(error, "retry_after", None)
-            if isinstance(retry_after, float):
-                pause = max(pause, min(retry_after, policy.max_delay))
-            if loop.time() + pause >= deadline:
-                raise
-            log.info(
-                "scrt.retry",
-                method=method,
-                route=route,
-                attempt=number,
-                status=getattr(error, "status", None),
-                error=type(error).__name__,
-                delay=round(pause, 3),
-            )
-            await asyncio.sleep(pause)
-            number += 1
+    with call_deadline(policy.total_timeout) as deadline:
+        number = 1
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    return await attempt(number)
+            except TimeoutError as exc:
+                raise ScrtTimeoutError(
+                    f"{method} {route}: no answer within the time allowed"
+                ) from exc
+            except ScrtError as error:
+                if reconcile is not None and outcome_unknown(error):
+                    found = await _reconciled(reconcile, deadline, method, route)
+                    if found is not None:
+                        return found
+                if number >= policy.max_attempts or not is_retryable(error, retry_on):
+                    raise
+                pause = policy.delay(number)
+                retry_after = getattr(error, "retry_after", None)
+                if isinstance(retry_after, float):
+                    pause = max(pause, min(retry_after, policy.max_delay))
+                if loop.time() + pause >= deadline:
+                    raise
+                log.info(
+                    "scrt.retry",
+                    method=method,
+                    route=route,
+                    attempt=number,
+                    status=getattr(error, "status", None),
+                    error=type(error).__name__,
+                    delay=round(pause, 3),
+                )
+                await asyncio.sleep(pause)
+                number += 1
+
+
+async def _reconciled(
+    reconcile: Callable[[], Awaitable[T | None]], deadline: float, method: str, route: str
+) -> T | None:
+    """The reconciled result, or None when it is not found or cannot be checked in time."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            found = await reconcile()
+    except (ScrtError, TimeoutError) as exc:
+        log.info("scrt.reconcile_failed", method=method, route=route, error=type(exc).__name__)
+        return None
+    log.info("scrt.reconciled", method=method, route=route, found=found is not None)
+    return found

@@ -69,6 +69,7 @@ from tests.scrt.sim_fixtures import (
 GUEST_TOKEN_ROUTE = V2 + "/authorization/unauthenticated/access-token"
 VERIFIED_TOKEN_ROUTE = V2 + "/authorization/authenticated/access-token"
 CONVERSATION_ROUTE = V2 + "/conversation/{conversationId}"
+ENTRIES_ROUTE = V2 + "/conversation/{conversationId}/entries"
 FILE_ROUTE = V2 + "/conversation/{conversationId}/file"
 LIST_ROUTE = V2 + "/conversation/list"
 
@@ -150,9 +151,11 @@ async def test_guest_token_mints_a_new_guest_subject_each_time(env: SimEnv) -> N
     for token in (first, second):
         assert token.subject is not None
         assert token.subject.startswith("v2/iamessage/UNAUTH/NA/uid:")
-        assert claims_of(token.bearer)["sub"] == token.subject
+        claims = claims_of(token.bearer)
+        assert claims["sub"] == token.subject
         assert token.expires_at is not None
-        assert abs(token.expires_at.timestamp() - (time.time() + 3600)) < 60
+        assert token.expires_at.timestamp() == claims["exp"]
+        assert claims["exp"] - claims["iat"] == 3600  # the simulator's guest tokens last 1 h
         assert token.last_event_id is not None and token.last_event_id.isdigit()
         assert token.embedded_service_config is not None
         assert token.embedded_service_config["name"] == DEPLOYMENT
@@ -837,12 +840,11 @@ async def test_persistent_503_fails_within_the_total_timeout(env: SimEnv) -> Non
     await env.fault(path=MESSAGE_ROUTE, method="POST", status=503, count=1000)
     before = await env.requests("POST", MESSAGE_ROUTE)
 
-    started = time.monotonic()
-    with pytest.raises(ScrtServerError) as failed:
-        await client.send_message(token, cid, "words that must not leak")
-    elapsed = time.monotonic() - started
+    # The time bound itself is checked on a fake clock (test_retry.py); here, by what it leaves.
+    async with asyncio.timeout(DEADLINE):
+        with pytest.raises(ScrtServerError) as failed:
+            await client.send_message(token, cid, "words that must not leak")
 
-    assert elapsed <= policy.total_timeout + 0.25
     error = failed.value
     assert (error.status, error.error_code, error.method, error.route) == (
         503,
@@ -855,7 +857,7 @@ async def test_persistent_503_fails_within_the_total_timeout(env: SimEnv) -> Non
     for secret in (token.bearer, cid, "words that must not leak"):
         assert secret not in str(error)
     attempts = await env.requests("POST", MESSAGE_ROUTE) - before
-    assert 3 <= attempts < policy.max_attempts  # retried, then stopped by the time budget
+    assert 1 < attempts < policy.max_attempts  # retried, then stopped by the time budget
     assert await env.end_user_messages(cid) == []
 
 
@@ -865,19 +867,22 @@ async def test_hung_call_fails_within_the_total_timeout(env: SimEnv) -> None:
     token = await client.guest_token()
     cid = await client.create_conversation(token)
     hold = env.gate.hold("GET", f"{V2}/conversation/{cid}")
+    before = await env.requests("GET", CONVERSATION_ROUTE)
 
-    started = time.monotonic()
-    with pytest.raises(ScrtTimeoutError):
-        await client.routing_status(token, cid)
-    elapsed = time.monotonic() - started
+    # The safety deadline is shorter than the httpx client's own 10 s timeout, so the cut came from
+    # the retry budget; that it comes at the budget exactly is checked on a fake clock
+    # (test_retry.py).
+    async with asyncio.timeout(DEADLINE):
+        with pytest.raises(ScrtTimeoutError):
+            await client.routing_status(token, cid)
 
-    assert hold.handled.is_set()
-    assert policy.total_timeout - 0.05 <= elapsed <= policy.total_timeout + 0.25
+    assert hold.handled.is_set()  # the simulator answered; the gate still holds the answer back
+    assert await env.requests("GET", CONVERSATION_ROUTE) == before + 1  # no retry after the cut
     hold.release.set()
     await env.gate.idle()
 
 
-async def test_send_whose_answer_was_lost_is_retried_and_recorded_once(env: SimEnv) -> None:
+async def test_send_whose_answer_was_lost_is_found_and_not_sent_again(env: SimEnv) -> None:
     http = await env.http_client(timeout=httpx.Timeout(0.3))
     client = env.scrt(http=http)
     token = await client.guest_token()
@@ -885,11 +890,14 @@ async def test_send_whose_answer_was_lost_is_retried_and_recorded_once(env: SimE
     # The simulator records the first attempt, but its answer never reaches the client.
     hold = env.gate.hold("POST", f"{V2}/conversation/{cid}/message")
     before = await env.requests("POST", MESSAGE_ROUTE)
+    looked = await env.requests("GET", ENTRIES_ROUTE)
 
     sent = await client.send_message(token, cid, "did this arrive?")
 
     assert hold.handled.is_set()
-    assert await env.requests("POST", MESSAGE_ROUTE) == before + 2
+    # Reconciled: the entries show the message, so it is not posted a second time.
+    assert await env.requests("POST", MESSAGE_ROUTE) == before + 1
+    assert await env.requests("GET", ENTRIES_ROUTE) == looked + 1
     recorded = await env.end_user_messages(cid)
     assert [(e["identifier"], transcript_text(e)) for e in recorded] == [
         (sent.message_id, "did this arrive?")
