@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import socket
 import sys
 from collections.abc import Callable, Sequence
@@ -16,7 +17,16 @@ from app.demo import build_demo_app, demo_banner
 from app.logs import configure_logging
 from app.main import build_app, build_runtime
 from app.simulator import SimulatorOptions, build_simulator
-from app.simulator.options import DEFAULT_DEPLOYMENT, DEFAULT_ORG_ID
+from app.simulator.options import (
+    DEFAULT_DEPLOYMENT,
+    DEFAULT_ORG_ID,
+    MAX_FAULT_DELAY,
+    FaultSpec,
+)
+
+# What --fail-rate hits: every SCRT REST call (token minting included) and every SSE open.
+FAIL_RATE_PATHS = ("/iamessage/*", "/eventrouter/*")
+SEND_PATH = "/iamessage/api/v2/conversation/{conversationId}/message"
 
 
 class AnnouncingServer(uvicorn.Server):
@@ -30,6 +40,119 @@ class AnnouncingServer(uvicorn.Server):
         await super().startup(sockets)
         if self.started:
             self._announce()
+
+
+def fraction(raw: str) -> float:
+    """A probability for a fault flag: above 0, at most 1."""
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 1:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be a fraction above 0, at most 1, got {raw!r}")
+    return value
+
+
+def seconds_above_zero(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {raw!r}")
+    return value
+
+
+def delay_seconds(raw: str) -> float:
+    value = seconds_above_zero(raw)
+    if value > MAX_FAULT_DELAY:
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds above 0, at most {MAX_FAULT_DELAY:g}, got {raw!r}"
+        )
+    return value
+
+
+def add_fault_arguments(sim: argparse.ArgumentParser) -> None:
+    faults = sim.add_argument_group(
+        "faults",
+        "Armed at start-up and again on POST /control/reset; the control API is never affected. "
+        "Draws are reproducible for a --seed.",
+    )
+    faults.add_argument(
+        "--no-replay",
+        action="store_true",
+        help="ignore Last-Event-Id: a reopened stream carries live events only",
+    )
+    faults.add_argument(
+        "--fail-rate",
+        type=fraction,
+        metavar="P",
+        help="answer this fraction of SCRT REST requests (token minting included) and SSE opens "
+        "with 503",
+    )
+    faults.add_argument(
+        "--delay-sends-rate",
+        type=fraction,
+        metavar="P",
+        help="process this fraction of POST .../message requests only after "
+        "--delay-sends-seconds (the request is read first, so the message lands)",
+    )
+    faults.add_argument("--delay-sends-seconds", type=delay_seconds, metavar="S")
+    faults.add_argument(
+        "--cut-streams-every",
+        type=seconds_above_zero,
+        metavar="S",
+        help="cut every open SSE stream every S seconds",
+    )
+    faults.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="seed of the fault draws (default 0)"
+    )
+
+
+def startup_faults(args: argparse.Namespace) -> tuple[FaultSpec, ...]:
+    faults: list[FaultSpec] = []
+    if args.fail_rate is not None:
+        faults += [
+            FaultSpec(path, status=503, probability=args.fail_rate) for path in FAIL_RATE_PATHS
+        ]
+    if args.delay_sends_rate is not None:
+        faults.append(
+            FaultSpec(
+                SEND_PATH,
+                method="POST",
+                delay=args.delay_sends_seconds,
+                probability=args.delay_sends_rate,
+            )
+        )
+    return tuple(faults)
+
+
+def simulator_options(args: argparse.Namespace) -> SimulatorOptions:
+    """The options the `simulator` flags describe; ValueError names the flag that is wrong."""
+    if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+        raise ValueError("--ssl-certfile and --ssl-keyfile go together")
+    if len(args.org_id) != 18 or not args.org_id.startswith("00D"):
+        raise ValueError(
+            f"--org-id must be an 18-character org id starting with 00D, got {args.org_id!r}"
+        )
+    if (args.delay_sends_rate is None) != (args.delay_sends_seconds is None):
+        raise ValueError("--delay-sends-rate and --delay-sends-seconds go together")
+    return SimulatorOptions(
+        org_id=args.org_id,
+        es_developer_name=args.deployment,
+        bot_name=args.bot_name,
+        auto_agent_name=args.auto_agent,
+        auto_agent_delay=args.auto_agent_delay,
+        prechat_display_context="Session" if args.prechat_per_session else "Conversation",
+        rate_limits=not args.no_rate_limits,
+        ping_interval=args.ping_interval,
+        guest_token_ttl=args.guest_token_ttl,
+        cors_origins=tuple(args.cors_origin) if args.cors_origin else ("*",),
+        replay=not args.no_replay,
+        faults=startup_faults(args),
+        fault_seed=args.seed,
+        cut_streams_every=args.cut_streams_every,
+    )
 
 
 def add_simulator_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -64,31 +187,15 @@ def add_simulator_parser(subparsers: argparse._SubParsersAction[argparse.Argumen
     )
     sim.add_argument("--ssl-certfile", help="serve HTTPS with this certificate (PEM)")
     sim.add_argument("--ssl-keyfile", help="private key for --ssl-certfile (PEM)")
+    add_fault_arguments(sim)
 
 
 def run_simulator(args: argparse.Namespace) -> int:
-    if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
-        print("error: --ssl-certfile and --ssl-keyfile go together", file=sys.stderr)
+    try:
+        options = simulator_options(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    if len(args.org_id) != 18 or not args.org_id.startswith("00D"):
-        print(
-            f"error: --org-id must be an 18-character org id starting with 00D, "
-            f"got {args.org_id!r}",
-            file=sys.stderr,
-        )
-        return 2
-    options = SimulatorOptions(
-        org_id=args.org_id,
-        es_developer_name=args.deployment,
-        bot_name=args.bot_name,
-        auto_agent_name=args.auto_agent,
-        auto_agent_delay=args.auto_agent_delay,
-        prechat_display_context="Session" if args.prechat_per_session else "Conversation",
-        rate_limits=not args.no_rate_limits,
-        ping_interval=args.ping_interval,
-        guest_token_ttl=args.guest_token_ttl,
-        cors_origins=tuple(args.cors_origin) if args.cors_origin else ("*",),
-    )
     scheme = "https" if args.ssl_certfile else "http"
     base = f"{scheme}://{args.host}:{args.port}"
 
@@ -100,6 +207,8 @@ def run_simulator(args: argparse.Namespace) -> int:
             flush=True,
         )
         print(f"  control API: {base}/control/conversations", flush=True)
+        if options.faults or options.cut_streams_every or not options.replay:
+            print(f"  {fault_summary(options)}", flush=True)
 
     config = uvicorn.Config(
         build_simulator(options),
@@ -111,6 +220,17 @@ def run_simulator(args: argparse.Namespace) -> int:
     )
     AnnouncingServer(config, announce).run()
     return 0
+
+
+def fault_summary(options: SimulatorOptions) -> str:
+    parts = [] if options.replay else ["no replay"]
+    for fault in options.faults:
+        effect = f"{fault.status}" if fault.status else f"delay {fault.delay:g} s"
+        method = f"{fault.method} " if fault.method else ""
+        parts.append(f"{method}{fault.path}: {effect} at p={fault.probability:g}")
+    if options.cut_streams_every:
+        parts.append(f"streams cut every {options.cut_streams_every:g} s")
+    return f"faults (seed {options.fault_seed}): " + "; ".join(parts)
 
 
 def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

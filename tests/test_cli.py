@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import datetime
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -20,8 +22,9 @@ from cryptography.x509.oid import NameOID
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
 
+from app.cli import add_simulator_parser, simulator_options
 from app.simulator import build_simulator
-from app.simulator.options import DEFAULT_DEPLOYMENT, DEFAULT_ORG_ID
+from app.simulator.options import DEFAULT_DEPLOYMENT, DEFAULT_ORG_ID, FaultSpec
 from tests.servers import free_port, serve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,3 +158,115 @@ async def test_simulator_serves_https_with_a_certificate(tmp_path: Path) -> None
                 },
             )
     assert r.status_code == 200 and r.json()["accessToken"]
+
+
+# -- simulator fault flags ----------------------------------------------------------------------
+
+TOKEN_PATH = "/iamessage/api/v2/authorization/unauthenticated/access-token"
+
+
+def simulator_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="miaw-mcp")
+    add_simulator_parser(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(["simulator", *argv])
+
+
+def test_simulator_fault_flags_reach_the_options() -> None:
+    options = simulator_options(
+        simulator_args(
+            "--no-replay",
+            "--fail-rate", "0.2",
+            "--delay-sends-rate", "0.1",
+            "--delay-sends-seconds", "9",
+            "--cut-streams-every", "10",
+            "--seed", "42",
+        )
+    )  # fmt: skip
+    assert options.replay is False
+    assert options.fault_seed == 42
+    assert options.cut_streams_every == 10.0
+    assert options.faults == (
+        FaultSpec("/iamessage/*", status=503, probability=0.2),
+        FaultSpec("/eventrouter/*", status=503, probability=0.2),
+        FaultSpec(
+            "/iamessage/api/v2/conversation/{conversationId}/message",
+            method="POST",
+            delay=9.0,
+            probability=0.1,
+        ),
+    )
+
+
+def test_simulator_without_fault_flags_has_no_faults() -> None:
+    options = simulator_options(simulator_args())
+    assert (options.replay, options.faults, options.fault_seed, options.cut_streams_every) == (
+        True,
+        (),
+        0,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--fail-rate", "0"], "argument --fail-rate: must be a fraction above 0, at most 1"),
+        (["--fail-rate", "1.5"], "argument --fail-rate: must be a fraction above 0, at most 1"),
+        (["--fail-rate", "nan"], "argument --fail-rate: must be a fraction above 0, at most 1"),
+        (["--delay-sends-rate", "x"], "argument --delay-sends-rate: must be a fraction"),
+        (
+            ["--delay-sends-rate", "0.1", "--delay-sends-seconds", "61"],
+            "argument --delay-sends-seconds: must be a number of seconds above 0, at most 60",
+        ),
+        (["--cut-streams-every", "0"], "argument --cut-streams-every: must be a number of seconds"),
+        (["--cut-streams-every", "inf"], "argument --cut-streams-every: must be a number"),
+        (["--seed", "1.5"], "argument --seed: invalid int value"),
+    ],
+)
+def test_simulator_bad_fault_flag_values_are_refused_naming_the_flag(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        simulator_args(*argv)
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--delay-sends-rate", "0.1"], ["--delay-sends-seconds", "9"]])
+def test_simulator_delay_sends_flags_go_together(argv: list[str]) -> None:
+    with pytest.raises(
+        ValueError, match="--delay-sends-rate and --delay-sends-seconds go together"
+    ):
+        simulator_options(simulator_args(*argv))
+
+
+async def test_simulator_fail_rate_one_fails_salesforce_calls_but_not_the_control_api() -> None:
+    port = free_port()
+    args = ("simulator", "--port", str(port), "--fail-rate", "1", "--no-replay", "--seed", "3")
+    async with command(*args, env={}, ready="faults (seed 3)") as banner:
+        assert "no replay" in banner
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=base) as http:
+            token = await http.post(
+                TOKEN_PATH,
+                json={
+                    "orgId": DEFAULT_ORG_ID,
+                    "esDeveloperName": DEFAULT_DEPLOYMENT,
+                    "capabilitiesVersion": "1",
+                    "platform": "Web",
+                },
+            )
+            stream = await http.get("/eventrouter/v1/sse")
+            faults = await http.get("/control/faults")
+    assert token.status_code == 503
+    assert token.json()["errorCode"] == "SERVER_ERROR"
+    assert stream.status_code == 503
+    assert faults.status_code == 200
+    listed = faults.json()
+    assert listed["seed"] == 3
+    assert [
+        (f["path"], f["status"], f["probability"], f["remaining"]) for f in listed["faults"]
+    ] == [
+        ("/iamessage/*", 503, 1.0, None),
+        ("/eventrouter/*", 503, 1.0, None),
+    ]

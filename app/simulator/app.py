@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -70,7 +73,17 @@ scrt_routes: list[Route] = [
 def build_simulator(options: SimulatorOptions | None = None) -> Starlette:
     options = options or SimulatorOptions()
     org = SimulatedOrg(options)
-    book = FaultBook()
+    book = FaultBook(options, cut_streams=org.cut_streams)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        book.cuts.ensure_started()
+        try:
+            yield
+        finally:
+            await book.cuts.stop()
+            await org.aclose()
+
     routes: list[BaseRoute] = [
         *scrt_routes,
         *control.routes,
@@ -89,6 +102,7 @@ def build_simulator(options: SimulatorOptions | None = None) -> Starlette:
             Middleware(FaultMiddleware, book=book, routes=scrt_routes),
         ],
         exception_handlers={SimError: handle_sim_error},
+        lifespan=lifespan,
     )
     app.state.simulator = org
     app.state.actors = Actors(org)

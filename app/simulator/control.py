@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from app.simulator.errors import bad_request, not_found
 from app.simulator.faults import FaultBook
+from app.simulator.options import MAX_FAULT_DELAY, FaultSpec
 from app.simulator.org import Conversation
 from app.simulator.rest import actors_of, json_body, org_of
 
@@ -160,49 +161,104 @@ async def bot_message(request: Request) -> Response:
     return JSONResponse({"entryId": entry["identifier"]})
 
 
-async def add_fault(request: Request) -> Response:
-    body = await json_body(request)
-    if body.get("cutStreams") is True:
-        return JSONResponse({"cut": org_of(request).cut_streams()})
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def fault_spec(body: Json) -> FaultSpec:
+    """The fault a `POST /control/faults` body describes; 400 naming the first bad field."""
     path = body.get("path")
-    if not isinstance(path, str) or not path.startswith("/"):
+    if not isinstance(path, str):
         raise bad_request('Field "path" must be a path starting with "/" (template or glob).')
     method = body.get("method")
-    if method is not None and (not isinstance(method, str) or not method.isalpha()):
+    if method is not None and not isinstance(method, str):
         raise bad_request('Field "method" must be an HTTP method such as "POST".')
     count = body.get("count", 1)
-    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-        raise bad_request('Field "count" must be a positive integer.')
+    if count is not None and not is_integer(count):
+        raise bad_request(
+            'Field "count" must be a positive integer, or null for every matching request.'
+        )
     status = body.get("status")
-    if status is not None and (not isinstance(status, int) or not 400 <= status <= 599):
+    if status is not None and not is_integer(status):
         raise bad_request('Field "status" must be an HTTP error status (400-599).')
     delay = body.get("delay")
-    if delay is not None and (
-        not isinstance(delay, int | float) or isinstance(delay, bool) or not 0 < delay <= 60
-    ):
-        raise bad_request('Field "delay" must be a number of seconds between 0 and 60.')
-    if status is None and delay is None:
-        raise bad_request('Give "status" (fail the requests) or "delay" (slow them down).')
+    if delay is not None and not is_number(delay):
+        raise bad_request(
+            f'Field "delay" must be a number of seconds above 0, at most {MAX_FAULT_DELAY:g}.'
+        )
+    probability = body.get("probability", 1)
+    if not is_number(probability):
+        raise bad_request('Field "probability" must be a number above 0, at most 1.')
+    try:
+        return FaultSpec(
+            path,
+            method=method,
+            status=status,
+            delay=float(delay) if delay is not None else None,
+            probability=float(probability),
+            count=count,
+        )
+    except ValueError as exc:
+        raise bad_request(str(exc)) from None
+
+
+def cut_period(value: Any) -> float | None:
+    if value is None:
+        return None
+    if not is_number(value) or not (math.isfinite(value) and value > 0):
+        raise bad_request(
+            'Field "cutStreamsEvery" must be a number of seconds above 0, or null to stop.'
+        )
+    return float(value)
+
+
+async def add_fault(request: Request) -> Response:
+    """One call, several shapes (docs/simulator.md): arm a fault, cut streams now, set the
+    period of periodic cuts, reseed the random draws; `seed` may come with a fault."""
+    body = await json_body(request)
+    book = faults_of(request)
+    if body.get("cutStreams") is True:
+        return JSONResponse({"cut": org_of(request).cut_streams()})
+    if "cutStreamsEvery" in body:
+        if len(body) > 1:
+            raise bad_request('Field "cutStreamsEvery" comes alone, without a fault or a seed.')
+        period = cut_period(body["cutStreamsEvery"])
+        await book.cuts.set_period(period)
+        return JSONResponse({"cutStreamsEvery": period})
+    raw_seed = body.get("seed")
+    if "seed" in body and not is_integer(raw_seed):
+        raise bad_request('Field "seed" must be an integer.')
+    seed: int | None = raw_seed
+    if seed is not None and set(body) == {"seed"}:
+        book.reseed(seed)
+        return JSONResponse({"seed": seed})
+    spec = fault_spec(body)
     error_body = body.get("body")
     if error_body is not None and not isinstance(error_body, dict):
         raise bad_request('Field "body" must be a JSON object.')
-    fault = faults_of(request).add(
-        path,
-        method=method.upper() if isinstance(method, str) else None,
-        count=count,
-        status=status,
-        delay=float(delay) if delay is not None else None,
-        body=error_body,
-    )
-    return JSONResponse({"fault": fault.as_json()}, status_code=201)
+    if seed is not None:
+        book.reseed(seed)
+    fault = book.add(spec, body=error_body)
+    return JSONResponse({"fault": fault.as_json(), "seed": book.seed}, status_code=201)
 
 
 async def list_faults(request: Request) -> Response:
-    return JSONResponse({"faults": [f.as_json() for f in faults_of(request).faults]})
+    book = faults_of(request)
+    return JSONResponse(
+        {
+            "faults": [f.as_json() for f in book.faults],
+            "seed": book.seed,
+            "cutStreamsEvery": book.cuts.period,
+        }
+    )
 
 
 async def clear_faults(request: Request) -> Response:
-    faults_of(request).clear()
+    await faults_of(request).clear()
     return Response(status_code=204)
 
 
@@ -216,13 +272,17 @@ async def stats(request: Request) -> Response:
             "requests": dict(sorted(faults_of(request).requests.items())),
             "openSseStreams": org_of(request).open_stream_count,
             "openLongPolls": org_of(request).open_long_polls,
+            "periodicCuts": {
+                "rounds": faults_of(request).cuts.rounds,
+                "streamsCut": faults_of(request).cuts.streams_cut,
+            },
         }
     )
 
 
 async def reset(request: Request) -> Response:
     org_of(request).reset()
-    faults_of(request).reset()
+    await faults_of(request).reset()
     return Response(status_code=204)
 
 

@@ -2,12 +2,67 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 from dataclasses import dataclass, field
 from typing import Literal
 
 DEFAULT_ORG_ID = "00D000000000001AAA"
 DEFAULT_DEPLOYMENT = "Demo_Custom_Client"
+
+
+MAX_FAULT_DELAY = 60.0
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """A fault armed at start-up and again on every reset, like one `POST /control/faults` arms.
+
+    `path` is an exact path, a route template (`/iamessage/api/v2/conversation/{conversationId}`)
+    or a glob (`/iamessage/*`). Each matching request (of `method`, when given) is hit with
+    `probability`; a hit fails it with `status` and/or holds it for `delay` seconds first. A miss
+    does not use up `count`; `count=None` keeps the fault armed for good.
+    """
+
+    path: str
+    method: str | None = None
+    status: int | None = None
+    delay: float | None = None
+    probability: float = 1.0
+    count: int | None = None
+
+    def __post_init__(self) -> None:
+        problem = fault_problem(
+            self.path, self.method, self.status, self.delay, self.probability, self.count
+        )
+        if problem is not None:
+            raise ValueError(problem)
+
+
+def fault_problem(
+    path: str,
+    method: str | None,
+    status: int | None,
+    delay: float | None,
+    probability: float,
+    count: int | None,
+) -> str | None:
+    """What is wrong with a fault's values (naming the field), or None. Types are the caller's."""
+    if not path.startswith("/"):
+        return 'Field "path" must be a path starting with "/" (template or glob).'
+    if method is not None and not method.isalpha():
+        return 'Field "method" must be an HTTP method such as "POST".'
+    if count is not None and count < 1:
+        return 'Field "count" must be a positive integer, or null for every matching request.'
+    if status is not None and not 400 <= status <= 599:
+        return 'Field "status" must be an HTTP error status (400-599).'
+    if delay is not None and not 0 < delay <= MAX_FAULT_DELAY:  # also rejects nan
+        return f'Field "delay" must be a number of seconds above 0, at most {MAX_FAULT_DELAY:g}.'
+    if status is None and delay is None:
+        return 'Give "status" (fail the requests) or "delay" (slow them down).'
+    if not 0 < probability <= 1:
+        return 'Field "probability" must be a number above 0, at most 1.'
+    return None
 
 
 @dataclass(frozen=True)
@@ -49,6 +104,21 @@ class SimulatorOptions:
         "text/plain",
     )
     jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    faults: tuple[FaultSpec, ...] = ()
+    """Faults armed at start-up and re-armed by `POST /control/reset`."""
+    fault_seed: int = 0
+    """Seed of the random draws of faults with a probability below 1, so runs are reproducible."""
+    cut_streams_every: float | None = None
+    """Cut every open SSE stream every this many seconds (None: never)."""
+
+    def __post_init__(self) -> None:
+        if self.cut_streams_every is not None and not (
+            math.isfinite(self.cut_streams_every) and self.cut_streams_every > 0
+        ):
+            raise ValueError(
+                f"cut_streams_every must be a number of seconds above 0 (or None), "
+                f"got {self.cut_streams_every!r}"
+            )
 
     @property
     def org_id15(self) -> str:
