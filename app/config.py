@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     wait_default_seconds: float = Field(default=25.0, gt=0, lt=30)
     wait_max_seconds: float = Field(default=27.0, gt=0, lt=30)
     """Hard cap for `waitSeconds`; at most TOOL_DEADLINE_SECONDS - 1."""
+    burst_window_seconds: float = Field(default=0.3, ge=0, le=5)
+    """After a bot message, a read waits this long for more of a multi-part answer (and again
+    after each part), so the model relays it whole."""
     poll_interval_seconds: float = Field(default=2.0, gt=0)
     """Entries-endpoint polling interval, used only while the event stream is down."""
     session_ttl_seconds: int = Field(default=4 * 3600, gt=0)

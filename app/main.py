@@ -76,7 +76,13 @@ def build_runtime(
         http_client, config, retry=RetryPolicy(total_timeout=settings.scrt_retry_total_seconds)
     )
     session_store: SessionStore = store or MemorySessionStore(settings.max_sessions)
-    delivery = DeliveryEngine(client, DeliveryOptions(poll_interval=settings.poll_interval_seconds))
+    delivery = DeliveryEngine(
+        client,
+        DeliveryOptions(
+            poll_interval=settings.poll_interval_seconds,
+            burst_window=settings.burst_window_seconds,
+        ),
+    )
     service = HandoffService(
         client, session_store, delivery, session_ttl=settings.session_ttl_seconds
     )

@@ -71,3 +71,42 @@ def test_allowed_hosts_are_validated_and_lowercased() -> None:
     with pytest.raises(ConfigError, match="MCP_ALLOWED_HOSTS"):
         make(mcp_allowed_hosts=["https://chat.example.com"])
     assert "chat.example.com" in make(mcp_allowed_hosts=["Chat.Example.com"]).allowed_hosts()
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"tool_deadline_seconds": 29}, "TOOL_DEADLINE_SECONDS"),
+        ({"tool_deadline_seconds": 4}, "TOOL_DEADLINE_SECONDS"),
+        (
+            {"tool_deadline_seconds": 20, "wait_max_seconds": 20, "wait_default_seconds": 10},
+            r"WAIT_MAX_SECONDS must be at most TOOL_DEADLINE_SECONDS - 1 \(20 > 19\)",
+        ),
+        (
+            {
+                "tool_deadline_seconds": 10,
+                "wait_max_seconds": 9,
+                "wait_default_seconds": 5,
+                "scrt_retry_total_seconds": 12,
+            },
+            r"SCRT_RETRY_TOTAL_SECONDS must not exceed TOOL_DEADLINE_SECONDS \(12 > 10\)",
+        ),
+        ({"burst_window_seconds": 6}, "BURST_WINDOW_SECONDS"),
+    ],
+)
+def test_settings_that_cannot_answer_inside_the_router_limit_are_refused(
+    values: dict[str, float], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        make(**values)
+
+
+def test_the_longest_accepted_settings_fit_the_tool_deadline() -> None:
+    settings = make(
+        tool_deadline_seconds=28,
+        wait_max_seconds=27,
+        wait_default_seconds=27,
+        scrt_retry_total_seconds=24.99,
+    )
+    assert settings.wait_cap == 27
+    assert make().tool_deadline_seconds == 28 and make().wait_cap == 27

@@ -37,9 +37,9 @@ def prepare_session(request: Request, conv: Conversation, body: Json) -> bool:
             "No messaging session exists. Send the pre-chat details with isNewMessagingSession.",
             "NO_ACTIVE_SESSION",
         )
+    # Pre-chat values belong to a session: a new one has only those sent with it.
     attributes = body.get("routingAttributes")
-    if isinstance(attributes, dict):
-        conv.routing_attributes = attributes
+    conv.routing_attributes = attributes if isinstance(attributes, dict) else {}
     actors_of(request).restart_session(conv)
     return True
 

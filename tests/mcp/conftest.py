@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,25 @@ class Stack:
     sim_app: Starlette
     mcp_url: str
     control: httpx.AsyncClient
+    app: Starlette
+
+    async def fault(self, **fault: Any) -> None:
+        response = await self.control.post("/control/faults", json=fault)
+        assert response.status_code == 201, response.text
+
+    async def conversation(self, conversation_id: str) -> dict[str, Any]:
+        """The simulator's own record of a conversation: what Salesforce has."""
+        listing = (await self.control.get("/control/conversations")).json()
+        return next(c for c in listing["conversations"] if c["conversationId"] == conversation_id)
+
+    async def user_texts(self, conversation_id: str) -> list[str]:
+        """The end user's messages as Salesforce recorded them, oldest first."""
+        conv = await self.conversation(conversation_id)
+        return [
+            e["entryPayload"]["abstractMessage"]["staticContent"]["text"]
+            for e in sorted(conv["entries"], key=lambda e: e["transcriptedTimestamp"])
+            if e["entryType"] == "Message" and e["sender"]["role"] == "EndUser"
+        ]
 
     async def agent(self, conversation_id: str, action: str, body: Any = None) -> Any:
         response = await self.control.post(
@@ -46,8 +65,11 @@ class Stack:
         return response.json()
 
 
+StackFactory = Callable[..., Awaitable[Stack]]
+
+
 @pytest.fixture
-async def stack_factory() -> AsyncIterator[Callable[..., Any]]:
+async def stack_factory() -> AsyncIterator[StackFactory]:
     stacks: list[Any] = []
 
     async def make(sim_options: SimulatorOptions | None = None, **settings: Any) -> Stack:
@@ -61,7 +83,7 @@ async def stack_factory() -> AsyncIterator[Callable[..., Any]]:
         stacks.append(app_cm)
         control = httpx.AsyncClient(base_url=sim_url)
         stacks.append(control)
-        return Stack(sim_url, sim_app, mcp_base + "/mcp", control)
+        return Stack(sim_url, sim_app, mcp_base + "/mcp", control, app)
 
     yield make
     for item in reversed(stacks):
