@@ -2,9 +2,13 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+MUTATION_STAMP := $(VENV)/.installed-mutation
+# Which mutants `make mutation` tests: mutmut name globs (module path + function), e.g.
+# MUTANTS='app.transcript.* app.scrt.*'. Empty means every file listed in [tool.mutmut] only_mutate.
+MUTANTS ?=
 DEMO_PORT ?= 8000
 
-.PHONY: venv test check fmt bench demo simulator clean
+.PHONY: venv test check fmt bench demo simulator mutation clean
 
 # The venv is rebuilt when the pinned requirements or the project metadata change.
 $(STAMP): pyproject.toml requirements.txt
@@ -14,6 +18,11 @@ $(STAMP): pyproject.toml requirements.txt
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# The `mutation` extra (mutmut) on top of the test install; `make test` never needs it.
+$(MUTATION_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[test,mutation]'
+	touch $(MUTATION_STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest
@@ -36,6 +45,14 @@ demo: $(STAMP)
 
 simulator: $(STAMP)
 	$(BIN)/miaw-mcp simulator --host 127.0.0.1 --port 8081
+
+# Mutation testing (not part of `make test`): mutmut mutates a copy of the code under mutants/,
+# runs only the tests that reach each mutated function, one worker at a time, and remembers results
+# between runs (delete mutants/ to start over). Config: [tool.mutmut] in pyproject.toml.
+mutation: $(MUTATION_STAMP)
+	$(BIN)/mutmut run --max-children 1 $(foreach m,$(MUTANTS),'$(m)')
+	@echo "Surviving mutants (see one with: $(BIN)/mutmut show NAME):"
+	@$(BIN)/mutmut results
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
