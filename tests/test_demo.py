@@ -23,14 +23,13 @@ from tests.mcp.test_readme_curl import curl_blocks, run_block
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-START_DEADLINE = 60.0
+START_DEADLINE = 60.0  # a safety deadline: the fixture fails rather than waiting forever
 
 
 @dataclass
 class Demo:
     base: str
     urls: list[str]
-    started_in: float
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +58,7 @@ def demo() -> Iterator[Demo]:
                 pytest.fail(f"make demo exited ({proc.wait()}): {output!r}")
             output += chunk
         urls = re.findall(r"http://127\.0\.0\.1:\d+\S*", output.decode())
-        yield Demo(f"http://127.0.0.1:{port}", urls, time.monotonic() - started)
+        yield Demo(f"http://127.0.0.1:{port}", urls)
     finally:
         selector.close()
         with contextlib.suppress(ProcessLookupError):
@@ -71,8 +70,7 @@ def demo() -> Iterator[Demo]:
             proc.wait()
 
 
-def test_make_demo_starts_within_a_minute_and_every_printed_url_answers(demo: Demo) -> None:
-    assert demo.started_in < START_DEADLINE
+def test_make_demo_starts_and_every_printed_url_answers(demo: Demo) -> None:
     paths = {url.removeprefix(demo.base) for url in demo.urls}
     assert {"/sim/console", "/playground", "/mcp", "/sim/control/conversations", "/health"} <= paths
     with httpx.Client(timeout=10, follow_redirects=True) as http:

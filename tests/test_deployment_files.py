@@ -9,14 +9,19 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
-from app.config import REQUIRED_TO_SERVE
+import pytest
+
+from app.config import ConfigError, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
+# What a Heroku deploy cannot run without: the Custom Client deployment's three coordinates.
+SALESFORCE_SETTINGS = {"MIAW_SCRT_URL", "MIAW_ORG_ID", "MIAW_ES_DEVELOPER_NAME"}
 
 
 def test_procfile_web_command_exists_and_binds_port() -> None:
     line = (ROOT / "Procfile").read_text().strip()
-    assert line.startswith("web: python -m app serve")
+    # Heroku routes to the web dyno on 0.0.0.0:$PORT; `serve` reads PORT itself (checked below).
+    assert line == "web: python -m app serve --host 0.0.0.0"
     args = line.removeprefix("web: python -m app ").split()
     help_text = subprocess.run(
         [sys.executable, "-m", "app", *args, "--help"],
@@ -44,24 +49,32 @@ def test_requirements_pin_exactly_what_the_tests_run_on() -> None:
 
 def test_runtime_matches_the_python_the_tests_run_on() -> None:
     runtime = (ROOT / "runtime.txt").read_text().strip()
-    assert runtime == f"python-{sys.version_info.major}.{sys.version_info.minor}"
+    assert runtime == "python-3.11"  # pyproject.toml: requires-python = ">=3.11,<3.12"
+    assert sys.version_info[:2] == (3, 11)
 
 
-def test_app_json_is_valid_and_names_every_required_setting() -> None:
+def test_app_json_is_valid_and_names_every_required_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     manifest = json.loads((ROOT / "app.json").read_text())
     assert manifest["buildpacks"] == [{"url": "heroku/python"}]
     assert manifest["formation"]["web"]["quantity"] >= 1
     env = manifest["env"]
-    for name in REQUIRED_TO_SERVE:
-        assert env[name]["required"] is True and env[name]["description"]
+    assert {name for name, spec in env.items() if spec["required"] is True} == SALESFORCE_SETTINGS
+    assert all(spec["description"] for spec in env.values())
+    # ... and they are what the app refuses to serve without.
+    for name in SALESFORCE_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError) as refused:
+        Settings(_env_file=None).require_salesforce()  # type: ignore[call-arg]
+    named = set(re.findall(r"\b[A-Z][A-Z_]+[A-Z]\b", str(refused.value)))
+    assert named == SALESFORCE_SETTINGS
     readme = (ROOT / "README.md").read_text()
     for name in env:
         assert re.search(rf"`{name}`", readme), f"{name} is not documented in the README"
 
 
 def test_every_setting_is_in_the_readme_configuration_table() -> None:
-    from app.config import Settings
-
     readme = (ROOT / "README.md").read_text()
     table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"^\| `([A-Z_]+)` \|", table, flags=re.M))

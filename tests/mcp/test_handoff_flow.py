@@ -55,12 +55,10 @@ async def run_full_handoff(
         assert info["agentName"] == "Jane Agent"
         await disrupt("agent joined")
 
-        # Three agent messages within 50 ms: all of them, once, in order.
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        # Three agent messages back to back, all posted before the next read: all of them, once,
+        # in order.
         for n in (1, 2, 3):
             await stack.agent(cid, "message", {"text": f"agent says {n}"})
-        assert loop.time() - started < 0.5
         await read_until(
             client, ids, lambda e, _: "agent says 3" in messages(e, "Agent"), seen=seen
         )

@@ -65,35 +65,52 @@ async def test_persistent_503_fails_after_max_attempts(
     assert caught.value.error_code == "UNAVAILABLE"
 
 
+@pytest.mark.looptime
 async def test_retries_stop_when_the_next_pause_would_cross_the_total_bound(
     http: httpx.AsyncClient, config: ScrtConfig, router: respx.MockRouter
 ) -> None:
+    # Pauses of 0.02-0.04 s (half fixed, half random) against a 0.2 s budget: 5 to 10 attempts.
     policy = RetryPolicy(max_attempts=100, base_delay=0.04, max_delay=0.04, total_timeout=0.2)
     scrt = ScrtClient(http, config, retry=policy)
     route = router.get(f"{V2}/conversation/{CID}").mock(return_value=unavailable())
-    loop = asyncio.get_running_loop()
+    loop = asyncio.get_running_loop()  # fake time: it moves only by the client's own pauses
     started = loop.time()
 
-    with pytest.raises(ScrtServerError):
+    with capture_logs() as logs, pytest.raises(ScrtServerError):
         await scrt.routing_status(TOKEN, CID)
 
-    assert loop.time() - started < 0.2
-    assert 2 <= route.call_count < 100
+    elapsed = loop.time() - started
+    pauses = [line["delay"] for line in logs if line["event"] == "scrt.retry"]
+    assert route.call_count == len(pauses) + 1
+    assert 5 <= route.call_count <= 10
+    assert elapsed == pytest.approx(sum(pauses), abs=0.001 * len(pauses))  # logged rounded
+    # It stopped inside the budget, and only because a further pause (at most 0.04 s) would
+    # have crossed it, not earlier.
+    assert 0.2 - 0.04 <= elapsed < 0.2
 
 
+@pytest.mark.looptime
 async def test_a_hung_request_is_cut_at_the_total_bound(
     http: httpx.AsyncClient, config: ScrtConfig, router: respx.MockRouter
 ) -> None:
-    scrt = ScrtClient(http, config, retry=RetryPolicy(total_timeout=0.05))
+    scrt = ScrtClient(http, config, retry=RetryPolicy(total_timeout=10.0))
+
+    attempts: list[httpx.Request] = []
 
     async def never_answers(request: httpx.Request) -> httpx.Response:
+        attempts.append(request)
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
     router.get(f"{V2}/conversation/{CID}").mock(side_effect=never_answers)
+    loop = asyncio.get_running_loop()  # fake time: the 10 s pass at once
+    started = loop.time()
 
     with pytest.raises(ScrtTimeoutError):
         await scrt.routing_status(TOKEN, CID)
+
+    assert loop.time() - started == pytest.approx(10.0)
+    assert len(attempts) == 1  # the budget is spent: no retry after the cut
 
 
 async def test_bad_request_is_not_retried(scrt: ScrtClient, router: respx.MockRouter) -> None:

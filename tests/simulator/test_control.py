@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import asyncio
 
 import pytest
 
@@ -227,22 +227,24 @@ async def test_fault_only_hits_its_exact_path(sim: Sim) -> None:
     assert (await sim.create_response(guest, new_id())).status_code == 500
 
 
-async def test_delay_fault_measurably_delays_then_normal(sim: Sim) -> None:
+@pytest.mark.looptime
+async def test_delay_fault_delays_a_request_by_its_delay_then_normal(sim: Sim) -> None:
+    # In-process (ASGITransport) under a fake loop clock: it moves only by the simulator's sleeps.
     guest = await sim.guest()
-    delay = 0.25
     await sim.control_ok(
         "POST",
         "/faults",
-        {"path": "/iamessage/api/v2/conversation/list", "delay": delay, "count": 1},
+        {"path": "/iamessage/api/v2/conversation/list", "delay": 0.25, "count": 1},
     )
-    start = time.monotonic()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
     await sim.list_conversations(guest)
-    slowed = time.monotonic() - start
-    start = time.monotonic()
+    slowed = loop.time() - start
+    start = loop.time()
     await sim.list_conversations(guest)
-    normal = time.monotonic() - start
-    assert slowed >= delay
-    assert normal < delay
+    normal = loop.time() - start
+    assert slowed == pytest.approx(0.25)
+    assert normal == 0
 
 
 async def test_fault_method_filter(sim: Sim) -> None:

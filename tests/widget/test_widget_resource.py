@@ -13,12 +13,12 @@ from starlette.testclient import TestClient
 
 from app.config import Settings
 from app.main import build_app
-from app.widget import MIME, WIDGET_URI, WIDGET_VERSION
 from tests.mcp.conftest import settings_for
 
 WIDGET_DIR = Path(__file__).resolve().parents[2] / "widget"
 BASE_URL = "http://127.0.0.1:8000"
 WIDGET_TOOLS = ("send_message", "list_conversation_entries", "close_conversation")
+MCP_APP_MIME = "text/html;profile=mcp-app"  # MCP Apps: the MIME type of an HTML view resource
 
 
 def client_for(**settings: Any) -> TestClient:
@@ -42,19 +42,29 @@ def rpc(client: TestClient, method: str, params: dict[str, Any] | None = None) -
     return body["result"]
 
 
+def listed_widget(client: TestClient) -> dict[str, Any]:
+    """The widget as `resources/list` announces it (the one `ui://widget/` resource)."""
+    resources = rpc(client, "resources/list")["resources"]
+    (listed,) = [r for r in resources if r["uri"].startswith("ui://widget/")]
+    return dict(listed)
+
+
 def read_widget(client: TestClient) -> dict[str, Any]:
-    (content,) = rpc(client, "resources/read", {"uri": WIDGET_URI})["contents"]
+    uri = listed_widget(client)["uri"]
+    (content,) = rpc(client, "resources/read", {"uri": uri})["contents"]
     return dict(content)
 
 
 def test_widget_uri_carries_the_version_and_is_served_as_an_mcp_app(mcp: TestClient) -> None:
-    assert re.fullmatch(r"ui://widget/salesforce-chat-v\d+\.html", WIDGET_URI)
-    assert f"-v{WIDGET_VERSION}." in WIDGET_URI
-    (listed,) = [r for r in rpc(mcp, "resources/list")["resources"] if r["uri"] == WIDGET_URI]
-    assert listed["mimeType"] == MIME == "text/html;profile=mcp-app"
+    listed = listed_widget(mcp)
+    versioned = re.fullmatch(r"ui://widget/salesforce-chat-v(\d+)\.html", listed["uri"])
+    assert versioned is not None, listed["uri"]
+    assert listed["mimeType"] == MCP_APP_MIME
     content = read_widget(mcp)
-    assert content["mimeType"] == MIME
-    assert f'data-version="{WIDGET_VERSION}"' in content["text"]
+    assert content["uri"] == listed["uri"]
+    assert content["mimeType"] == MCP_APP_MIME
+    # The HTML served under the URI is the version the URI names (ChatGPT caches by URI).
+    assert f'data-version="{versioned.group(1)}"' in content["text"]
 
 
 def test_resource_meta_has_mcp_apps_and_chatgpt_keys_from_settings(mcp: TestClient) -> None:
@@ -102,8 +112,9 @@ def test_inlined_sources_cannot_end_their_element_early(path: Path) -> None:
 def test_tools_the_widget_calls_are_visible_to_the_app(mcp: TestClient) -> None:
     tools = {tool["name"]: tool for tool in rpc(mcp, "tools/list")["tools"]}
     show = tools["show_salesforce_chat"]["_meta"]
-    assert show["ui"]["resourceUri"] == WIDGET_URI
-    assert show["openai/outputTemplate"] == WIDGET_URI
+    uri = listed_widget(mcp)["uri"]
+    assert show["ui"]["resourceUri"] == uri
+    assert show["openai/outputTemplate"] == uri
     for name in WIDGET_TOOLS:
         meta = tools[name]["_meta"]
         assert "app" in meta["ui"]["visibility"], name
