@@ -245,26 +245,6 @@ async def test_entries_arrive_by_polling_while_the_event_stream_is_down(stack: S
     assert len(ids_seen) == len(set(ids_seen))
 
 
-async def test_a_bots_multi_part_answer_arrives_in_one_read(stack: Stack) -> None:
-    async with Client(stack.mcp_url) as client:
-        ids = await start_chat(client)
-        await read_until(client, ids, lambda e, _: bool(messages(e, "Chatbot")))
-        cid = ids["conversationId"]
-        pending = asyncio.create_task(
-            call(client, "list_conversation_entries", {**ids, "waitSeconds": 5})
-        )
-        first = await stack.control.post(
-            f"/control/conversations/{cid}/bot/message", json={"text": "part 1"}
-        )
-        assert first.status_code == 200
-        await asyncio.sleep(0.1)  # pacing the bot's two messages, not waiting for anything
-        await stack.control.post(
-            f"/control/conversations/{cid}/bot/message", json={"text": "part 2"}
-        )
-        page = await pending
-        assert messages(page["entries"], "Chatbot") == ["part 1", "part 2"]
-
-
 async def test_creating_a_second_conversation_keeps_the_first_ones_cursor(stack: Stack) -> None:
     async with Client(stack.mcp_url) as client:
         ids = await start_chat(client)
