@@ -183,12 +183,15 @@ class GuestFeed:
                 return
             with target.fetching():
                 async with asyncio.timeout(budget):
-                    if await self._fetch_pages(target):
-                        target.fetched_all()
+                    gaps = await self._fetch_pages(target)
+                    if gaps is not None:
+                        target.fetched_all(gaps)
 
-    async def _fetch_pages(self, target: ConversationLog) -> bool:
-        """Append pages until the newest entry; False when the page limit stopped it first."""
+    async def _fetch_pages(self, target: ConversationLog) -> int | None:
+        """Append pages until the newest entry; return the log's gap count when its last page
+        was asked for, or None when the page limit stopped it first."""
         for _ in range(FETCH_MAX_PAGES):
+            gaps = target.gaps
             page = await self._client.list_entries(
                 self._token,
                 target.conversation_id,
@@ -199,8 +202,8 @@ class GuestFeed:
             added = target.append(chronological(page))
             # A full page of entries already seen cannot be paged past: treat it as the end.
             if len(page) < FETCH_PAGE or not added:
-                return True
-        return False
+                return gaps
+        return None
 
     async def aclose(self) -> None:
         if self._catch_up_task is not None:

@@ -225,6 +225,8 @@ class ConversationLog:
         before the live entries is missing. Until then live entries are held."""
         self._held: list[Entry] = []
         self._fetching = 0
+        self.gaps = 0
+        """How often the stream (re)opened over this log: a fetch is complete only for the last."""
 
     def live(self, entry: Entry) -> None:
         """An entry from the event stream: appended now, or held until the gap before it is
@@ -241,6 +243,7 @@ class ConversationLog:
     def gap(self) -> None:
         """The stream (re)opened: entries may be missing, so hold live ones until a fetch."""
         self.synced = False
+        self.gaps += 1
 
     @contextlib.contextmanager
     def fetching(self) -> Iterator[None]:
@@ -253,9 +256,12 @@ class ConversationLog:
             self._fetching -= 1
             self._release()
 
-    def fetched_all(self) -> None:
-        """A fetch reached the newest entry: the log is complete up to the held entries."""
-        self.synced = True
+    def fetched_all(self, gaps: int) -> None:
+        """A fetch reached the newest entry: the log is complete up to the held entries, unless
+        the stream (re)opened after the fetch's last page was asked for (`gaps` then differs):
+        what happened between that page and the reopen is still missing."""
+        if gaps == self.gaps:
+            self.synced = True
 
     def append(self, entries: Iterable[Entry]) -> int:
         added = 0
