@@ -15,7 +15,7 @@ from mcp.server.mcpserver import MCPServer
 
 from app.config import Settings
 
-WIDGET_VERSION = "3"
+WIDGET_VERSION = "4"
 WIDGET_URI = f"ui://widget/salesforce-chat-v{WIDGET_VERSION}.html"
 MIME = "text/html;profile=mcp-app"
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "widget"

@@ -139,8 +139,23 @@
     }
   }
 
+  // The idempotency key of one message: every attempt to send it (the first, Retry, Retry after
+  // a re-render) carries the same one, so the server never delivers it twice. Letters, digits
+  // and "-" only, as send_message requires.
+  function newClientMessageId() {
+    const c = window.crypto;
+    if (c && typeof c.randomUUID === "function") return c.randomUUID();
+    if (c && typeof c.getRandomValues === "function") {
+      const bytes = c.getRandomValues(new Uint8Array(16));
+      return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+    }
+    return "m-" + Date.now().toString(36) + "-" + Math.random().toString(36).slice(2);
+  }
+
   async function deliver(item) {
     if (!canSend()) return;
+    // A message saved by an older view has no key yet: it gets one now, kept from here on.
+    if (!item.clientMessageId) item.clientMessageId = newClientMessageId();
     item.status = "pending";
     item.error = null;
     updateItem(item);
@@ -151,6 +166,7 @@
           sessionId: state.ids.sessionId,
           conversationId: state.ids.conversationId,
           text: item.text,
+          clientMessageId: item.clientMessageId,
         }),
       );
       if (sent.messageId && !item.echoed) item.messageId = String(sent.messageId);
@@ -182,6 +198,7 @@
       local: true,
       echoed: false,
       messageId: null,
+      clientMessageId: newClientMessageId(),
     };
     addItem(item);
     renderChrome();
