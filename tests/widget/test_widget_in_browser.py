@@ -472,6 +472,8 @@ async def test_send_salesforce_confirms_too_late_is_retried_with_its_key_and_arr
     await expect(mine).to_have_attribute("data-status", "failed")
     assert results[0]["isError"] is True
     assert "Salesforce has not confirmed this message yet" in results[0]["content"][0]["text"]
+    # Not "Not sent": Salesforce may have it, and Retry cannot make a copy.
+    await expect(mine.locator(".msg__meta")).to_contain_text("Not confirmed")
 
     await mine.get_by_role("button", name=f"Retry sending: {text}").click()
     await expect(mine).to_have_attribute("data-status", "sent")

@@ -57,7 +57,10 @@
 
   function userMeta(item) {
     if (item.status === "pending") return "Sending…";
-    if (item.status === "failed") return "Not sent";
+    if (item.status === "failed") {
+      // Salesforce may still have it: Retry (same clientMessageId) settles it without a copy.
+      return /not confirmed/i.test(item.error || "") ? "Not confirmed" : "Not sent";
+    }
     return [clock(item.ts), "Sent"].filter(Boolean).join(" · ");
   }
 
