@@ -179,10 +179,28 @@ async def test_a_refused_control_call_is_shown_inline(
     assert [p for p in console.problems if "409" not in p] == []
 
 
+# Records the page's typing flags as it sends them: the fetch starts synchronously inside the
+# idle timer's callback, so once `clock.run_for` returns the record is complete.
+RECORD_TYPING = """
+window.typingSent = [];
+const pageFetch = window.fetch;
+window.fetch = function (resource, init) {
+  if (String(resource).endsWith("/agent/typing")) {
+    window.typingSent.push(JSON.parse(init.body).typing);
+  }
+  return pageFetch.apply(this, arguments);
+};
+"""
+
+
 async def test_typing_stops_after_three_idle_seconds(
     standalone_site: Site, console: Console
 ) -> None:
+    # The idle timer runs on Playwright's fake clock: time moves only when the test moves it.
     site = standalone_site
+    page = console.page
+    await page.add_init_script(RECORD_TYPING)
+    await page.clock.install()
     guest = await site.waiting_guest()
     events = site.tail(guest)
     await console.open(site)
@@ -190,13 +208,21 @@ async def test_typing_stops_after_three_idle_seconds(
     await console.accept.click()
     await expect(console.status).to_have_text("With agent Jane Agent")
 
-    await console.message.press_sequentially("let me check")
-    started = time.monotonic()  # the last keystroke: the idle timer runs from here
+    await page.clock.pause_at(time.time() * 1000 + 60_000)
+    await console.message.press_sequentially("let me")
     started_index = await events.wait_for(TYPING_STARTED, "Agent")
+    assert await page.evaluate("window.typingSent") == [True]
+    await page.clock.run_for(2_000)
+    await console.message.press_sequentially(" check")  # the idle timer runs from here
+    assert await page.evaluate("window.typingSent") == [True]
+
+    await page.clock.run_for(2_999)
+    assert await page.evaluate("window.typingSent") == [True]  # 2.999 s idle: still typing
+
+    await page.clock.run_for(1)
+    assert await page.evaluate("window.typingSent") == [True, False]  # 3 s idle: stopped
     stopped_index = await events.wait_for(TYPING_STOPPED, "Agent")
-    idle = time.monotonic() - started
     assert started_index < stopped_index
-    assert 2.5 <= idle < DEADLINE, idle
     assert events.names.count(TYPING_STARTED) == 1
     await expect(console.message).to_have_value("let me check")  # the draft stays
 

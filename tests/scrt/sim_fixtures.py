@@ -61,6 +61,8 @@ EPHEMERAL_EVENTS = frozenset(
 
 FAST_RECONNECT = ReconnectPolicy(base_delay=0.05, max_delay=0.1, multiplier=1.5, max_failures=5)
 FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05, total_timeout=3.0)
+# Room for a held attempt's timeout, the reconciliation and the retry on a loaded machine.
+PATIENT_RETRY = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05, total_timeout=20.0)
 
 
 def sim_options(**overrides: Any) -> SimulatorOptions:
@@ -88,21 +90,34 @@ def claims_of(token: str) -> Json:
 
 @dataclass
 class Hold:
-    """Withholds the answer to one request: the simulator does the work, the client hears nothing
-    until `release` is set (the "answer lost" case of an idempotent retry)."""
+    """Withholds one request from the client's view.
+
+    By default the answer is held: the simulator does the work (`handled`), the client hears
+    nothing until `release` is set (the "answer lost" case of an idempotent retry). With
+    `late=True` the request itself is held: the gate takes it whole (`arrived`) and passes it to
+    the simulator only once `release` is set (a request delayed in the network past the client's
+    timeout, landing after the client's next attempt).
+    """
 
     method: str
     path_glob: str
+    late: bool = False
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
     handled: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
 
     def matches(self, method: str, path: str) -> bool:
         return method == self.method and fnmatch.fnmatchcase(path, self.path_glob)
 
+    @property
+    def seen(self) -> asyncio.Event:
+        """Set once the request is as far as it gets before `release`."""
+        return self.arrived if self.late else self.handled
+
 
 class Gate:
     """ASGI wrapper: counts in-flight SCRT REST requests (so a test can wait for a delayed request
-    to finish server-side) and withholds the answers of requests picked with `hold`."""
+    to finish server-side) and withholds the requests or answers picked with `hold`."""
 
     def __init__(self, app: Starlette) -> None:
         self.app = app
@@ -112,8 +127,8 @@ class Gate:
         self._holds: list[Hold] = []
         self.holds: list[Hold] = []
 
-    def hold(self, method: str, path_glob: str) -> Hold:
-        hold = Hold(method, path_glob)
+    def hold(self, method: str, path_glob: str, *, late: bool = False) -> Hold:
+        hold = Hold(method, path_glob, late=late)
         self._holds.append(hold)
         self.holds.append(hold)
         return hold
@@ -144,22 +159,77 @@ class Gate:
         try:
             if hold is None:
                 await self.app(scope, receive, send)
-                return
-            answer: list[Message] = []
-
-            async def keep(message: Message) -> None:
-                answer.append(message)
-
-            await self.app(scope, receive, keep)
-            hold.handled.set()
-            await hold.release.wait()
-            with contextlib.suppress(Exception):  # the client is long gone
-                for message in answer:
-                    await send(message)
+            elif hold.late:
+                await self._late(hold, scope, receive, send)
+            else:
+                await self._answer_held(hold, scope, receive, send)
         finally:
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.set()
+
+    async def _late(self, hold: Hold, scope: Scope, receive: Receive, send: Send) -> None:
+        # Read the body first: once the client has given up, the server would hand the app a
+        # disconnect instead of it.
+        body: list[Message] = []
+        while not body or body[-1].get("more_body", False):
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            body.append(message)
+        hold.arrived.set()
+        await hold.release.wait()
+
+        async def replay() -> Message:
+            return body.pop(0) if body else await receive()
+
+        await self.app(scope, replay, send)
+        hold.handled.set()
+
+    async def _answer_held(self, hold: Hold, scope: Scope, receive: Receive, send: Send) -> None:
+        answer: list[Message] = []
+
+        async def keep(message: Message) -> None:
+            answer.append(message)
+
+        hold.arrived.set()
+        await self.app(scope, receive, keep)
+        hold.handled.set()
+        await hold.release.wait()
+        with contextlib.suppress(Exception):  # the client is long gone
+            for message in answer:
+                await send(message)
+
+
+class GivesUpOnce(httpx.AsyncBaseTransport):
+    """The client's transport, impatient once: the request the gate holds with `hold` gets a 0.3 s
+    read timeout (every other request the client's own), and its timeout is raised only once the
+    gate has it as far as it goes (`hold.seen`). So the client's next step is ordered after the held
+    request by events, not by a race of real delays, and is never short of time on a busy machine.
+    """
+
+    READ_TIMEOUT = 0.3
+
+    def __init__(self, hold: Hold) -> None:
+        self._hold: Hold | None = hold
+        self._inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        hold = self._hold
+        if hold is None or not hold.matches(request.method, request.url.path):
+            return await self._inner.handle_async_request(request)
+        self._hold = None
+        timeouts = dict(request.extensions.get("timeout", {}))
+        request.extensions["timeout"] = {**timeouts, "read": self.READ_TIMEOUT}
+        try:
+            return await self._inner.handle_async_request(request)
+        except httpx.ReadTimeout:
+            async with asyncio.timeout(DEADLINE):
+                await hold.seen.wait()
+            raise
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 # -- the environment ------------------------------------------------------------------------
@@ -191,6 +261,12 @@ class SimEnv:
         """Another httpx client (e.g. with a short timeout), closed at teardown."""
         client = httpx.AsyncClient(**kwargs)
         return await self.exit_stack.enter_async_context(client)
+
+    async def gives_up_on(self, hold: Hold, *, retry: RetryPolicy = PATIENT_RETRY) -> ScrtClient:
+        """A client with the usual 10 s timeouts that times out on the request `hold` withholds,
+        and only on that one (see `GivesUpOnce`)."""
+        http = await self.http_client(transport=GivesUpOnce(hold), timeout=10.0)
+        return self.scrt(http=http, retry=retry)
 
     async def control_ok(self, method: str, path: str, body: Json | None = None) -> Any:
         response = await self.control.request(method, f"/control{path}", json=body)

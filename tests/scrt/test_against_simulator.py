@@ -16,7 +16,6 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import httpx
 import jwt
 import pytest
 
@@ -883,12 +882,12 @@ async def test_hung_call_fails_within_the_total_timeout(env: SimEnv) -> None:
 
 
 async def test_send_whose_answer_was_lost_is_found_and_not_sent_again(env: SimEnv) -> None:
-    http = await env.http_client(timeout=httpx.Timeout(0.3))
-    client = env.scrt(http=http)
-    token = await client.guest_token()
-    cid = await client.create_conversation(token)
-    # The simulator records the first attempt, but its answer never reaches the client.
+    token = await env.client.guest_token()
+    cid = await env.client.create_conversation(token)
+    # The simulator records the first attempt, but its answer never reaches the client, which
+    # times out on it (and only on it: the look-up and any retry have time to spare).
     hold = env.gate.hold("POST", f"{V2}/conversation/{cid}/message")
+    client = await env.gives_up_on(hold)
     before = await env.requests("POST", MESSAGE_ROUTE)
     looked = await env.requests("GET", ENTRIES_ROUTE)
 
@@ -907,10 +906,9 @@ async def test_send_whose_answer_was_lost_is_found_and_not_sent_again(env: SimEn
 
 
 async def test_create_conversation_whose_answer_was_lost_is_one_conversation(env: SimEnv) -> None:
-    http = await env.http_client(timeout=httpx.Timeout(0.3))
-    client = env.scrt(http=http)
-    token = await client.guest_token()
     hold = env.gate.hold("POST", f"{V2}/conversation")
+    client = await env.gives_up_on(hold)
+    token = await client.guest_token()
 
     cid = await client.create_conversation(token)  # the retry's 409 counts as success
 
@@ -925,16 +923,22 @@ async def test_create_conversation_whose_answer_was_lost_is_one_conversation(env
 async def test_send_delayed_beyond_the_client_timeout_is_retried_and_recorded_once(
     env: SimEnv,
 ) -> None:
-    http = await env.http_client(timeout=httpx.Timeout(0.3))
-    client = env.scrt(http=http)
-    token = await client.guest_token()
-    cid = await client.create_conversation(token)
-    await env.fault(path=MESSAGE_ROUTE, method="POST", delay=0.6, count=1)
+    token = await env.client.guest_token()
+    cid = await env.client.create_conversation(token)
+    # The first attempt reaches the simulator only after the client gave up on it, looked for
+    # it in vain and sent it again.
+    late = env.gate.hold("POST", f"{V2}/conversation/{cid}/message", late=True)
+    client = await env.gives_up_on(late)
     before = await env.requests("POST", MESSAGE_ROUTE)
+    looked = await env.requests("GET", ENTRIES_ROUTE)
 
     sent = await client.send_message(token, cid, "slow but sure")
-    await env.gate.idle()  # the delayed first attempt is over on the server too
+    assert not late.handled.is_set()
+    assert await env.requests("GET", ENTRIES_ROUTE) == looked + 1
+    late.release.set()
+    await env.gate.idle()  # the late first attempt is over on the server too
 
+    assert late.handled.is_set()
     assert await env.requests("POST", MESSAGE_ROUTE) == before + 2
     recorded = await env.end_user_messages(cid)
     assert [(e["identifier"], transcript_text(e)) for e in recorded] == [
@@ -943,16 +947,17 @@ async def test_send_delayed_beyond_the_client_timeout_is_retried_and_recorded_on
 
 
 async def test_delayed_send_is_recorded_although_the_client_timed_out(env: SimEnv) -> None:
-    http = await env.http_client(timeout=httpx.Timeout(0.3))
-    client = env.scrt(http=http, retry=RetryPolicy(max_attempts=1, total_timeout=3.0))
-    token = await client.guest_token()
-    cid = await client.create_conversation(token)
-    await env.fault(path=MESSAGE_ROUTE, method="POST", delay=0.6, count=1)
+    token = await env.client.guest_token()
+    cid = await env.client.create_conversation(token)
+    late = env.gate.hold("POST", f"{V2}/conversation/{cid}/message", late=True)
+    client = await env.gives_up_on(late, retry=RetryPolicy(max_attempts=1, total_timeout=20.0))
     message_id = new_id()
 
     with pytest.raises(ScrtTimeoutError):
         await client.send_message(token, cid, "slow but sure", message_id=message_id)
-    await env.gate.idle()  # the delayed attempt has been handled by the simulator
+    assert await env.end_user_messages(cid) == []  # looked for in vain: not there yet
+    late.release.set()
+    await env.gate.idle()  # the late attempt has been handled by the simulator
 
     assert [e["identifier"] for e in await env.end_user_messages(cid)] == [message_id]
     await client.send_message(token, cid, "slow but sure", message_id=message_id)

@@ -194,15 +194,22 @@ async def test_a_network_error_mid_stream_reconnects(
     assert route.calls.last.request.headers["last-event-id"] == "1"
 
 
+@pytest.mark.looptime
 async def test_silence_beyond_the_read_timeout_counts_as_a_drop(
     scrt: ScrtClient, router: respx.MockRouter
 ) -> None:
+    # On a fake loop clock (looptime): the silence lasts the read timeout exactly, however loaded
+    # the machine; without the timeout, `take`'s 3 s deadline fails the test.
     route = router.get(SSE).mock(
         side_effect=[sse(frame("1"), hang=True), sse(frame("2"), hang=True)]
     )
 
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+
     events = await take(scrt.event_stream("tok", reconnect=FAST, read_timeout=0.05), 2)
 
+    assert 0.05 <= loop.time() - start <= 0.05 + FAST.max_delay
     assert [e.id for e in events] == ["1", "2"]
     assert route.call_count == 2
     assert route.calls.last.request.headers["last-event-id"] == "1"
