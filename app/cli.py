@@ -29,6 +29,10 @@ FAIL_RATE_PATHS = ("/iamessage/*", "/eventrouter/*")
 SEND_PATH = "/iamessage/api/v2/conversation/{conversationId}/message"
 
 
+KEEP_ALIVE_SECONDS = 95
+"""Idle keep-alive timeout of the server: above Heroku Router 2.0's 90 s."""
+
+
 class AnnouncingServer(uvicorn.Server):
     """Announces where it listens once it accepts connections, so scripts can wait for it."""
 
@@ -267,8 +271,12 @@ def run_serve(args: argparse.Namespace) -> int:
         proxy_headers=True,
         # Heroku's router is not on loopback; trust its X-Forwarded-* headers.
         forwarded_allow_ips="*",
-        # Heroku sends SIGKILL 30 s after SIGTERM; reads wait at most WAIT_MAX_SECONDS (28).
+        # Heroku sends SIGKILL 30 s after SIGTERM; every tool call answers within
+        # TOOL_DEADLINE_SECONDS (at most 28).
         timeout_graceful_shutdown=28,
+        # Longer than the router's 90 s keep-alive, so idle connections are closed by the router:
+        # closing them first races a request the router is sending on it (uvicorn's default: 5 s).
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
 
     def announce() -> None:
@@ -298,7 +306,11 @@ def add_demo_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 def run_demo(args: argparse.Namespace) -> int:
     configure_logging("INFO", "console")
     config = uvicorn.Config(
-        build_demo_app(args.port), host="127.0.0.1", port=args.port, log_level="warning"
+        build_demo_app(args.port),
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
     AnnouncingServer(config, lambda: print(demo_banner(args.port), flush=True)).run()
     return 0

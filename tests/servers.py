@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator
 import uvicorn
 from starlette.types import ASGIApp
 
+from app.cli import KEEP_ALIVE_SECONDS
+
 
 def free_port() -> int:
     """A loopback port nothing listens on now (for servers run as subprocesses)."""
@@ -32,7 +34,13 @@ async def serve(app: ASGIApp, *, lifespan: str = "auto") -> AsyncIterator[str]:
     sock.listen(1024)
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app, log_level="warning", lifespan=lifespan, timeout_graceful_shutdown=2
+        app,
+        log_level="warning",
+        lifespan=lifespan,
+        timeout_graceful_shutdown=2,
+        # As in production (app/cli.py): the client, not the server, closes idle connections, so
+        # a request never races the server closing the connection it was sent on.
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
