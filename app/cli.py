@@ -311,6 +311,10 @@ def run_demo(args: argparse.Namespace) -> int:
         port=args.port,
         log_level="warning",
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        # The server's own event streams to the mounted simulator are connections to itself:
+        # they end only when the lifespan closes the feeds, which runs after the connections
+        # close. Without a bound Ctrl+C would wait for them forever.
+        timeout_graceful_shutdown=2,
     )
     AnnouncingServer(config, lambda: print(demo_banner(args.port), flush=True)).run()
     return 0
