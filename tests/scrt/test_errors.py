@@ -60,7 +60,9 @@ async def test_status_maps_to_its_error_class_carrying_message_and_code(
         return_value=httpx.Response(status, json={"message": "Nope.", "errorCode": "SOME_CODE"})
     )
     # A 500 may come after Salesforce took the message: it is looked for (and not found) first.
-    router.get(ENTRIES_PATH).mock(return_value=httpx.Response(200, json={"conversationEntries": []}))
+    router.get(ENTRIES_PATH).mock(
+        return_value=httpx.Response(200, json={"conversationEntries": []})
+    )
 
     with pytest.raises(ScrtStatusError) as caught:
         await once.send_message(TOKEN, CID, "private words")
