@@ -25,7 +25,7 @@ $(MUTATION_STAMP): $(STAMP)
 	touch $(MUTATION_STAMP)
 
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n 4 --dist load
 
 check: $(STAMP)
 	$(BIN)/ruff format --check app tests bench
