@@ -78,7 +78,8 @@ async def test_a_close_whose_session_end_is_slow_still_closes_the_conversation()
         ids = await start(stack)
         await slow_salesforce(stack, V2 + "/conversation/*/session")
         elapsed, result = await stack.timed("close_conversation", ids)
-    assert elapsed <= ROUTER_LIMIT
+    # Ending the session may take half of the 28 s; closing the conversation keeps the rest.
+    assert elapsed == pytest.approx(14, abs=0.5)
     assert result == {
         "closed": True,
         "sessionEnded": False,

@@ -1,0 +1,65 @@
+"""A handle works only for the ChatGPT user it was made for, on every tool; a closed chat keeps
+neither its Salesforce token nor its event stream."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from mcp.client import Client
+
+from app.main import Runtime
+from tests.mcp.conftest import Stack, ToolFailed, call
+from tests.mcp.test_handoff_flow import start_chat
+
+ALICE = {"openai/subject": "user-a"}
+MALLORY = {"openai/subject": "user-b"}
+
+
+def tool_args(ids: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        ("create_conversation", {"sessionId": ids["sessionId"]}),
+        ("send_message", {**ids, "text": "hi"}),
+        ("list_conversation_entries", {**ids, "waitSeconds": 0}),
+        ("get_conversation_routing_status", ids),
+        ("show_salesforce_chat", ids),
+        ("close_conversation", ids),
+    ]
+
+
+async def test_every_tool_refuses_a_handle_of_another_chatgpt_user(stack: Stack) -> None:
+    async with Client(stack.mcp_url) as client:
+        ids = await start_chat(client, **ALICE)
+        for tool, args in tool_args(ids):
+            with pytest.raises(ToolFailed, match="belongs to another user"):
+                await call(client, tool, args, **MALLORY)
+        # Nothing was done on Alice's behalf: her chat is open and still hers.
+        assert (await stack.conversation(ids["conversationId"]))["open"] is True
+        assert await stack.user_texts(ids["conversationId"]) == []
+        routing = await call(client, "get_conversation_routing_status", ids, **ALICE)
+        assert routing["conversationId"] == ids["conversationId"]
+
+
+async def test_a_routing_status_salesforce_cannot_give_is_a_clear_error(stack: Stack) -> None:
+    async with Client(stack.mcp_url) as client:
+        ids = await start_chat(client)
+        await stack.fault(path="/iamessage/api/v2/conversation/{conversationId}", method="GET",
+                          status=404)  # fmt: skip
+        with pytest.raises(ToolFailed, match="Salesforce does not know this conversation"):
+            await call(client, "get_conversation_routing_status", ids)
+
+
+async def test_a_closed_chat_keeps_neither_its_token_nor_its_event_stream(stack: Stack) -> None:
+    runtime: Runtime = stack.app.state.runtime
+    async with Client(stack.mcp_url) as client:
+        ids = await start_chat(client)
+        await call(client, "list_conversation_entries", {**ids, "waitSeconds": 0})
+        assert runtime.delivery.feed_count == 1
+        await call(client, "close_conversation", ids)
+        assert runtime.delivery.feed_count == 0
+        record = await runtime.store.get(ids["sessionId"])
+        assert record is not None and record.closed
+        assert record.access_token.get_secret_value() == ""
+        with pytest.raises(ToolFailed, match="This chat was closed"):
+            await call(client, "list_conversation_entries", {**ids, "waitSeconds": 0})
+        assert runtime.delivery.feed_count == 0  # the read did not reopen it
