@@ -54,12 +54,25 @@ async def test_a_closed_chat_keeps_neither_its_token_nor_its_event_stream(stack:
     async with Client(stack.mcp_url) as client:
         ids = await start_chat(client)
         await call(client, "list_conversation_entries", {**ids, "waitSeconds": 0})
-        assert runtime.delivery.feed_count == 1
+        feed = await runtime.delivery.feed(ids["sessionId"], "", None, expires_at=float("inf"))
+        assert runtime.delivery.feed_count == 1 and feed.stream_connected
         await call(client, "close_conversation", ids)
         assert runtime.delivery.feed_count == 0
+        assert not feed.stream_connected  # its Salesforce stream is closed, not just forgotten
         record = await runtime.store.get(ids["sessionId"])
         assert record is not None and record.closed
         assert record.access_token.get_secret_value() == ""
         with pytest.raises(ToolFailed, match="This chat was closed"):
             await call(client, "list_conversation_entries", {**ids, "waitSeconds": 0})
         assert runtime.delivery.feed_count == 0  # the read did not reopen it
+
+
+async def test_a_chat_whose_idle_stream_was_already_closed_still_closes(stack: Stack) -> None:
+    runtime: Runtime = stack.app.state.runtime
+    async with Client(stack.mcp_url) as client:
+        ids = await start_chat(client)
+        await runtime.delivery.drop(ids["sessionId"])  # as the idle sweep does after 15 minutes
+        assert runtime.delivery.feed_count == 0
+        result = await call(client, "close_conversation", ids)
+    assert result["closed"] is True
+    assert (await stack.conversation(ids["conversationId"]))["open"] is False
