@@ -41,7 +41,7 @@ async def command(*args: str, env: dict[str, str], ready: str) -> AsyncIterator[
     assert proc.stdout is not None
     seen = ""
     try:
-        async with asyncio.timeout(30):
+        async with asyncio.timeout(120):
             while ready not in seen:
                 line = (await proc.stdout.readline()).decode()
                 assert line, f"exited with {await proc.wait()}: {seen}"
@@ -98,7 +98,7 @@ async def test_serve_without_salesforce_settings_names_them_and_exits() -> None:
         cwd=ROOT, env={**os.environ, **env},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    _, err = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode == 2
     assert "MIAW_SCRT_URL, MIAW_ORG_ID, MIAW_ES_DEVELOPER_NAME" in err.decode()
 

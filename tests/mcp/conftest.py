@@ -117,7 +117,7 @@ async def read_until(
     done: Callable[[list[dict[str, Any]], dict[str, Any]], bool],
     *,
     seen: list[dict[str, Any]] | None = None,
-    deadline: float = 10.0,
+    deadline: float = 60.0,  # a safety deadline: it only bounds a failing wait
     wait: float = 5.0,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Call list_conversation_entries (no cursor: the session's own) until `done` holds."""

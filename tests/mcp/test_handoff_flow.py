@@ -297,7 +297,7 @@ async def test_entries_missed_during_a_drop_are_fetched_even_without_replay(
 
 async def wait_for_streams(stack: Stack, count: int) -> None:
     """Until the simulator has `count` open streams, woken by its control long-poll."""
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(60):  # safety deadline
         while True:
             listing = (await stack.control.get("/control/conversations")).json()
             stats = (await stack.control.get("/control/stats")).json()

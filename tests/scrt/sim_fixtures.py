@@ -44,7 +44,7 @@ from tests.servers import serve
 
 Json = dict[str, Any]
 
-DEADLINE = 5.0
+DEADLINE = 30.0  # a safety deadline: generous, since it only bounds a failing wait
 ORG_ID = DEFAULT_ORG_ID
 DEPLOYMENT = DEFAULT_DEPLOYMENT
 JWT_SECRET = "scrt-client-tests-secret-0123456789abcdef"
@@ -60,7 +60,7 @@ EPHEMERAL_EVENTS = frozenset(
 )
 
 FAST_RECONNECT = ReconnectPolicy(base_delay=0.05, max_delay=0.1, multiplier=1.5, max_failures=5)
-FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05, total_timeout=3.0)
+FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05, total_timeout=15.0)
 # Room for a held attempt's timeout, the reconciliation and the retry on a loaded machine.
 PATIENT_RETRY = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05, total_timeout=20.0)
 

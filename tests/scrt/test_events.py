@@ -90,7 +90,7 @@ def sse(
 
 async def take(stream: ScrtEventStream, count: int) -> list[ScrtEvent]:
     events: list[ScrtEvent] = []
-    async with asyncio.timeout(3), stream:
+    async with asyncio.timeout(30), stream:  # safety deadline
         async for event in stream:
             events.append(event)
             if len(events) == count:
@@ -306,7 +306,7 @@ async def test_cancelling_the_consumer_task_closes_the_http_stream(
             got_one.set()
 
     task = asyncio.create_task(consume())
-    async with asyncio.timeout(3):
+    async with asyncio.timeout(30):  # safety deadline
         await got_one.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -46,7 +46,7 @@ Json = dict[str, Any]
 
 API = "/iamessage/api/v2"
 SSE_PATH = "/eventrouter/v1/sse"
-DEADLINE = 5.0
+DEADLINE = 30.0  # a safety deadline: generous, since it only bounds a failing wait
 
 ORG_ID = "00D000000000001AAA"
 ORG_ID15 = ORG_ID[:15]
