@@ -320,19 +320,30 @@ EnvFactory = Callable[..., Awaitable[SimEnv]]
 
 @contextlib.asynccontextmanager
 async def sim_environments() -> AsyncIterator[EnvFactory]:
-    """Yield `make(retry=..., **SimulatorOptions overrides)`; everything is torn down on exit."""
+    """Yield `make(retry=..., in_process=False, **SimulatorOptions overrides)`; everything is torn
+    down on exit. `in_process=True` skips the socket (httpx's ASGITransport, REST only, no SSE), so
+    a test can run on a fake loop clock (looptime) where requests take no time at all."""
     async with contextlib.AsyncExitStack() as stack:
 
-        async def make(*, retry: RetryPolicy | None = None, **overrides: Any) -> SimEnv:
+        async def make(
+            *, retry: RetryPolicy | None = None, in_process: bool = False, **overrides: Any
+        ) -> SimEnv:
             app = build_simulator(sim_options(**overrides))
             org: SimulatedOrg = app.state.simulator
             stack.push_async_callback(org.aclose)
             gate = Gate(app)
-            base_url = await stack.enter_async_context(serve(gate))
+            transport: httpx.AsyncBaseTransport | None = None
+            if in_process:
+                base_url = "http://simulator"
+                transport = httpx.ASGITransport(app=gate)
+            else:
+                base_url = await stack.enter_async_context(serve(gate))
             stack.callback(gate.release_all)  # before the server stops: no answer stays held
-            http = await stack.enter_async_context(httpx.AsyncClient(timeout=10.0))
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(transport=transport, timeout=10.0)
+            )
             control = await stack.enter_async_context(
-                httpx.AsyncClient(base_url=base_url, timeout=10.0)
+                httpx.AsyncClient(transport=transport, base_url=base_url, timeout=10.0)
             )
             config = ScrtConfig(scrt_url=base_url, org_id=ORG_ID, es_developer_name=DEPLOYMENT)
             client = ScrtClient(http, config, retry=retry or FAST_RETRY)
