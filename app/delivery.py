@@ -40,6 +40,8 @@ log = structlog.get_logger(__name__)
 FETCH_PAGE = 50
 FETCH_MAX_PAGES = 10
 CATCH_UP_BUDGET = 10.0
+PERMANENT_ERRORS = (ScrtAuthError, ScrtBadRequestError, ScrtNotFoundError)
+"""Fetch failures that repeat forever: catch-ups stop on them and readers report them."""
 IDLE_SWEEP_INTERVAL = 60.0
 
 
@@ -147,7 +149,7 @@ class GuestFeed:
             for conversation_id in pending:
                 try:
                     await self.fetch(conversation_id, CATCH_UP_BUDGET, share=False)
-                except (ScrtAuthError, ScrtBadRequestError, ScrtNotFoundError) as exc:
+                except PERMANENT_ERRORS as exc:
                     self._given_up.add(conversation_id)
                     log.info("delivery.catch_up_stopped", error=type(exc).__name__)
                 except (ScrtError, TimeoutError) as exc:
@@ -323,7 +325,7 @@ class DeliveryEngine:
         budget = max(0.5, remaining - 0.5)
         try:
             await feed.fetch(conversation_id, budget)
-        except (ScrtAuthError, ScrtBadRequestError, ScrtNotFoundError) as exc:
+        except PERMANENT_ERRORS as exc:
             raise FeedBroken(type(exc).__name__) from exc
         except (ScrtError, TimeoutError) as exc:
             log.info("delivery.poll_failed", error=type(exc).__name__)
