@@ -10,8 +10,10 @@ import re
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.state.sealing import HOW_TO_MAKE_A_KEY, Sealer
 
 ORG_ID = re.compile(r"^00D[0-9A-Za-z]{12}([0-9A-Za-z]{3})?$")
 HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
@@ -76,6 +78,22 @@ class Settings(BaseSettings):
     scrt_retry_total_seconds: float = Field(default=8.0, gt=0, lt=25)
     """Budget of one Salesforce request with its retries; at most TOOL_DEADLINE_SECONDS."""
 
+    # Shared state (Redis)
+    redis_url: str | None = None
+    """redis:// or rediss:// (Heroku Key-Value Store sets it): sessions, conversation logs and
+    event-stream ownership live in Redis, so chats survive restarts and any process serves any
+    call. Unset: one process, in memory."""
+    state_encryption_key: SecretStr | None = None
+    """Seals what is kept in Redis (tokens, records, messages); required with REDIS_URL. A Fernet
+    key or a secret of 32+ characters; several, comma-separated, rotate (the first seals)."""
+    redis_key_prefix: str = Field(default="miaw:", min_length=1, max_length=64)
+    redis_tls_verify: bool = False
+    """Verify the rediss:// certificate (Heroku Key-Value Store's is self-signed)."""
+    redis_max_connections: int = Field(default=20, ge=2, le=1000)
+    """Pooled Redis connections per process (waiting readers share one more)."""
+    web_concurrency: int = Field(default=1, ge=1, le=64)
+    """uvicorn worker processes (Heroku sets WEB_CONCURRENCY); more than 1 needs REDIS_URL."""
+
     # Observability
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
@@ -87,6 +105,8 @@ class Settings(BaseSettings):
         "public_url",
         "heroku_app_name",
         "widget_domain",
+        "redis_url",
+        "state_encryption_key",
         mode="before",
     )
     @classmethod
@@ -147,6 +167,20 @@ class Settings(BaseSettings):
             raise ValueError("must be an absolute URL such as https://myapp.herokuapp.com")
         return value.strip().rstrip("/")
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value.strip()).scheme not in ("redis", "rediss"):
+            raise ValueError("must be a redis:// or rediss:// URL")
+        return value.strip() if value else value
+
+    @field_validator("state_encryption_key")
+    @classmethod
+    def _state_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            Sealer(value.get_secret_value())  # a bad key fails at start, naming the variable
+        return value
+
     @model_validator(mode="after")
     def _waits_fit(self) -> Settings:
         if self.wait_default_seconds > self.wait_max_seconds:
@@ -159,6 +193,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 "WAIT_MAX_SECONDS must be at most TOOL_DEADLINE_SECONDS - 1 "
                 f"({self.wait_max_seconds:g} > {self.tool_deadline_seconds - 1:g})"
+            )
+        if self.redis_url and not self.state_encryption_key:
+            raise ValueError(
+                "REDIS_URL is set but STATE_ENCRYPTION_KEY is not: the server seals Salesforce "
+                f"tokens and chat messages it keeps in Redis; {HOW_TO_MAKE_A_KEY}"
+            )
+        if self.web_concurrency > 1 and not self.redis_url:
+            raise ValueError(
+                f"WEB_CONCURRENCY={self.web_concurrency} needs REDIS_URL: without shared state "
+                "each worker would know only its own chats. Set REDIS_URL or WEB_CONCURRENCY=1."
             )
         if self.scrt_retry_total_seconds > self.tool_deadline_seconds:
             raise ValueError(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import structlog
 from pydantic import SecretStr
 
-from app.delivery import DeliveryEngine, FeedBroken, GuestFeed, ReadResult
+from app.delivery import BadCursor, Delivery, FeedBroken, ReadResult
 from app.failures import HandoffError, SendUnconfirmed, UnknownSession, describe
 from app.scrt import (
     RoutingStatus,
@@ -33,6 +33,11 @@ __all__ = ["CloseReport", "HandoffError", "HandoffService", "UnknownSession"]
 
 log = structlog.get_logger(__name__)
 
+BAD_CURSOR = (
+    "cursor must be a value returned by a previous list_conversation_entries call in this chat "
+    "(or omitted to continue where this session's last read stopped)."
+)
+
 
 @dataclass(frozen=True)
 class CloseReport:
@@ -46,7 +51,7 @@ class HandoffService:
         self,
         client: ScrtClient,
         store: SessionStore,
-        delivery: DeliveryEngine,
+        delivery: Delivery,
         *,
         session_ttl: float,
     ) -> None:
@@ -112,14 +117,6 @@ class HandoffService:
             )
         return state
 
-    async def _feed(self, record: SessionRecord) -> GuestFeed:
-        return await self._delivery.feed(
-            record.handle,
-            record.access_token.get_secret_value(),
-            record.last_event_id,
-            record.expires_at,
-        )
-
     # -- conversations ------------------------------------------------------------------------
 
     async def create_conversation(
@@ -127,7 +124,7 @@ class HandoffService:
     ) -> str:
         record = await self._session(handle, owner)
         # Subscribe before creating, so the routing events are seen as they happen.
-        await self._feed(record)
+        await self._delivery.attach(record)
         try:
             conversation_id = await self._client.create_conversation(
                 record.access_token.get_secret_value(), routing_attributes=routing_attributes
@@ -156,18 +153,17 @@ class HandoffService:
         one already delivered is reported sent without sending it again."""
         record = await self._session(handle, owner)
         state = self._conversation(record, conversation_id)
-        feed = await self._feed(record)
+        await self._delivery.attach(record)
         if client_message_id is None:
-            return await self._send(feed, record, state, text, new_id(), keyed=False)
+            return await self._send(record, state, text, new_id(), keyed=False)
         message_id = message_id_for(record.handle, state.conversation_id, client_message_id)
         return await self._sends.run(
             (record.handle, message_id),
-            lambda: self._send(feed, record, state, text, message_id, keyed=True),
+            lambda: self._send(record, state, text, message_id, keyed=True),
         )
 
     async def _send(
         self,
-        feed: GuestFeed,
         record: SessionRecord,
         state: ConversationState,
         text: str,
@@ -175,8 +171,7 @@ class HandoffService:
         *,
         keyed: bool,
     ) -> SentMessage:
-        target = feed.log(state.conversation_id)
-        if target.has(message_id):
+        if await self._delivery.delivered(record, state.conversation_id, message_id):
             # Its echo is in the log: an earlier call delivered it.
             return SentMessage(message_id=message_id)
         token = record.access_token.get_secret_value()
@@ -198,7 +193,7 @@ class HandoffService:
                     routing_attributes=state.routing_attributes,
                 )
         except ScrtError as exc:
-            if target.has(message_id):
+            if await self._delivery.delivered(record, state.conversation_id, message_id):
                 return SentMessage(message_id=message_id)
             if outcome_unknown(exc):
                 log.info("message.unconfirmed", error=type(exc).__name__)
@@ -210,22 +205,24 @@ class HandoffService:
         handle: str,
         owner: str | None,
         conversation_id: str,
-        cursor: int | None,
+        cursor: str | None,
         wait_seconds: float,
         *,
         include_typing: bool = False,
     ) -> ReadResult:
         record = await self._session(handle, owner)
         state = self._conversation(record, conversation_id)
-        start = state.cursor if cursor is None else cursor
+        start = (state.cursor or "0") if cursor is None else cursor
         try:
             result = await self._delivery.read(
-                await self._feed(record),
+                record,
                 state.conversation_id,
                 start,
                 wait_seconds,
                 include_typing=include_typing,
             )
+        except BadCursor as exc:
+            raise HandoffError(BAD_CURSOR) from exc
         except FeedBroken as exc:
             cause = exc.__cause__
             raise HandoffError(

@@ -18,8 +18,11 @@ import asyncio
 import contextlib
 import contextvars
 import heapq
+import re
 import time
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import structlog
 
@@ -33,6 +36,7 @@ from app.scrt import (
     ScrtNotFoundError,
     chronological,
 )
+from app.store import SessionRecord
 from app.transcript import ConversationLog, RoleInfo, TranscriptEntry
 
 log = structlog.get_logger(__name__)
@@ -67,9 +71,47 @@ class DeliveryOptions:
 @dataclass(frozen=True)
 class ReadResult:
     entries: list[TranscriptEntry]
-    cursor: int
+    cursor: str
+    """Opaque: pass it back to continue after these entries."""
     role_info: RoleInfo
-    stream_connected: bool
+
+
+class Delivery(Protocol):
+    """What the handoff service needs of a delivery engine: this module's (one process) or
+    `app.state.delivery`'s (processes sharing Redis)."""
+
+    async def attach(self, record: SessionRecord) -> None:
+        """Make sure the session's event stream is held (here or by another process)."""
+
+    async def delivered(self, record: SessionRecord, conversation_id: str, identifier: str) -> bool:
+        """Whether the conversation's log holds an entry with this id (a sent message's echo)."""
+
+    async def read(
+        self,
+        record: SessionRecord,
+        conversation_id: str,
+        cursor: str,
+        wait_seconds: float,
+        *,
+        include_typing: bool = False,
+    ) -> ReadResult: ...
+
+    async def drop(self, handle: str) -> None: ...
+
+    @property
+    def feed_count(self) -> int: ...
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class BadCursor(ValueError):
+    """A cursor this engine did not hand out."""
+
+
+LogOpener = Callable[[str], Coroutine[Any, Any, ConversationLog]]
+"""Makes the log of a conversation new to a feed (a shared store restores what it kept)."""
 
 
 class FeedBroken(Exception):
@@ -85,10 +127,13 @@ class GuestFeed:
         token: str,
         last_event_id: str | None,
         options: DeliveryOptions,
+        open_log: LogOpener | None = None,
     ) -> None:
         self._client = client
         self._token = token
         self._options = options
+        self._open_log = open_log
+        self._opening: dict[str, asyncio.Task[ConversationLog]] = {}
         self.logs: dict[str, ConversationLog] = {}
         self.error: ScrtError | None = None
         self.last_used = time.monotonic()
@@ -114,6 +159,34 @@ class GuestFeed:
             existing = self.logs[conversation_id] = ConversationLog(conversation_id)
         return existing
 
+    async def conversation(self, conversation_id: str) -> ConversationLog:
+        """The conversation's log; with an `open_log`, a new one continues what was kept of it
+        elsewhere, and its first catch-up starts at once (a reader may be in another process)."""
+        existing = self.logs.get(conversation_id)
+        if existing is not None:
+            return existing
+        if self._open_log is None:
+            return self.log(conversation_id)
+        opening = self._opening.get(conversation_id)
+        if opening is None:
+            opening = self._opening[conversation_id] = asyncio.get_running_loop().create_task(
+                self._open_log(conversation_id)
+            )
+        try:
+            opened = await asyncio.shield(opening)
+        finally:
+            if opening.done():
+                self._opening.pop(conversation_id, None)
+        existing = self.logs.setdefault(conversation_id, opened)
+        if self._stream.connected:
+            self._start_catch_up()
+        return existing
+
+    @property
+    def last_event_id(self) -> str | None:
+        """Of the newest event received: a stream reopened from it replays what followed."""
+        return self._stream.last_event_id
+
     @property
     def stream_connected(self) -> bool:
         return self.error is None and not self._task.done() and self._stream.connected
@@ -129,7 +202,11 @@ class GuestFeed:
         self._given_up.clear()
         for target in self.logs.values():
             target.gap()
-        if self.logs and (self._catch_up_task is None or self._catch_up_task.done()):
+        if self.logs:
+            self._start_catch_up()
+
+    def _start_catch_up(self) -> None:
+        if self._catch_up_task is None or self._catch_up_task.done():
             self._catch_up_task = asyncio.get_running_loop().create_task(
                 self._catch_up(), context=contextvars.Context()
             )
@@ -165,7 +242,13 @@ class GuestFeed:
         try:
             async for event in self._stream:
                 if event.entry is not None and event.conversation_id:
-                    self.log(event.conversation_id.lower()).live(event.entry)
+                    try:
+                        target = await self.conversation(event.conversation_id.lower())
+                    except Exception as exc:  # a shared store that is down: the catch-up after
+                        # the log opens fetches what this event carried
+                        log.warning("delivery.log_unavailable", error=type(exc).__name__)
+                        continue
+                    target.live(event.entry)
         except ScrtError as exc:
             # 400/401 repeat forever; polling takes over and surfaces them to the reader.
             self.error = exc
@@ -180,7 +263,7 @@ class GuestFeed:
         if share and lock.locked():
             return
         async with lock:
-            target = self.log(conversation_id)
+            target = await self.conversation(conversation_id)
             if not share and target.synced:
                 return
             with target.fetching():
@@ -227,16 +310,27 @@ class DeliveryEngine:
         self._expiry: dict[str, float] = {}
         self._expiry_heap: list[tuple[float, str]] = []
         self._next_idle_sweep = 0.0
+        self.on_dropped: Callable[[str], Awaitable[None]] | None = None
+        """Told the handle of every feed closed (idle, expired, dropped)."""
+
+    def get(self, handle: str) -> GuestFeed | None:
+        """The session's feed if it is open in this process."""
+        return self._feeds.get(handle)
 
     async def feed(
-        self, handle: str, token: str, last_event_id: str | None, expires_at: float
+        self,
+        handle: str,
+        token: str,
+        last_event_id: str | None,
+        expires_at: float,
+        open_log: LogOpener | None = None,
     ) -> GuestFeed:
         """The session's feed, started (stream opened) on first use. Feeds of expired sessions
         are closed on the way, so their Salesforce streams do not outlive them."""
         await self._sweep()
         existing = self._feeds.get(handle)
         if existing is None:
-            existing = GuestFeed(self._client, token, last_event_id, self._options)
+            existing = GuestFeed(self._client, token, last_event_id, self._options, open_log)
             self._expiry[handle] = expires_at
             heapq.heappush(self._expiry_heap, (expires_at, handle))
             self._feeds[handle] = existing
@@ -263,7 +357,45 @@ class DeliveryEngine:
     def feed_count(self) -> int:
         return len(self._feeds)
 
+    async def start(self) -> None:
+        """Nothing to start: feeds open on demand."""
+
+    async def attach(self, record: SessionRecord) -> None:
+        await self._feed_of(record)
+
+    async def _feed_of(self, record: SessionRecord) -> GuestFeed:
+        return await self.feed(
+            record.handle,
+            record.access_token.get_secret_value(),
+            record.last_event_id,
+            record.expires_at,
+        )
+
+    async def delivered(self, record: SessionRecord, conversation_id: str, identifier: str) -> bool:
+        feed = await self._feed_of(record)
+        return (await feed.conversation(conversation_id)).has(identifier)
+
     async def read(
+        self,
+        record: SessionRecord,
+        conversation_id: str,
+        cursor: str,
+        wait_seconds: float,
+        *,
+        include_typing: bool = False,
+    ) -> ReadResult:
+        """A cursor here is a position in the process's log, as a decimal string."""
+        if not re.fullmatch(r"[0-9]{1,12}", cursor):
+            raise BadCursor(cursor)
+        return await self.read_feed(
+            await self._feed_of(record),
+            conversation_id,
+            int(cursor),
+            wait_seconds,
+            include_typing=include_typing,
+        )
+
+    async def read_feed(
         self,
         feed: GuestFeed,
         conversation_id: str,
@@ -275,13 +407,13 @@ class DeliveryEngine:
         """Entries after `cursor`; waits up to `wait_seconds` for one, returning the moment it
         arrives (a bot's multi-part answer is gathered for `burst_window` first). The deadline
         holds even while polling."""
-        target = feed.log(conversation_id)
+        target = await feed.conversation(conversation_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_seconds
         if not feed.live(target):
             # Even a zero-wait read sees what the stream missed; and a conversation with a gap
             # (its first read, or a catch-up still owed after a reconnect) fetches it now.
-            await self._poll(feed, conversation_id, max(wait_seconds, 1.0))
+            await self.poll(feed, conversation_id, max(wait_seconds, 1.0))
         entries = await self._wait_for_entries(feed, target, cursor, deadline, include_typing)
         if entries and entries[-1].role == "Chatbot" and entries[-1].kind == "message":
             quiet_until = min(deadline, loop.time() + self._options.burst_window)
@@ -291,9 +423,8 @@ class DeliveryEngine:
         feed.last_used = time.monotonic()
         return ReadResult(
             entries=entries,
-            cursor=max(cursor, target.position),
+            cursor=str(max(cursor, target.position)),
             role_info=target.view.role_info(),
-            stream_connected=feed.stream_connected,
         )
 
     async def _wait_for_entries(
@@ -314,13 +445,13 @@ class DeliveryEngine:
                 # Re-check now and then: the stream may drop while we wait.
                 await target.wait_for_append(min(remaining, self._options.poll_interval * 5))
                 continue
-            await self._poll(feed, target.conversation_id, remaining)
+            await self.poll(feed, target.conversation_id, remaining)
             if not target.after(cursor, include_typing=include_typing):
                 await target.wait_for_append(
                     min(deadline - loop.time(), self._options.poll_interval)
                 )
 
-    async def _poll(self, feed: GuestFeed, conversation_id: str, remaining: float) -> None:
+    async def poll(self, feed: GuestFeed, conversation_id: str, remaining: float) -> None:
         # Leave time to answer inside the deadline (Heroku cuts requests at 30 s).
         budget = max(0.5, remaining - 0.5)
         try:
@@ -335,6 +466,8 @@ class DeliveryEngine:
         feed = self._feeds.pop(handle, None)
         if feed is not None:
             await feed.aclose()
+            if self.on_dropped is not None:
+                await self.on_dropped(handle)
 
     async def aclose(self) -> None:
         feeds = list(self._feeds.values())

@@ -7,6 +7,7 @@ delivery engine and the MCP session manager, and closes them in reverse.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 import httpx
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -22,12 +25,20 @@ from starlette.routing import BaseRoute, Mount, Route
 from app import __version__
 from app.config import Settings
 from app.conversations import HandoffService
-from app.delivery import DeliveryEngine, DeliveryOptions
+from app.delivery import Delivery, DeliveryEngine, DeliveryOptions
 from app.playground import playground_route
 from app.scrt import RetryPolicy, ScrtClient, ScrtConfig
+from app.state.connection import blocking_client, pooled_client
+from app.state.delivery import SharedDelivery
+from app.state.journal import Dispatcher, Journal
+from app.state.ownership import Ownership
+from app.state.sealing import Sealer
 from app.store import MemorySessionStore, SessionStore
+from app.store.redis import RedisSessionStore
 from app.tools import INSTRUCTIONS, ToolLimits, register_tools
 from app.widget import WidgetResource
+
+HEALTH_PING_SECONDS = 2.0
 
 
 def scrt_config(settings: Settings) -> ScrtConfig:
@@ -48,16 +59,85 @@ class Runtime:
 
     mcp: MCPServer
     service: HandoffService
-    delivery: DeliveryEngine
+    delivery: Delivery
     store: SessionStore
     http: httpx.AsyncClient
     owns_http: bool
+    redis: SharedRedis | None = None
+
+    async def start(self) -> None:
+        await self.delivery.start()
 
     async def aclose(self) -> None:
         await self.delivery.aclose()
         await self.store.close()
+        if self.redis is not None:
+            await self.redis.aclose()
         if self.owns_http:
             await self.http.aclose()
+
+    async def health(self) -> tuple[int, dict[str, object]]:
+        """HTTP status and body of `/health`: 503 naming Redis when it does not answer."""
+        body: dict[str, object] = {
+            "status": "ok",
+            "version": __version__,
+            "eventStreams": self.delivery.feed_count,
+        }
+        if self.redis is not None:
+            body["state"] = "redis"
+            if not await self.redis.ping():
+                body["status"] = "unavailable"
+                body["problem"] = "the state store (Redis) does not answer"
+                return 503, body
+        else:
+            body["state"] = "memory"
+        return 200, body
+
+
+@dataclass
+class SharedRedis:
+    """The Redis clients of a process: a bounded pool, and one connection for blocking reads."""
+
+    pooled: Redis
+    blocking: Redis
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SharedRedis:
+        assert settings.redis_url
+        return cls(
+            pooled_client(
+                settings.redis_url,
+                tls_verify=settings.redis_tls_verify,
+                max_connections=settings.redis_max_connections,
+            ),
+            blocking_client(settings.redis_url, tls_verify=settings.redis_tls_verify),
+        )
+
+    async def ping(self) -> bool:
+        try:
+            async with asyncio.timeout(HEALTH_PING_SECONDS):
+                return bool(await self.pooled.ping())
+        except (RedisError, TimeoutError):
+            return False
+
+    async def aclose(self) -> None:
+        await self.blocking.aclose()
+        await self.pooled.aclose()
+
+
+def shared_state(
+    settings: Settings, client: ScrtClient, options: DeliveryOptions
+) -> tuple[SharedRedis, SessionStore, Delivery]:
+    """The store and delivery engine of processes sharing Redis (`REDIS_URL`)."""
+    assert settings.state_encryption_key
+    redis = SharedRedis.from_settings(settings)
+    sealer = Sealer(settings.state_encryption_key.get_secret_value())
+    prefix = settings.redis_key_prefix
+    ownership = Ownership(redis.pooled, prefix)
+    journal = Journal(redis.pooled, sealer, prefix, ownership)
+    dispatcher = Dispatcher(redis.blocking, redis.pooled, f"{prefix}wake:{ownership.process_id}")
+    delivery = SharedDelivery(client, options, journal, ownership, dispatcher)
+    return redis, RedisSessionStore(redis.pooled, sealer, prefix), delivery
 
 
 def build_runtime(
@@ -75,14 +155,19 @@ def build_runtime(
     client = ScrtClient(
         http_client, config, retry=RetryPolicy(total_timeout=settings.scrt_retry_total_seconds)
     )
-    session_store: SessionStore = store or MemorySessionStore(settings.max_sessions)
-    delivery = DeliveryEngine(
-        client,
-        DeliveryOptions(
-            poll_interval=settings.poll_interval_seconds,
-            burst_window=settings.burst_window_seconds,
-        ),
+    options = DeliveryOptions(
+        poll_interval=settings.poll_interval_seconds,
+        burst_window=settings.burst_window_seconds,
     )
+    redis: SharedRedis | None = None
+    delivery: Delivery
+    if settings.redis_url:
+        redis, session_store, delivery = shared_state(settings, client, options)
+    else:
+        session_store = MemorySessionStore(settings.max_sessions)
+        delivery = DeliveryEngine(client, options)
+    if store is not None:
+        session_store = store
     service = HandoffService(
         client, session_store, delivery, session_ttl=settings.session_ttl_seconds
     )
@@ -101,7 +186,9 @@ def build_runtime(
         deadline=settings.tool_deadline_seconds,
     )
     register_tools(mcp, service, widget, limits)
-    return Runtime(mcp, service, delivery, session_store, http_client, owns_http=http is None)
+    return Runtime(
+        mcp, service, delivery, session_store, http_client, owns_http=http is None, redis=redis
+    )
 
 
 def build_app(
@@ -126,13 +213,13 @@ def build_app(
     )
 
     async def health(_: Request) -> JSONResponse:
-        return JSONResponse(
-            {"status": "ok", "version": __version__, "eventStreams": runtime.delivery.feed_count}
-        )
+        status, body = await runtime.health()
+        return JSONResponse(body, status_code=status)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         async with runtime.mcp.session_manager.run():
+            await runtime.start()
             try:
                 yield
             finally:

@@ -17,11 +17,13 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
 
-from app.conversations import HandoffService
+from app.conversations import BAD_CURSOR, HandoffService
 from app.failures import HandoffError
 from app.scrt.deadline import call_deadline
 from app.sends import CLIENT_MESSAGE_ID_PATTERN
+from app.state.sealing import SealingError
 from app.transcript import RoleInfo, TranscriptEntry
 from app.widget import WidgetResource
 
@@ -111,6 +113,11 @@ class ChatShown(BaseModel):
     status: str = Field(description="live (an agent is on), waiting, or ended")
 
 
+STATE_UNAVAILABLE = (
+    "The server's state store is unavailable; try again shortly. Nothing of the chat is lost."
+)
+
+
 def owner_of(ctx: Context) -> str | None:
     """The ChatGPT user, when the request says (`openai/subject` in `_meta`)."""
     meta: Any = ctx.request_context.meta or {}
@@ -118,15 +125,12 @@ def owner_of(ctx: Context) -> str | None:
     return subject if isinstance(subject, str) and subject else None
 
 
-def parse_cursor(cursor: str | None) -> int | None:
+def parse_cursor(cursor: str | None) -> str | None:
     if cursor is None or cursor == "":
         return None
-    if not re.fullmatch(r"[0-9]{1,12}", cursor):
-        raise ToolError(
-            "cursor must be a value returned by a previous list_conversation_entries call "
-            "(or omitted to continue where this session's last read stopped)."
-        )
-    return int(cursor)
+    if not re.fullmatch(r"[0-9]{1,20}(-[0-9]{1,20})?", cursor):
+        raise ToolError(BAD_CURSOR)
+    return cursor
 
 
 @contextlib.asynccontextmanager
@@ -149,6 +153,10 @@ async def tool_call(
         except ToolError:
             outcome = "error"
             raise
+        except (RedisError, SealingError) as exc:
+            outcome = "error"
+            log.warning("state.unavailable", error=type(exc).__name__)
+            raise ToolError(STATE_UNAVAILABLE) from exc
         except Exception:
             outcome = "crash"
             raise
@@ -274,7 +282,7 @@ def register_tools(
                 include_typing=includeTyping,
             )
             return EntriesPage(
-                entries=result.entries, cursor=str(result.cursor), roleInfo=result.role_info
+                entries=result.entries, cursor=result.cursor, roleInfo=result.role_info
             )
 
     @mcp.tool(annotations=read_only)
@@ -327,7 +335,7 @@ def register_tools(
         """Show the live chat widget, where the user talks to the human agent directly. Call it
         once, when roleInfo.isLiveAgent is true. After that, do not relay messages yourself."""
         async with call("show_salesforce_chat", conversationId):
-            result = await service.read(sessionId, owner_of(ctx), conversationId, 0, 0)
+            result = await service.read(sessionId, owner_of(ctx), conversationId, "0", 0)
             info = result.role_info
             status = (
                 "ended" if info.conversationEnded else "live" if info.isLiveAgent else "waiting"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,6 +198,18 @@ def _present_one(entry: Entry) -> TranscriptEntry | list[TranscriptEntry] | None
     return None
 
 
+def visible(entries: Iterable[Entry], *, include_typing: bool) -> list[TranscriptEntry]:
+    """What a reader is shown of these entries, in order."""
+    out = []
+    for entry in entries:
+        if entry.entry_type in HIDDEN_TYPES:
+            continue
+        if entry.entry_type in TYPING_TYPES and not include_typing:
+            continue
+        out.extend(present(entry))
+    return out
+
+
 def _order(entry: Entry) -> int:
     # Salesforce's order; entries without a timestamp keep their place among equals (stable sort).
     return entry.transcripted_timestamp or 0
@@ -227,6 +239,16 @@ class ConversationLog:
         self._fetching = 0
         self.gaps = 0
         """How often the stream (re)opened over this log: a fetch is complete only for the last."""
+        self.on_commit: Callable[[list[Entry]], None] | None = None
+        """Told every batch of entries appended (in order), e.g. to journal them for other
+        processes."""
+
+    def restore(self, ids: Iterable[str], view: ConversationView, last_timestamp: int) -> None:
+        """Continue a log another process kept: what it delivered is known (so not delivered
+        again), its folded state holds, and fetches resume from its last timestamp."""
+        self._ids.update(ids)
+        self.view = view
+        self.last_timestamp = last_timestamp
 
     def live(self, entry: Entry) -> None:
         """An entry from the event stream: appended now, or held until the gap before it is
@@ -276,6 +298,8 @@ class ConversationLog:
                 self.last_timestamp = max(self.last_timestamp, entry.transcripted_timestamp)
             added += 1
         if added:
+            if self.on_commit is not None:
+                self.on_commit(self.entries[-added:])
             # Wake every current waiter; later waiters wait on a fresh event.
             self._changed.set()
             self._changed = asyncio.Event()
@@ -292,14 +316,7 @@ class ConversationLog:
         return len(self.entries)
 
     def after(self, cursor: int, *, include_typing: bool) -> list[TranscriptEntry]:
-        out = []
-        for entry in self.entries[cursor:]:
-            if entry.entry_type in HIDDEN_TYPES:
-                continue
-            if entry.entry_type in TYPING_TYPES and not include_typing:
-                continue
-            out.extend(present(entry))
-        return out
+        return visible(self.entries[cursor:], include_typing=include_typing)
 
     async def wait_for_append(self, seconds: float) -> bool:
         """Wait until something is appended, at most `seconds`; True if it was."""

@@ -1,76 +1,146 @@
-"""The SessionStore contract, run against every implementation."""
+"""The SessionStore contract, run against every implementation (memory, and Redis with sealing)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable
 
 import pytest
+from cryptography.fernet import Fernet
 from pydantic import SecretStr
+from redis.asyncio import Redis
 
+from app.state.sealing import Sealer, SealingError
 from app.store import ConversationState, MemorySessionStore, SessionRecord, SessionStore
+from app.store.redis import RedisSessionStore
+from tests.redis_support import TEST_KEY, dump, redis_prefix
+
+__all__ = ["redis_prefix"]
 
 
 class Clock:
     def __init__(self) -> None:
-        self.now = 1000.0
+        self.now = time.time()
 
     def __call__(self) -> float:
         return self.now
 
 
-def record(handle: str, expires_at: float = 2000.0) -> SessionRecord:
+def record(handle: str, clock: Clock, lifetime: float = 1000.0) -> SessionRecord:
     return SessionRecord(
         handle=handle,
+        owner="user-" + handle,
         access_token=SecretStr("jwt-" + handle),
-        created_at=1000.0,
-        expires_at=expires_at,
+        created_at=clock.now,
+        expires_at=clock.now + lifetime,
     )
 
 
-StoreFactory = Callable[[int, Clock], SessionStore]
+StoreFactory = Callable[[Clock], SessionStore]
 
 
-@pytest.fixture(params=["memory"])
-def factory(request: pytest.FixtureRequest) -> StoreFactory:
-    assert request.param == "memory"
-    return lambda cap, clock: MemorySessionStore(cap, clock=clock)
+@pytest.fixture(params=["memory", "redis"])
+async def factory(
+    request: pytest.FixtureRequest, redis_prefix: tuple[Redis, str]
+) -> AsyncIterator[StoreFactory]:
+    redis, prefix = redis_prefix
+    if request.param == "memory":
+        yield lambda clock: MemorySessionStore(10, clock=clock)
+    else:
+        yield lambda clock: RedisSessionStore(redis, Sealer(TEST_KEY), prefix, clock=clock)
 
 
 async def test_put_then_get_returns_an_equal_independent_copy(factory: StoreFactory) -> None:
-    store = factory(10, Clock())
-    original = record("h1")
-    original.conversations["c1"] = ConversationState(conversation_id="c1", cursor=3)
+    clock = Clock()
+    store = factory(clock)
+    original = record("h1", clock)
+    original.conversations["c1"] = ConversationState(conversation_id="c1", cursor="3")
     await store.put(original)
     loaded = await store.get("h1")
     assert loaded == original
     assert loaded is not None
-    loaded.conversations["c1"].cursor = 99
+    assert loaded.access_token.get_secret_value() == "jwt-h1"
+    loaded.conversations["c1"].cursor = "99"
     again = await store.get("h1")
-    assert again is not None and again.conversations["c1"].cursor == 3
+    assert again is not None and again.conversations["c1"].cursor == "3"
 
 
 async def test_expired_records_are_gone(factory: StoreFactory) -> None:
     clock = Clock()
-    store = factory(10, clock)
-    await store.put(record("h1", expires_at=1500.0))
-    clock.now = 1500.0
+    store = factory(clock)
+    await store.put(record("h1", clock, lifetime=500))
+    clock.now += 499
+    assert await store.get("h1") is not None
+    clock.now += 1
     assert await store.get("h1") is None
 
 
-async def test_size_cap_evicts_the_oldest(factory: StoreFactory) -> None:
-    store = factory(2, Clock())
+async def test_delete_forgets(factory: StoreFactory) -> None:
+    clock = Clock()
+    store = factory(clock)
+    await store.put(record("h1", clock))
+    await store.put(record("h2", clock))
+    await store.delete("h1")
+    assert await store.get("h1") is None
+    assert await store.get("h2") is not None
+
+
+async def test_unknown_handles_are_none(factory: StoreFactory) -> None:
+    clock = Clock()
+    store = factory(clock)
+    await store.put(record("h1", clock))
+    assert await store.get("h2") is None
+    assert await store.get("") is None
+
+
+async def test_memory_size_cap_evicts_the_oldest() -> None:
+    clock = Clock()
+    store = MemorySessionStore(2, clock=clock)
     for handle in ("a", "b", "c"):
-        await store.put(record(handle))
+        await store.put(record(handle, clock))
     assert await store.get("a") is None
     assert await store.get("b") is not None and await store.get("c") is not None
 
 
-async def test_delete_forgets(factory: StoreFactory) -> None:
-    store = factory(10, Clock())
-    await store.put(record("h1"))
-    await store.delete("h1")
-    assert await store.get("h1") is None
+def test_token_is_not_in_the_records_repr_nor_its_plain_json() -> None:
+    rec = record("h1", Clock())
+    assert "jwt-h1" not in repr(rec)
+    assert "jwt-h1" not in rec.model_dump_json()
 
 
-def test_token_is_not_in_the_records_repr() -> None:
-    assert "jwt-h1" not in repr(record("h1"))
+async def test_redis_keeps_nothing_readable(redis_prefix: tuple[Redis, str]) -> None:
+    redis, prefix = redis_prefix
+    clock = Clock()
+    store = RedisSessionStore(redis, Sealer(TEST_KEY), prefix, clock=clock)
+    rec = record("handle-abcdef", clock)
+    rec.conversations["c1"] = ConversationState(
+        conversation_id="c1", routing_attributes={"email": "ada@example.com"}
+    )
+    await store.put(rec)
+    raw = await dump(redis, prefix)
+    assert raw.count(b"\n") >= 2  # the record is there...
+    for secret in (b"jwt-handle-abcdef", b"handle-abcdef", b"user-handle", b"ada@example.com"):
+        assert secret not in raw  # ...but none of it is readable
+
+
+async def test_redis_records_expire_in_redis_too(redis_prefix: tuple[Redis, str]) -> None:
+    redis, prefix = redis_prefix
+    clock = Clock()
+    store = RedisSessionStore(redis, Sealer(TEST_KEY), prefix, clock=clock)
+    await store.put(record("h1", clock, lifetime=100))
+    keys = [k async for k in redis.scan_iter(match=f"{prefix}*")]
+    assert len(keys) == 1
+    ttl_ms = await redis.pttl(keys[0])
+    assert 90_000 < ttl_ms <= 100_000
+
+
+async def test_a_rotated_key_still_opens_old_records(redis_prefix: tuple[Redis, str]) -> None:
+    redis, prefix = redis_prefix
+    clock = Clock()
+    old_key = Fernet.generate_key().decode()
+    await RedisSessionStore(redis, Sealer(old_key), prefix, clock=clock).put(record("h1", clock))
+    rotated = RedisSessionStore(redis, Sealer(f"{TEST_KEY},{old_key}"), prefix, clock=clock)
+    loaded = await rotated.get("h1")
+    assert loaded is not None and loaded.access_token.get_secret_value() == "jwt-h1"
+    with pytest.raises(SealingError, match="STATE_ENCRYPTION_KEY"):
+        await RedisSessionStore(redis, Sealer(TEST_KEY), prefix, clock=clock).get("h1")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, SerializationInfo, field_serializer
 
 
 class ConversationState(BaseModel):
     conversation_id: str
     routing_attributes: dict[str, str] = Field(default_factory=dict)
-    cursor: int = 0
-    """Log position of the model's last read (the widget passes its own cursor)."""
+    cursor: str = ""
+    """Where the model's last read ended (opaque; "" is the start). The widget passes its own."""
 
 
 class SessionRecord(BaseModel):
@@ -31,6 +31,13 @@ class SessionRecord(BaseModel):
     closed: bool = False
     """Closed by close_conversation: the token is forgotten; the handle stays (until it expires)
     only to answer "this chat was closed" instead of "unknown session"."""
+
+    @field_serializer("access_token", when_used="json")
+    def _token(self, value: SecretStr, info: SerializationInfo) -> str:
+        # Stores that seal what they keep ask for the token with context={"reveal": True};
+        # any other dump (a log, a repr, an error) gets the mask.
+        reveal = isinstance(info.context, dict) and info.context.get("reveal") is True
+        return value.get_secret_value() if reveal else str(value)
 
 
 class SessionStore(Protocol):

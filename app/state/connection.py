@@ -1,0 +1,48 @@
+"""The Redis client from the settings.
+
+One pool per process, bounded (`REDIS_MAX_CONNECTIONS`): callers wait for a free connection rather
+than opening more. Blocking reads (the journal's dispatcher) use a connection of their own, so
+however many readers wait, a process holds at most the pool plus one.
+
+Heroku Key-Value Store serves `rediss://` with a self-signed certificate, so certificates are not
+verified unless `REDIS_TLS_VERIFY=true`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+
+POOL_TIMEOUT = 5.0
+"""Seconds a call waits for a free pooled connection before it fails."""
+SOCKET_TIMEOUT = 5.0
+
+
+def connection_options(url: str, *, tls_verify: bool) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "socket_connect_timeout": SOCKET_TIMEOUT,
+        "health_check_interval": 30,
+    }
+    if url.startswith("rediss://"):
+        options["ssl_cert_reqs"] = "required" if tls_verify else "none"
+        options["ssl_check_hostname"] = tls_verify
+    return options
+
+
+def pooled_client(url: str, *, tls_verify: bool, max_connections: int) -> Redis:
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=POOL_TIMEOUT,
+        socket_timeout=SOCKET_TIMEOUT,
+        **connection_options(url, tls_verify=tls_verify),
+    )
+    return Redis(connection_pool=pool)
+
+
+def blocking_client(url: str, *, tls_verify: bool) -> Redis:
+    """One connection for blocking reads: no socket timeout (the read's own BLOCK bounds it)."""
+    return Redis.from_url(
+        url, single_connection_client=True, **connection_options(url, tls_verify=tls_verify)
+    )

@@ -1,0 +1,274 @@
+"""The delivery engine of processes that share Redis.
+
+Any process can serve any call. The process holding a session's event stream (`ownership`) runs
+the same feed as a single process does (`app.delivery.GuestFeed`: live events, catch-ups, gap-safe
+ordering), and journals every entry its logs append (`journal`). Readers on every process read the
+journal and wait on it through the process's dispatcher, so cursors are stream ids that any process
+can continue from.
+
+A call for a session nobody holds claims it and opens its stream here, continuing from the
+journaled checkpoint; a session whose holder died is taken over within a heartbeat TTL by a process
+that has readers waiting on it (a scan a third of the TTL apart), followed by the usual catch-up
+fetch, so nothing the dead holder had not journaled is lost. Idle, closed and shut-down sessions are
+released so another process can take them at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import time
+from dataclasses import dataclass
+
+import structlog
+from redis.exceptions import RedisError
+
+from app.delivery import (
+    BadCursor,
+    DeliveryEngine,
+    DeliveryOptions,
+    GuestFeed,
+    ReadResult,
+)
+from app.scrt import ScrtClient
+from app.scrt.models import Entry
+from app.state.journal import Dispatcher, Journal, valid_cursor
+from app.state.ownership import Ownership
+from app.store import SessionRecord
+from app.store.redis import handle_key
+from app.transcript import ConversationLog, TranscriptEntry, visible
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class _Watched:
+    record: SessionRecord
+    readers: int = 0
+
+
+class SharedDelivery:
+    def __init__(
+        self,
+        client: ScrtClient,
+        options: DeliveryOptions,
+        journal: Journal,
+        ownership: Ownership,
+        dispatcher: Dispatcher,
+    ) -> None:
+        self._options = options
+        self._journal = journal
+        self._ownership = ownership
+        self._dispatcher = dispatcher
+        self._local = DeliveryEngine(client, options)
+        self._local.on_dropped = self._release
+        self._journal.on_lost = self._lost
+        self._sessions: dict[str, str] = {}
+        """Session key → handle, for the sessions whose feeds run here."""
+        self._watched: dict[str, _Watched] = {}
+        """Sessions with readers waiting here: taken over if their holder dies."""
+        self._attaching: dict[str, asyncio.Lock] = {}
+        self._scan: asyncio.Task[None] | None = None
+
+    @property
+    def feed_count(self) -> int:
+        return self._local.feed_count
+
+    @property
+    def process_id(self) -> str:
+        return self._ownership.process_id
+
+    async def start(self) -> None:
+        await self._ownership.start()
+        self._dispatcher.start()
+        self._scan = asyncio.get_running_loop().create_task(
+            self._scanning(), context=contextvars.Context()
+        )
+
+    # -- holding streams ------------------------------------------------------------------------
+
+    async def attach(self, record: SessionRecord) -> None:
+        await self._attach(record)
+
+    async def _attach(self, record: SessionRecord) -> GuestFeed | None:
+        """The session's feed if this process holds its stream (claiming it when nobody does);
+        None when another live process holds it."""
+        existing = self._local.get(record.handle)
+        if existing is not None:
+            existing.last_used = time.monotonic()
+            return existing
+        session = handle_key(record.handle)
+        async with self._attaching.setdefault(session, asyncio.Lock()):
+            existing = self._local.get(record.handle)
+            if existing is not None:
+                return existing
+            ttl = record.expires_at - time.time()
+            if ttl <= 0 or not await self._ownership.claim(session, ttl):
+                return None
+            checkpoint = await self._journal.checkpoint(session)
+            self._sessions[session] = record.handle
+            feed = await self._local.feed(
+                record.handle,
+                record.access_token.get_secret_value(),
+                checkpoint or record.last_event_id,
+                record.expires_at,
+                open_log=lambda cid: self._open_log(record, cid),
+            )
+            log.info("state.stream_held", resumed=checkpoint is not None)
+            # Conversations the session already has catch up at once: what a previous holder
+            # had not journaled when it stopped is fetched, not waited for.
+            for conversation_id in record.conversations:
+                await feed.conversation(conversation_id)
+            return feed
+
+    async def _open_log(self, record: SessionRecord, conversation_id: str) -> ConversationLog:
+        """A log continuing what the journal kept of the conversation; what it appends is
+        journaled, with the stream's checkpoint."""
+        session = handle_key(record.handle)
+        stored = await self._journal.load(session, conversation_id)
+        target = ConversationLog(conversation_id)
+        target.restore(stored.ids, stored.view, stored.last_timestamp)
+
+        def journal(entries: list[Entry]) -> None:
+            feed = self._local.get(record.handle)
+            self._journal.commit(
+                session,
+                conversation_id,
+                entries,
+                target.view,
+                target.last_timestamp,
+                feed.last_event_id if feed is not None else None,
+                record.expires_at,
+            )
+
+        target.on_commit = journal
+        return target
+
+    def _lost(self, session: str) -> None:
+        """Another process took the session (this one stalled past its heartbeat): stop the
+        feed here without releasing what is no longer ours."""
+        handle = self._sessions.pop(session, None)
+        if handle is not None:
+            asyncio.get_running_loop().create_task(
+                self._local.drop(handle), context=contextvars.Context()
+            )
+
+    async def _release(self, handle: str) -> None:
+        session = handle_key(handle)
+        if self._sessions.pop(session, None) is not None:
+            with contextlib.suppress(RedisError):
+                await self._ownership.release([session])
+
+    async def _scanning(self) -> None:
+        interval = self._ownership.heartbeat_ttl / 3
+        while True:
+            await asyncio.sleep(interval)
+            watched = [s for s in self._watched if s not in self._sessions]
+            try:
+                for session in await self._ownership.free(watched):
+                    entry = self._watched.get(session)
+                    if entry is not None and await self._attach(entry.record) is not None:
+                        log.info("state.stream_taken_over")
+            except RedisError as exc:
+                log.warning("state.scan_failed", error=type(exc).__name__)
+            except Exception as exc:  # a takeover that fails is retried at the next scan
+                log.warning("state.takeover_failed", error=type(exc).__name__)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    async def delivered(self, record: SessionRecord, conversation_id: str, identifier: str) -> bool:
+        feed = self._local.get(record.handle)
+        if feed is not None and (await feed.conversation(conversation_id)).has(identifier):
+            return True
+        return await self._journal.has(handle_key(record.handle), conversation_id, identifier)
+
+    async def read(
+        self,
+        record: SessionRecord,
+        conversation_id: str,
+        cursor: str,
+        wait_seconds: float,
+        *,
+        include_typing: bool = False,
+    ) -> ReadResult:
+        """Entries after `cursor` (a journal stream id; "0" is the start), waiting up to
+        `wait_seconds` for one; a bot's multi-part answer is gathered for `burst_window`."""
+        if not valid_cursor(cursor):
+            raise BadCursor(cursor)
+        session = handle_key(record.handle)
+        key = self._journal.stream_key(session, conversation_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_seconds
+        watched = self._watched.setdefault(session, _Watched(record))
+        watched.readers += 1
+        try:
+            await self._catch_up_here(record, conversation_id, max(wait_seconds, 1.0))
+            shown: list[TranscriptEntry] = []
+            quiet_until: float | None = None
+            while True:
+                items, view = await self._journal.read_after(session, conversation_id, cursor)
+                if items:
+                    cursor = items[-1][0]
+                    new = visible((e for _, e in items), include_typing=include_typing)
+                    shown += new
+                    if quiet_until is not None or (
+                        new and new[-1].role == "Chatbot" and new[-1].kind == "message"
+                    ):
+                        quiet_until = min(deadline, loop.time() + self._options.burst_window)
+                now = loop.time()
+                if quiet_until is not None and now < quiet_until:
+                    await self._dispatcher.wait(key, cursor, quiet_until - now)
+                    continue
+                if shown or now >= deadline:
+                    return ReadResult(entries=shown, cursor=cursor, role_info=view.role_info())
+                step = deadline - now
+                feed = self._local.get(record.handle)
+                if feed is not None and not feed.live(await feed.conversation(conversation_id)):
+                    # This process holds a stream that is down: poll, as a single process does.
+                    await self._local.poll(feed, conversation_id, step)
+                    await self._journal.flushed()
+                    step = min(deadline - loop.time(), self._options.poll_interval)
+                await self._dispatcher.wait(key, cursor, step)
+        finally:
+            watched.readers -= 1
+            if watched.readers == 0:
+                self._watched.pop(session, None)
+
+    async def _catch_up_here(
+        self, record: SessionRecord, conversation_id: str, budget: float
+    ) -> None:
+        """Hold the stream if nobody does; if it is held here but not live, fetch now (a first
+        read, or a catch-up owed after a reconnect), as a single process does."""
+        feed = await self._attach(record)
+        if feed is None:
+            return
+        if not feed.live(await feed.conversation(conversation_id)):
+            await self._local.poll(feed, conversation_id, budget)
+        await self._journal.flushed()
+
+    # -- ending ---------------------------------------------------------------------------------
+
+    async def drop(self, handle: str) -> None:
+        """The chat was closed: stop its stream here and let go of it."""
+        await self._local.drop(handle)
+        with contextlib.suppress(RedisError):
+            await self._ownership.release([handle_key(handle)])
+
+    async def aclose(self) -> None:
+        """Hand over: stop the streams held here and release them, so other processes take
+        them at once."""
+        if self._scan is not None:
+            self._scan.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scan
+        held = list(self._sessions)
+        self._local.on_dropped = None
+        await self._local.aclose()
+        with contextlib.suppress(asyncio.TimeoutError, RedisError):
+            async with asyncio.timeout(5):
+                await self._journal.aclose()
+                await self._ownership.release(held)
+        self._sessions.clear()
+        await self._dispatcher.aclose()
+        await self._ownership.stop()

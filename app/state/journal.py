@@ -1,0 +1,379 @@
+"""Each conversation's delivered entries in a Redis Stream, readable from any process.
+
+The process holding a session's event stream (`ownership`) is the only writer: its conversation
+logs (`app.transcript.ConversationLog`) put entries in Salesforce's order, and every batch they
+commit is appended here by one Lua script that checks the writer still holds the session (fencing),
+skips entries already journaled (by Salesforce entry id), stores the folded conversation state
+(who is on, whether it ended) and the `Last-Event-Id` checkpoint, and renews the expiry: all keys of
+a conversation expire with its session. Streams are capped (`MAXLEN ~`).
+
+A reader's cursor is the id of the last stream entry it was given. Waiting readers of a process
+share one blocking connection (`Dispatcher`): one `XREAD BLOCK` over every stream they wait on
+plus a per-process wake-up stream that interrupts it when a reader with an earlier position joins.
+
+Everything stored that a person wrote or that identifies someone is sealed (`sealing`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import dataclasses
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from app.scrt.models import Entry
+from app.state.ownership import Ownership
+from app.state.sealing import Sealer
+from app.transcript import ConversationView
+
+log = structlog.get_logger(__name__)
+
+READ_PAGE = 500
+BLOCK_MS = 30_000
+WAKE_STREAM_TTL_MS = 3_600_000
+RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
+
+_STREAM_ID = re.compile(r"(0|[0-9]{1,20}-[0-9]{1,20})")
+
+_APPEND = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] or redis.call('EXISTS', ARGV[2] .. ARGV[1]) == 0 then
+  return -1
+end
+local added = 0
+for i = 8, #ARGV, 2 do
+  if ARGV[i] == '' or redis.call('SADD', KEYS[3], ARGV[i]) == 1 then
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'e', ARGV[i + 1])
+    added = added + 1
+  end
+end
+redis.call('HSET', KEYS[4], 'v', ARGV[5], 't', ARGV[6])
+if ARGV[7] ~= '' then
+  redis.call('SET', KEYS[5], ARGV[7])
+end
+for k = 2, 5 do
+  redis.call('PEXPIREAT', KEYS[k], ARGV[3])
+end
+return added
+"""
+
+
+def valid_cursor(cursor: str) -> bool:
+    return _STREAM_ID.fullmatch(cursor) is not None
+
+
+def position(stream_id: str) -> tuple[int, int]:
+    if stream_id in ("", "0"):
+        return (0, 0)
+    ms, _, seq = stream_id.partition("-")
+    return (int(ms), int(seq or 0))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def dump_view(view: ConversationView) -> bytes:
+    return json.dumps(dataclasses.asdict(view), separators=(",", ":")).encode()
+
+
+def load_view(raw: bytes) -> ConversationView:
+    data = json.loads(raw)
+    data["participants"] = {k: tuple(v) for k, v in data["participants"].items()}
+    return ConversationView(**data)
+
+
+@dataclass(frozen=True)
+class StoredConversation:
+    """What a new writer needs to continue a conversation another process wrote."""
+
+    ids: set[str]
+    view: ConversationView
+    last_timestamp: int
+
+
+@dataclass
+class _Batch:
+    session: str
+    conversation_id: str
+    expires_at_ms: int
+    view: bytes
+    last_timestamp: int
+    checkpoint: str
+    pairs: list[str | bytes]
+    done: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class Journal:
+    def __init__(
+        self,
+        redis: Redis,
+        sealer: Sealer,
+        prefix: str,
+        ownership: Ownership,
+        *,
+        max_entries: int = 5000,
+        on_lost: Callable[[str], None] = lambda session: None,
+    ) -> None:
+        self._redis = redis
+        self._sealer = sealer
+        self._prefix = prefix
+        self._ownership = ownership
+        self._max_entries = max_entries
+        self.on_lost = on_lost
+        """Called with a session this process wrote for but no longer holds."""
+        self._append = redis.register_script(_APPEND)
+        self._queue: asyncio.Queue[_Batch] = asyncio.Queue()
+        self._last: _Batch | None = None
+        self._writer: asyncio.Task[None] | None = None
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    def stream_key(self, session: str, conversation_id: str) -> str:
+        return f"{self._prefix}log:{session}:{conversation_id}"
+
+    def _ids_key(self, session: str, conversation_id: str) -> str:
+        return f"{self._prefix}ids:{session}:{conversation_id}"
+
+    def _state_key(self, session: str, conversation_id: str) -> str:
+        return f"{self._prefix}conv:{session}:{conversation_id}"
+
+    def _checkpoint_key(self, session: str) -> str:
+        return f"{self._prefix}lei:{session}"
+
+    # -- writing (the session's owner only) ---------------------------------------------------
+
+    def commit(
+        self,
+        session: str,
+        conversation_id: str,
+        entries: list[Entry],
+        view: ConversationView,
+        last_timestamp: int,
+        checkpoint: str | None,
+        expires_at: float,
+    ) -> None:
+        """Queue entries a log just appended, with the state folded so far; written in order."""
+        pairs: list[str | bytes] = []
+        for entry in entries:
+            pairs.append(entry.identifier or "")
+            pairs.append(self._sealer.seal(entry.model_dump_json(exclude={"raw"}).encode()))
+        batch = _Batch(
+            session,
+            conversation_id,
+            int(expires_at * 1000),
+            self._sealer.seal(dump_view(view)),
+            last_timestamp,
+            checkpoint or "",
+            pairs,
+        )
+        self._last = batch
+        self._queue.put_nowait(batch)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(
+                self._write(), context=contextvars.Context()
+            )
+
+    async def flushed(self) -> None:
+        """Wait until everything committed so far is written (or refused)."""
+        last = self._last
+        if last is not None:
+            await asyncio.shield(last.done)
+
+    async def _write(self) -> None:
+        while not self._queue.empty():
+            batch = self._queue.get_nowait()
+            failures = 0
+            while True:
+                try:
+                    added = await self._append(
+                        keys=[
+                            self._ownership.owner_key(batch.session),
+                            self.stream_key(batch.session, batch.conversation_id),
+                            self._ids_key(batch.session, batch.conversation_id),
+                            self._state_key(batch.session, batch.conversation_id),
+                            self._checkpoint_key(batch.session),
+                        ],
+                        args=[
+                            self._ownership.process_id,
+                            self._ownership.process_prefix,
+                            batch.expires_at_ms,
+                            self._max_entries,
+                            batch.view,
+                            batch.last_timestamp,
+                            batch.checkpoint,
+                            *batch.pairs,
+                        ],
+                    )
+                    break
+                except RedisError as exc:
+                    # Keep the order: retry this batch before any later one.
+                    delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
+                    failures += 1
+                    log.warning("state.journal_write_failed", error=type(exc).__name__)
+                    await asyncio.sleep(delay)
+            if int(added) < 0:
+                log.info("state.session_lost")
+                self.on_lost(batch.session)
+            if not batch.done.done():
+                batch.done.set_result(None)
+
+    async def aclose(self) -> None:
+        """Write what is queued (bounded by the caller), then stop."""
+        if self._writer is not None:
+            with contextlib.suppress(asyncio.CancelledError, RedisError):
+                await self._writer
+
+    # -- reading (any process) ----------------------------------------------------------------
+
+    async def load(self, session: str, conversation_id: str) -> StoredConversation:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.smembers(self._ids_key(session, conversation_id))
+            pipe.hgetall(self._state_key(session, conversation_id))
+            ids, state = await pipe.execute()
+        view = load_view(self._sealer.open(state[b"v"])) if b"v" in state else ConversationView()
+        return StoredConversation({_text(i) for i in ids}, view, int(state.get(b"t", 0)))
+
+    async def checkpoint(self, session: str) -> str | None:
+        value = await self._redis.get(self._checkpoint_key(session))
+        return _text(value) if value else None
+
+    async def has(self, session: str, conversation_id: str, identifier: str) -> bool:
+        return bool(
+            await self._redis.sismember(self._ids_key(session, conversation_id), identifier)
+        )
+
+    async def read_after(
+        self, session: str, conversation_id: str, cursor: str
+    ) -> tuple[list[tuple[str, Entry]], ConversationView]:
+        """Entries after `cursor` (a page at most), and the conversation's state now."""
+        start = "-" if position(cursor) == (0, 0) else f"({cursor}"
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xrange(
+                self.stream_key(session, conversation_id), min=start, max="+", count=READ_PAGE
+            )
+            pipe.hget(self._state_key(session, conversation_id), "v")
+            items, view = await pipe.execute()
+        entries = [
+            (_text(stream_id), Entry.model_validate_json(self._sealer.open(fields[b"e"])))
+            for stream_id, fields in items
+        ]
+        return entries, load_view(self._sealer.open(view)) if view else ConversationView()
+
+
+@dataclass
+class _Waiter:
+    after: tuple[int, int]
+    future: asyncio.Future[None]
+
+
+class Dispatcher:
+    """Wakes this process's readers when a stream they wait on grows: one blocking connection
+    for all of them, and no Redis command at all while nobody waits."""
+
+    def __init__(self, blocking: Redis, redis: Redis, wake_key: str) -> None:
+        self._blocking = blocking
+        self._redis = redis
+        self._wake_key = wake_key
+        self._wake_seen = "0-0"
+        self._waiters: dict[str, list[_Waiter]] = {}
+        self._inflight: dict[str, tuple[int, int]] | None = None
+        self._someone_waits = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(w) for w in self._waiters.values())
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), context=contextvars.Context()
+        )
+
+    async def wait(self, key: str, after: str, seconds: float) -> bool:
+        """Wait until `key` has an entry after `after`, at most `seconds`; True if it has.
+        Raises RedisError when the dispatcher lost Redis meanwhile."""
+        if seconds <= 0:
+            return False
+        waiter = _Waiter(position(after), asyncio.get_running_loop().create_future())
+        self._waiters.setdefault(key, []).append(waiter)
+        self._someone_waits.set()
+        try:
+            inflight = self._inflight
+            if inflight is not None and inflight.get(key, (1 << 64, 0)) > waiter.after:
+                # The blocking read under way does not cover this position: interrupt it.
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.xadd(self._wake_key, {"w": "1"}, maxlen=8, approximate=False)
+                    pipe.pexpire(self._wake_key, WAKE_STREAM_TTL_MS)
+                    await pipe.execute()
+            try:
+                async with asyncio.timeout(seconds):
+                    await waiter.future
+            except TimeoutError:
+                return False
+            return True
+        finally:
+            waiters = self._waiters.get(key)
+            if waiters is not None and waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._waiters[key]
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            if not self._waiters:
+                self._someone_waits.clear()
+                await self._someone_waits.wait()
+                continue
+            positions = {
+                key: min(w.after for w in waiters) for key, waiters in self._waiters.items()
+            }
+            streams: dict[Any, Any] = {self._wake_key: self._wake_seen}
+            streams.update({key: f"{ms}-{seq}" for key, (ms, seq) in positions.items()})
+            self._inflight = positions
+            try:
+                answer: Any = await self._blocking.xread(streams, count=1, block=BLOCK_MS)
+                failures = 0
+            except RedisError as exc:
+                self._inflight = None
+                self._fail_all(exc)
+                delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
+                failures += 1
+                log.warning("state.dispatcher_failed", error=type(exc).__name__)
+                await asyncio.sleep(delay)
+                continue
+            finally:
+                self._inflight = None
+            for raw_key, items in answer or []:
+                key = _text(raw_key)
+                newest = _text(items[-1][0])
+                if key == self._wake_key:
+                    self._wake_seen = newest
+                    continue
+                reached = position(newest)
+                for waiter in self._waiters.get(key, []):
+                    if waiter.after < reached and not waiter.future.done():
+                        waiter.future.set_result(None)
+
+    def _fail_all(self, exc: RedisError) -> None:
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                if not waiter.future.done():
+                    waiter.future.set_exception(exc)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -1,0 +1,137 @@
+"""Which process holds a guest session's Salesforce event stream: exactly one across all processes.
+
+Each process has a random id and a heartbeat key (`proc:<id>`) that expires `heartbeat_ttl` after
+its last renewal. A session's owner key (`own:<session>`) names the process holding its stream.
+A session is free when the owner key is missing or names a process whose heartbeat expired (it
+died, or stalled longer than the TTL): any process may then claim it, atomically. Every write of
+the owner (`journal`) is fenced by the same test, in the same Lua script, so a stalled owner that
+lost its sessions cannot write after another process took them.
+
+One heartbeat per process, however many sessions it holds: renewal costs one command a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import secrets
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = structlog.get_logger(__name__)
+
+# Returns 1 when ARGV[1] holds (or now holds) the session, 0 when another live process does.
+_CLAIM = """
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return 1
+end
+if current and redis.call('EXISTS', ARGV[2] .. current) == 1 then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1
+"""
+
+# Of the owner keys given, the 1-based indexes of those no live process holds.
+_FREE = """
+local free = {}
+for i, key in ipairs(KEYS) do
+  local current = redis.call('GET', key)
+  if not current or redis.call('EXISTS', ARGV[1] .. current) == 0 then
+    free[#free + 1] = i
+  end
+end
+return free
+"""
+
+_RELEASE = """
+local released = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('DEL', key)
+    released = released + 1
+  end
+end
+return released
+"""
+
+
+class Ownership:
+    def __init__(self, redis: Redis, prefix: str, *, heartbeat_ttl: float = 3.0) -> None:
+        self.process_id = secrets.token_hex(8)
+        self._redis = redis
+        self._prefix = prefix
+        self.heartbeat_ttl = heartbeat_ttl
+        self._claim = redis.register_script(_CLAIM)
+        self._free = redis.register_script(_FREE)
+        self._release = redis.register_script(_RELEASE)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def process_prefix(self) -> str:
+        return f"{self._prefix}proc:"
+
+    @property
+    def heartbeat_key(self) -> str:
+        return self.process_prefix + self.process_id
+
+    def owner_key(self, session: str) -> str:
+        return f"{self._prefix}own:{session}"
+
+    async def start(self) -> None:
+        """Beat once (so claims work at once), then keep beating in the background."""
+        await self._beat()
+        self._task = asyncio.get_running_loop().create_task(
+            self._beating(), context=contextvars.Context()
+        )
+
+    async def _beat(self) -> None:
+        await self._redis.set(self.heartbeat_key, b"1", px=int(self.heartbeat_ttl * 1000))
+
+    async def _beating(self) -> None:
+        interval = self.heartbeat_ttl / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._beat()
+            except RedisError as exc:
+                log.warning("state.heartbeat_failed", error=type(exc).__name__)
+
+    async def claim(self, session: str, ttl: float) -> bool:
+        """Hold the session's stream unless a live process does; True when this process does."""
+        result = await self._claim(
+            keys=[self.owner_key(session)],
+            args=[self.process_id, self.process_prefix, max(1, int(ttl * 1000))],
+        )
+        return bool(result)
+
+    async def free(self, sessions: list[str]) -> list[str]:
+        """Those of `sessions` no live process holds."""
+        if not sessions:
+            return []
+        indexes = await self._free(
+            keys=[self.owner_key(s) for s in sessions], args=[self.process_prefix]
+        )
+        return [sessions[int(i) - 1] for i in indexes]
+
+    async def release(self, sessions: list[str]) -> int:
+        """Let go of sessions this process holds (idle, closed, shutting down)."""
+        if not sessions:
+            return 0
+        return int(
+            await self._release(keys=[self.owner_key(s) for s in sessions], args=[self.process_id])
+        )
+
+    async def stop(self) -> None:
+        """Stop beating and drop the heartbeat, so every session still held is free at once."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(RedisError):
+            await self._redis.delete(self.heartbeat_key)
