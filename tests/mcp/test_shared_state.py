@@ -1,0 +1,223 @@
+"""Shared state on Redis: two servers (separate runtimes, each its own process id, connections and
+event-stream ownership) share one Redis and the simulator; every call goes to the other server in
+turn, as Heroku's router would send them."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from mcp.client import Client
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+
+from app.main import build_app
+from app.simulator import SimulatorOptions, build_simulator
+from tests.mcp.conftest import call, settings_for
+from tests.mcp.test_handoff_flow import has, messages
+from tests.redis_support import REDIS_URL, TEST_KEY, dump, redis_prefix
+from tests.servers import serve
+
+__all__ = ["redis_prefix"]
+
+
+@dataclass
+class Server:
+    app: Starlette
+    url: str
+    """The MCP endpoint."""
+    running: contextlib.AbstractAsyncContextManager[str]
+
+    @property
+    def event_streams(self) -> int:
+        return int(self.app.state.runtime.delivery.feed_count)
+
+    async def stop(self) -> None:
+        """As on SIGTERM: requests drain, the lifespan hands the streams over."""
+        await self.running.__aexit__(None, None, None)
+
+
+@dataclass
+class SharedStack:
+    sim_url: str
+    control: httpx.AsyncClient
+    prefix: str
+    redis: Redis
+    servers: list[Server] = field(default_factory=list)
+
+    async def start_server(self, **overrides: Any) -> Server:
+        app = build_app(
+            settings_for(
+                self.sim_url,
+                redis_url=REDIS_URL,
+                state_encryption_key=TEST_KEY,
+                redis_key_prefix=self.prefix,
+                log_level="DEBUG",
+                **overrides,
+            )
+        )
+        running = serve(app, lifespan="on")
+        url = await running.__aenter__()
+        server = Server(app, url + "/mcp", running)
+        self.servers.append(server)
+        return server
+
+    async def agent(self, conversation_id: str, action: str, body: Any = None) -> Any:
+        response = await self.control.post(
+            f"/control/conversations/{conversation_id}/agent/{action}", json=body
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def event_streams(self) -> int:
+        return sum(server.event_streams for server in self.servers)
+
+
+@pytest.fixture
+async def shared(redis_prefix: tuple[Redis, str]) -> AsyncIterator[SharedStack]:
+    redis, prefix = redis_prefix
+    async with contextlib.AsyncExitStack() as exits:
+        sim_url = await exits.enter_async_context(
+            serve(build_simulator(SimulatorOptions(rate_limits=False)))
+        )
+        control = await exits.enter_async_context(httpx.AsyncClient(base_url=sim_url))
+        stack = SharedStack(sim_url, control, prefix, redis)
+        try:
+            yield stack
+        finally:
+            for server in stack.servers:
+                with contextlib.suppress(Exception):
+                    await server.stop()
+
+
+class RoundRobin:
+    """MCP clients of several servers; each call goes to the next one."""
+
+    def __init__(self, clients: list[Client]) -> None:
+        self._next = itertools.cycle(clients)
+
+    async def __call__(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        return await call(next(self._next), name, args)
+
+
+async def read_until(
+    tool: Callable[..., Any],
+    args: dict[str, Any],
+    done: Callable[[list[dict[str, Any]], dict[str, Any]], bool],
+    seen: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Read (the session's own cursor unless `args` has one) until `done`; returns the last page."""
+    for _ in range(40):  # bounds a failing test; each read waits for an event
+        page = await tool("list_conversation_entries", {**args, "waitSeconds": 5})
+        seen.extend(page["entries"])
+        if "cursor" in args:
+            args["cursor"] = page["cursor"]
+        if done(seen, page["roleInfo"]):
+            return dict(page)
+    raise AssertionError(f"never happened; saw {seen}")
+
+
+async def test_a_whole_handoff_with_every_call_on_the_other_server(shared: SharedStack) -> None:
+    await shared.start_server()
+    await shared.start_server()
+    async with Client(shared.servers[0].url) as a, Client(shared.servers[1].url) as b:
+        tool = RoundRobin([a, b])
+        ids = await start_chat(tool)
+        cid = ids["conversationId"]
+        model: list[dict[str, Any]] = []
+        widget: list[dict[str, Any]] = []
+        widget_args: dict[str, Any] = {**ids, "cursor": "0"}
+
+        await read_until(tool, ids, lambda e, _: bool(messages(e, "Chatbot")), model)
+        await tool("send_message", {**ids, "text": "I need a human, please"})
+        await read_until(tool, ids, lambda e, _: has(e, "queue_position"), model)
+        await shared.agent(cid, "join", {"name": "Jane Agent"})
+        await read_until(tool, ids, lambda _, i: i["isLiveAgent"], model)
+        # The widget takes over with its own cursor, from the start, on alternating servers.
+        for n in (1, 2, 3):
+            await shared.agent(cid, "message", {"text": f"agent says {n}"})
+        await read_until(
+            tool, widget_args, lambda e, _: "agent says 3" in messages(e, "Agent"), widget
+        )
+        await tool("send_message", {**ids, "text": "thanks, that helps", "clientMessageId": "m-1"})
+        await shared.agent(cid, "message", {"text": "agent says 4"})
+        await read_until(
+            tool, widget_args, lambda e, _: "agent says 4" in messages(e, "Agent"), widget
+        )
+        await shared.agent(cid, "end")
+        info = await read_until(tool, widget_args, lambda _, i: i["conversationEnded"], widget)
+        assert info["roleInfo"]["endedByAgent"]
+        # Exactly one Salesforce event stream for the session, across both servers.
+        assert shared.event_streams() == 1
+
+    for seen in (model, widget):
+        ids_seen = [e["id"] for e in seen]
+        assert len(ids_seen) == len(set(ids_seen)), "an entry was delivered twice"
+        timestamps = [e["timestamp"] for e in seen]
+        assert timestamps == sorted(timestamps)
+    assert messages(model, "Chatbot") == [
+        "Hi, I'm Agentforce. How can I help you today?",
+        "Sure. I'm transferring you to a human agent now.",
+    ]
+    assert messages(widget, "Chatbot") == messages(model, "Chatbot")
+    assert messages(widget, "Agent") == [f"agent says {n}" for n in (1, 2, 3, 4)]
+    assert messages(widget, "EndUser") == ["I need a human, please", "thanks, that helps"]
+
+
+async def start_chat(tool: RoundRobin) -> dict[str, str]:
+    session = await tool("generate_guest_access_token", {})
+    created = await tool("create_conversation", {"sessionId": session["sessionId"]})
+    return {"sessionId": session["sessionId"], "conversationId": created["conversationId"]}
+
+
+async def test_a_restarted_server_continues_the_same_chat_and_cursor(shared: SharedStack) -> None:
+    first = await shared.start_server()
+    seen: list[dict[str, Any]] = []
+    async with Client(first.url) as client:
+        tool = RoundRobin([client])
+        ids = await start_chat(tool)
+        await read_until(tool, ids, lambda e, _: bool(messages(e, "Chatbot")), seen)
+        await tool("send_message", {**ids, "text": "a person, please"})
+        await read_until(tool, ids, lambda e, _: has(e, "queue_position"), seen)
+        await shared.agent(ids["conversationId"], "join", {"name": "Jane Agent"})
+        page = await read_until(tool, ids, lambda _, i: i["isLiveAgent"], seen)
+    widget_args: dict[str, Any] = {**ids, "cursor": page["cursor"]}
+    await first.stop()
+    # While no server runs, the agent writes; then a new server starts with nothing in memory.
+    await shared.agent(ids["conversationId"], "message", {"text": "while you were away"})
+    second = await shared.start_server()
+    async with Client(second.url) as client:
+        tool = RoundRobin([client])
+        model: list[dict[str, Any]] = []
+        widget: list[dict[str, Any]] = []
+        await read_until(tool, ids, lambda e, _: bool(messages(e, "Agent")), model)
+        await read_until(tool, widget_args, lambda e, _: bool(messages(e, "Agent")), widget)
+        await shared.agent(ids["conversationId"], "message", {"text": "and now"})
+        await read_until(tool, ids, lambda e, _: "and now" in messages(e, "Agent"), model)
+    # The same sessionId works, and both cursors continue exactly where they stopped.
+    assert messages(model, "Agent") == ["while you were away", "and now"]
+    assert [e["kind"] for e in widget] == ["message"]
+    assert messages(widget, "Agent") == ["while you were away"]
+    assert shared.event_streams() == 1
+
+
+async def test_redis_holds_no_token_handle_or_message_in_clear(shared: SharedStack) -> None:
+    server = await shared.start_server()
+    async with Client(server.url) as client:
+        tool = RoundRobin([client])
+        ids = await start_chat(tool)
+        seen: list[dict[str, Any]] = []
+        await read_until(tool, ids, lambda e, _: bool(messages(e, "Chatbot")), seen)
+        await tool("send_message", {**ids, "text": "my secret order number 5551234"})
+        await read_until(tool, ids, lambda e, _: bool(messages(e, "EndUser")), seen)
+        record = await server.app.state.runtime.store.get(ids["sessionId"])
+        token = record.access_token.get_secret_value()
+    raw = await dump(shared.redis, shared.prefix)
+    assert b":log:" in raw and b":session:" in raw  # the chat is in Redis...
+    for secret in (token, ids["sessionId"], "5551234", "Agentforce"):
+        assert secret.encode() not in raw  # ...sealed
