@@ -74,6 +74,11 @@ class SharedStack:
         assert response.status_code == 200, response.text
         return response.json()
 
+    async def stream_opens(self) -> int:
+        """How often Salesforce's event stream was opened (by anyone)."""
+        requests = (await self.control.get("/control/stats")).json()["requests"]
+        return sum(n for key, n in requests.items() if key.startswith("GET /eventrouter"))
+
     def event_streams(self) -> int:
         return sum(server.event_streams for server in self.servers)
 
@@ -152,8 +157,10 @@ async def test_a_whole_handoff_with_every_call_on_the_other_server(shared: Share
         await shared.agent(cid, "end")
         info = await read_until(tool, widget_args, lambda _, i: i["conversationEnded"], widget)
         assert info["roleInfo"]["endedByAgent"]
-        # Exactly one Salesforce event stream for the session, across both servers.
+        # Exactly one Salesforce event stream for the session, across both servers: opened
+        # once, never fought over.
         assert shared.event_streams() == 1
+        assert await shared.stream_opens() == 1
 
     for seen in (model, widget):
         ids_seen = [e["id"] for e in seen]
