@@ -13,16 +13,25 @@ from __future__ import annotations
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 POOL_TIMEOUT = 5.0
 """Seconds a call waits for a free pooled connection before it fails."""
 SOCKET_TIMEOUT = 5.0
+RETRIES = 3
 
 
 def connection_options(url: str, *, tls_verify: bool) -> dict[str, Any]:
     options: dict[str, Any] = {
         "socket_connect_timeout": SOCKET_TIMEOUT,
         "health_check_interval": 30,
+        # A pooled connection broken by a Redis restart fails once, then reconnects: retried,
+        # so the first calls after Redis is back do not fail. Commands we send are safe to
+        # repeat (the journal's append skips entries it already has).
+        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), RETRIES),
+        "retry_on_error": [RedisConnectionError],
     }
     if url.startswith("rediss://"):
         options["ssl_cert_reqs"] = "required" if tls_verify else "none"

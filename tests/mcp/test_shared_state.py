@@ -18,12 +18,20 @@ from starlette.applications import Starlette
 
 from app.main import build_app
 from app.simulator import SimulatorOptions, build_simulator
-from tests.mcp.conftest import call, settings_for
+from app.tools import STATE_UNAVAILABLE
+from tests.mcp.conftest import ToolFailed, call, settings_for
 from tests.mcp.test_handoff_flow import has, messages
-from tests.redis_support import REDIS_URL, TEST_KEY, dump, redis_prefix
+from tests.redis_support import (
+    REDIS_URL,
+    TEST_KEY,
+    PrivateRedis,
+    dump,
+    private_redis,
+    redis_prefix,
+)
 from tests.servers import serve
 
-__all__ = ["redis_prefix"]
+__all__ = ["private_redis", "redis_prefix"]
 
 
 @dataclass
@@ -54,11 +62,10 @@ class SharedStack:
         app = build_app(
             settings_for(
                 self.sim_url,
-                redis_url=REDIS_URL,
+                **{"redis_url": REDIS_URL, **overrides},
                 state_encryption_key=TEST_KEY,
                 redis_key_prefix=self.prefix,
                 log_level="DEBUG",
-                **overrides,
             )
         )
         running = serve(app, lifespan="on")
@@ -228,3 +235,39 @@ async def test_redis_holds_no_token_handle_or_message_in_clear(shared: SharedSta
     assert b":log:" in raw and b":session:" in raw  # the chat is in Redis...
     for secret in (token, ids["sessionId"], "5551234", "Agentforce"):
         assert secret.encode() not in raw  # ...sealed
+
+
+async def test_redis_down_and_back_clear_errors_health_and_nothing_lost(
+    shared: SharedStack, private_redis: PrivateRedis
+) -> None:
+    server = await shared.start_server(redis_url=private_redis.url)
+    health_url = server.url.removesuffix("/mcp") + "/health"
+    async with Client(server.url) as client, httpx.AsyncClient() as http:
+        tool = RoundRobin([client])
+        ids = await start_chat(tool)
+        cid = ids["conversationId"]
+        seen: list[dict[str, Any]] = []
+        await read_until(tool, ids, lambda e, _: bool(messages(e, "Chatbot")), seen)
+        await tool("send_message", {**ids, "text": "a person, please"})
+        await read_until(tool, ids, lambda e, _: has(e, "queue_position"), seen)
+        await shared.agent(cid, "join", {"name": "Jane Agent"})
+        await shared.agent(cid, "message", {"text": "before"})
+        await read_until(tool, ids, lambda e, _: "before" in messages(e, "Agent"), seen)
+        assert (await http.get(health_url)).status_code == 200
+
+        await private_redis.stop()
+        with pytest.raises(ToolFailed) as failed:
+            await tool("list_conversation_entries", {**ids, "waitSeconds": 1})
+        assert str(failed.value).endswith(STATE_UNAVAILABLE)
+        health = await http.get(health_url)
+        assert health.status_code == 503
+        assert "Redis" in health.json()["problem"]
+        await shared.agent(cid, "message", {"text": "during"})  # Salesforce goes on meanwhile
+
+        await private_redis.start()
+        assert (await http.get(health_url)).status_code == 200
+        await shared.agent(cid, "message", {"text": "after"})
+        await read_until(tool, ids, lambda e, _: "after" in messages(e, "Agent"), seen)
+    assert messages(seen, "Agent") == ["before", "during", "after"]
+    entry_ids = [e["id"] for e in seen]
+    assert len(entry_ids) == len(set(entry_ids))
