@@ -25,6 +25,7 @@ $(MUTATION_STAMP): $(STAMP)
 	touch $(MUTATION_STAMP)
 
 test: $(STAMP)
+	bash .ci/ensure-redis
 	$(BIN)/pytest -n 4 --dist load
 
 check: $(STAMP)

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from app import __version__
 from app.config import ConfigError, Settings, load_settings
@@ -263,24 +264,28 @@ def run_serve(args: argparse.Namespace) -> int:
         return 0
     host = args.host or settings.host
     port = args.port or settings.port
-    config = uvicorn.Config(
-        build_app(settings),
-        host=host,
-        port=port,
-        log_level="warning",
-        proxy_headers=True,
+    options: dict[str, object] = {
+        "host": host,
+        "port": port,
+        "log_level": "warning",
+        "proxy_headers": True,
         # Heroku's router is not on loopback; trust its X-Forwarded-* headers.
-        forwarded_allow_ips="*",
+        "forwarded_allow_ips": "*",
         # Heroku sends SIGKILL 30 s after SIGTERM; every tool call answers within
         # TOOL_DEADLINE_SECONDS (at most 28).
-        timeout_graceful_shutdown=28,
+        "timeout_graceful_shutdown": 28,
         # Longer than the router's 90 s keep-alive, so idle connections are closed by the router:
         # closing them first races a request the router is sending on it (uvicorn's default: 5 s).
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
-    )
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
+    }
 
     def announce() -> None:
-        print(f"miaw-mcp {__version__} serving MCP at http://{host}:{port}/mcp", flush=True)
+        workers = settings.web_concurrency
+        print(
+            f"miaw-mcp {__version__} serving MCP at http://{host}:{port}/mcp"
+            + (f" ({workers} workers)" if workers > 1 else ""),
+            flush=True,
+        )
         if not settings.public_host_configured:
             print(
                 "warning: no PUBLIC_URL, HEROKU_APP_NAME or MCP_ALLOWED_HOSTS: only localhost "
@@ -289,6 +294,22 @@ def run_serve(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
+    if settings.web_concurrency > 1:
+        # Workers import the app themselves (each its own process, state shared in Redis). The
+        # socket listens before they start, so the announcement is true at once: early
+        # connections wait in the backlog.
+        config = uvicorn.Config(
+            "app.main:app_from_environment",
+            factory=True,
+            workers=settings.web_concurrency,
+            **options,  # type: ignore[arg-type]
+        )
+        sock = config.bind_socket()
+        sock.listen(config.backlog)
+        announce()
+        Multiprocess(config, sockets=[sock]).run()
+        return 0
+    config = uvicorn.Config(build_app(settings), **options)  # type: ignore[arg-type]
     AnnouncingServer(config, announce).run()
     return 0
 
@@ -322,6 +343,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 async def serve_stdio(settings: Settings) -> None:
     runtime = build_runtime(settings)
+    await runtime.start()
     try:
         await runtime.mcp.run_stdio_async()
     finally:

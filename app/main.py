@@ -23,9 +23,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
 
 from app import __version__
-from app.config import Settings
+from app.config import Settings, load_settings
 from app.conversations import HandoffService
 from app.delivery import Delivery, DeliveryEngine, DeliveryOptions
+from app.logs import configure_logging
 from app.playground import playground_route
 from app.scrt import RetryPolicy, ScrtClient, ScrtConfig
 from app.state.connection import blocking_client, pooled_client
@@ -83,9 +84,10 @@ class Runtime:
             "version": __version__,
             "eventStreams": self.delivery.feed_count,
         }
-        if self.redis is not None:
+        if isinstance(self.delivery, SharedDelivery):
             body["state"] = "redis"
-            if not await self.redis.ping():
+            body["process"] = self.delivery.process_id
+            if self.redis is not None and not await self.redis.ping():
                 body["status"] = "unavailable"
                 body["problem"] = "the state store (Redis) does not answer"
                 return 503, body
@@ -233,3 +235,11 @@ def build_app(
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.runtime = runtime
     return app
+
+
+def app_from_environment() -> Starlette:
+    """The app as a worker process builds it (`WEB_CONCURRENCY` > 1): settings from the
+    environment, checked by the parent before it started the workers."""
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return build_app(settings)

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import pytest
+from cryptography.fernet import Fernet
 
 from app.config import ConfigError, Settings, load_settings
+from app.state.sealing import Sealer
 
 
 def make(**values: object) -> Settings:
@@ -110,3 +112,32 @@ def test_the_longest_accepted_settings_fit_the_tool_deadline() -> None:
     )
     assert settings.wait_cap == 27
     assert make().tool_deadline_seconds == 28 and make().wait_cap == 27
+
+
+def test_redis_without_an_encryption_key_is_refused_saying_how_to_make_one() -> None:
+    with pytest.raises(ConfigError) as caught:
+        make(redis_url="redis://127.0.0.1:6379/0")
+    message = str(caught.value)
+    assert "STATE_ENCRYPTION_KEY" in message and "secrets.token_hex(32)" in message
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"redis_url": "http://127.0.0.1:6379"}, "REDIS_URL"),
+        ({"redis_url": "redis://h", "state_encryption_key": "too-short"}, "STATE_ENCRYPTION_KEY"),
+        ({"web_concurrency": 2}, "REDIS_URL"),
+    ],
+)
+def test_bad_shared_state_settings_are_named(values: dict[str, object], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        make(**values)
+
+
+def test_a_generated_hex_secret_and_a_fernet_key_both_seal() -> None:
+    for key in ("a" * 64, Fernet.generate_key().decode()):
+        settings = make(redis_url="rediss://h:6380", state_encryption_key=key, web_concurrency=3)
+        assert settings.state_encryption_key is not None
+        sealer = Sealer(settings.state_encryption_key.get_secret_value())
+        assert sealer.open(sealer.seal(b"x")) == b"x"
+        assert key.encode() not in sealer.seal(b"x")

@@ -23,6 +23,7 @@ from app.simulator import SimulatorOptions, build_simulator
 from app.simulator.options import DEFAULT_DEPLOYMENT, DEFAULT_ORG_ID
 from app.state.sealing import Sealer
 from app.store.redis import RedisSessionStore
+from tests.mcp.conftest import call
 from tests.mcp.test_handoff_flow import has, messages
 from tests.mcp.test_shared_state import RoundRobin, read_until, start_chat
 from tests.redis_support import REDIS_URL, TEST_KEY, dump, redis_prefix
@@ -174,3 +175,43 @@ async def _token_of(redis: Redis, prefix: str, handle: str) -> str:
     record = await RedisSessionStore(redis, Sealer(TEST_KEY), prefix).get(handle)
     assert record is not None
     return record.access_token.get_secret_value()
+
+
+async def test_web_concurrency_runs_workers_that_share_the_chat(
+    redis_prefix: tuple[Redis, str],
+) -> None:
+    _, prefix = redis_prefix
+    async with contextlib.AsyncExitStack() as stack:
+        sim_url = await stack.enter_async_context(
+            serve(build_simulator(SimulatorOptions(rate_limits=False)))
+        )
+        env = {
+            "MIAW_SCRT_URL": sim_url,
+            "MIAW_ORG_ID": DEFAULT_ORG_ID,
+            "MIAW_ES_DEVELOPER_NAME": DEFAULT_DEPLOYMENT,
+            "REDIS_URL": REDIS_URL,
+            "STATE_ENCRYPTION_KEY": TEST_KEY,
+            "REDIS_KEY_PREFIX": prefix,
+            "WEB_CONCURRENCY": "2",
+        }
+        server = await stack.enter_async_context(server_process(env))
+        health_url = server.url.removesuffix("/mcp") + "/health"
+        processes: set[str] = set()
+        for _ in range(200):  # new connections until both workers have answered
+            async with httpx.AsyncClient() as http:
+                body = (await http.get(health_url)).json()
+            assert body["state"] == "redis"
+            processes.add(body["process"])
+            if len(processes) == 2:
+                break
+        assert len(processes) == 2, "only one worker answered"
+        # A chat works whichever worker each call reaches (each call a new connection).
+        seen: list[dict[str, Any]] = []
+
+        async def fresh_connection(name: str, args: dict[str, Any]) -> dict[str, Any]:
+            async with Client(server.url) as client:
+                return await call(client, name, args)
+
+        ids = await start_chat(fresh_connection)
+        await read_until(fresh_connection, ids, lambda e, _: bool(messages(e, "Chatbot")), seen)
+    assert messages(seen, "Chatbot") == ["Hi, I'm Agentforce. How can I help you today?"]
