@@ -7,7 +7,6 @@ name what went wrong and what to do, never a token, a handle or what anyone wrot
 from __future__ import annotations
 
 import math
-import secrets
 import time
 from dataclasses import dataclass
 
@@ -16,6 +15,7 @@ from pydantic import SecretStr
 
 from app.delivery import BadCursor, Delivery, FeedBroken, ReadResult
 from app.failures import HandoffError, SendUnconfirmed, UnknownSession, describe
+from app.handles import HandleMaker
 from app.scrt import (
     RoutingStatus,
     ScrtClient,
@@ -33,6 +33,10 @@ __all__ = ["CloseReport", "HandoffError", "HandoffService", "UnknownSession"]
 
 log = structlog.get_logger(__name__)
 
+SERVER_RESTARTED = (
+    "The server restarted and this chat could not be kept; start a new chat with "
+    "generate_guest_access_token if the user wants to go on."
+)
 BAD_CURSOR = (
     "cursor must be a value returned by a previous list_conversation_entries call in this chat "
     "(or omitted to continue where this session's last read stopped)."
@@ -54,7 +58,10 @@ class HandoffService:
         delivery: Delivery,
         *,
         session_ttl: float,
+        shared_state: bool = False,
     ) -> None:
+        self._handles = HandleMaker()
+        self._shared_state = shared_state
         self._client = client
         self._store = store
         self._delivery = delivery
@@ -74,7 +81,7 @@ class HandoffService:
         if token_exp is not None:
             expires = min(expires, token_exp)
         record = SessionRecord(
-            handle=secrets.token_urlsafe(32),
+            handle=self._handles.new(),
             owner=owner,
             access_token=SecretStr(token.bearer),
             token_expires_at=token_exp,
@@ -89,6 +96,8 @@ class HandoffService:
 
     async def _session(self, handle: str, owner: str | None) -> SessionRecord:
         record = await self._store.get(handle) if handle else None
+        if record is None and not self._shared_state and self._handles.made_elsewhere(handle):
+            raise UnknownSession(SERVER_RESTARTED)
         if record is None:
             raise UnknownSession(
                 "Unknown or expired sessionId. Call generate_guest_access_token to start a new "

@@ -171,7 +171,11 @@ def build_runtime(
     if store is not None:
         session_store = store
     service = HandoffService(
-        client, session_store, delivery, session_ttl=settings.session_ttl_seconds
+        client,
+        session_store,
+        delivery,
+        session_ttl=settings.session_ttl_seconds,
+        shared_state=redis is not None,
     )
     mcp = MCPServer(
         "miaw-mcp",

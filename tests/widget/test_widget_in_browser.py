@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from typing import Any
 
@@ -540,3 +541,37 @@ async def test_retry_after_a_re_render_sends_the_message_under_its_saved_key(
     first, retry = sends_by_widget(await pg.widget_calls())
     assert re.fullmatch(CLIENT_MESSAGE_ID, first["clientMessageId"])
     assert retry == first
+
+
+@pytest.mark.parametrize("mode", HOST_MODES)
+async def test_a_server_restart_without_redis_ends_the_chat_plainly_without_reconnect(
+    open_playground: OpenPlayground, mode: str
+) -> None:
+    pg = await open_playground(mode, fake_clock=True)
+    await pg.start_chat()
+    await pg.hand_to_agent()
+    w = pg.widget
+
+    # From now on the view's reads carry a handle of the server before its restart (another
+    # process made it): what a restarted server that kept chats in memory receives.
+    async def as_after_a_restart(route: Route) -> None:
+        body = route.request.post_data_json
+        args = body["params"]["arguments"]
+        _, _, secret = args["sessionId"].partition(".")
+        args["sessionId"] = f"0badcafe.{secret}"
+        await route.continue_(post_data=json.dumps(body))
+
+    await pg.route_tool(READ_TOOL, as_after_a_restart)
+    await expect(w.locator(".notice", has_text="The server restarted")).to_have_count(1)
+    await expect(w.locator(".notice", has_text="The server restarted")).to_contain_text(
+        "start a new chat"
+    )
+    await expect(w.locator("#status")).to_have_text("Chat ended")
+    await expect(w.locator("#input")).to_be_disabled()
+    await expect(w.locator("#reconnect")).to_be_hidden()
+    await expect(w.locator("#banner")).to_be_hidden()
+    # Retrying cannot help, so the view does not.
+    reads = await pg.reads_by_widget()
+    await pg.page.clock.run_for(LONGEST_PAUSE_MS * 2)
+    await pg.flush_widget_calls()
+    assert await pg.reads_by_widget() == reads

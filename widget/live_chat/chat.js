@@ -4,6 +4,13 @@
   const STATE_VERSION = 1;
   const MAX_ITEMS = 300;
   const MAX_POLL_FAILURES = 4;
+  // Read errors that end the chat for good, with what the widget says.
+  const FINAL_ERRORS = [
+    // Closed elsewhere (End chat in an earlier render, or by the model).
+    [/This chat was closed/, "This chat was closed"],
+    // The server kept chats in memory and restarted: this one is gone.
+    [/server restarted/, "The server restarted and this chat could not be kept. Ask the assistant to start a new chat."],
+  ];
 
   // ---------------------------------------------------------------------------------------------
   // State: everything needed to redraw the view after a re-render
@@ -112,11 +119,12 @@
           );
         } catch (err) {
           if (gen !== run.gen) return;
-          if (/This chat was closed/.test(String(err && err.message))) {
-            // Closed elsewhere (End chat in an earlier render, or by the model): not an outage.
+          const final = FINAL_ERRORS.find(([pattern]) => pattern.test(String(err && err.message)));
+          if (final) {
+            // Not an outage: retrying cannot help, so no Reconnect.
             state.closed = true;
             state.ended = true;
-            addNotice("session_ended", "This chat was closed");
+            addNotice("session_ended", final[1]);
             renderChrome();
             save();
             return;
