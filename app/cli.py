@@ -7,7 +7,9 @@ import asyncio
 import math
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from types import FrameType
+from typing import Any
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
@@ -37,14 +39,30 @@ KEEP_ALIVE_SECONDS = 95
 class AnnouncingServer(uvicorn.Server):
     """Announces where it listens once it accepts connections, so scripts can wait for it."""
 
-    def __init__(self, config: uvicorn.Config, announce: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        announce: Callable[[], None],
+        stopping: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    ) -> None:
         super().__init__(config)
         self._announce = announce
+        self._stopping = stopping
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
         await super().startup(sockets)
         if self.started:
             self._announce()
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # At the signal, not after open requests drained (up to 28 s): what must happen before
+        # the process dies starts now.
+        super().handle_exit(sig, frame)
+        stopping, loop = self._stopping, self._loop
+        if stopping is not None and loop is not None:
+            loop.call_soon_threadsafe(lambda: loop.create_task(stopping()))
 
 
 def fraction(raw: str) -> float:
@@ -309,8 +327,9 @@ def run_serve(args: argparse.Namespace) -> int:
         announce()
         Multiprocess(config, sockets=[sock]).run()
         return 0
-    config = uvicorn.Config(build_app(settings), **options)  # type: ignore[arg-type]
-    AnnouncingServer(config, announce).run()
+    app = build_app(settings)
+    config = uvicorn.Config(app, **options)  # type: ignore[arg-type]
+    AnnouncingServer(config, announce, app.state.runtime.stopping).run()
     return 0
 
 

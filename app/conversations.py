@@ -6,6 +6,7 @@ name what went wrong and what to do, never a token, a handle or what anyone wrot
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import dataclass
@@ -288,3 +289,17 @@ class HandoffService:
             conversation_closed=conversation_closed,
         )
         return CloseReport(session_ended, conversation_closed, problems)
+
+    async def end_every_session(self, records: list[SessionRecord]) -> int:
+        """Before a server that keeps chats in memory stops: end the messaging session of every
+        open conversation, so no agent is left talking to nobody. Returns how many ended."""
+        calls = [
+            self._client.end_session(record.access_token.get_secret_value(), cid)
+            for record in records
+            if not record.closed
+            for cid in record.conversations
+        ]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        ended = sum(1 for r in results if not isinstance(r, BaseException))
+        log.info("shutdown.sessions_ended", ended=ended, failed=len(results) - ended)
+        return ended

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 from mcp.server.mcpserver import MCPServer
@@ -40,6 +40,8 @@ from app.tools import INSTRUCTIONS, ToolLimits, register_tools
 from app.widget import WidgetResource
 
 HEALTH_PING_SECONDS = 2.0
+SHUTDOWN_END_SESSIONS_SECONDS = 10.0
+"""Heroku kills a process 30 s after SIGTERM."""
 
 
 def scrt_config(settings: Settings) -> ScrtConfig:
@@ -65,11 +67,29 @@ class Runtime:
     http: httpx.AsyncClient
     owns_http: bool
     redis: SharedRedis | None = None
+    _stopping: asyncio.Future[None] | None = field(default=None, init=False)
 
     async def start(self) -> None:
         await self.delivery.start()
 
+    async def stopping(self) -> None:
+        """The server is told to stop (SIGTERM: Heroku's daily restart, a deploy). Chats kept
+        in memory cannot survive it, so their Salesforce sessions end now, while the process
+        can still say so; with Redis the streams are handed over in `aclose` instead. Runs
+        once, bounded, whoever calls first (the signal, or the lifespan's end)."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._end_memory_sessions())
+        await asyncio.shield(self._stopping)
+
+    async def _end_memory_sessions(self) -> None:
+        if not isinstance(self.store, MemorySessionStore):
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SHUTDOWN_END_SESSIONS_SECONDS):
+                await self.service.end_every_session(self.store.live())
+
     async def aclose(self) -> None:
+        await self.stopping()
         await self.delivery.aclose()
         await self.store.close()
         if self.redis is not None:

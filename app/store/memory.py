@@ -38,6 +38,11 @@ class MemorySessionStore:
     async def close(self) -> None:
         self._records.clear()
 
+    def live(self) -> list[SessionRecord]:
+        """Copies of the records not expired yet."""
+        now = self._clock()
+        return [r.model_copy(deep=True) for r in self._records.values() if r.expires_at > now]
+
     def __len__(self) -> int:
         return len(self._records)
 

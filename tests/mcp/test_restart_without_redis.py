@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import signal
+
+import httpx
 import pytest
 from mcp.client import Client
 
 from app.conversations import SERVER_RESTARTED
 from app.main import build_app
-from tests.mcp.conftest import Stack, ToolFailed, call, settings_for
-from tests.mcp.test_handoff_flow import start_chat
+from app.simulator import SimulatorOptions, build_simulator
+from app.simulator.options import DEFAULT_DEPLOYMENT, DEFAULT_ORG_ID
+from tests.mcp.conftest import Stack, ToolFailed, call, read_until, settings_for
+from tests.mcp.test_handoff_flow import has, messages, start_chat
+from tests.mcp.test_shared_processes import server_process
 from tests.servers import serve
 
 
@@ -37,3 +43,34 @@ async def test_a_handle_from_before_a_restart_says_the_server_restarted(stack: S
         fresh = await start_chat(after)
         page = await call(after, "list_conversation_entries", {**fresh, "waitSeconds": 0})
         assert "cursor" in page
+
+
+async def test_sigterm_ends_the_salesforce_sessions_it_cannot_keep() -> None:
+    sim = build_simulator(SimulatorOptions(rate_limits=False))
+    async with serve(sim) as sim_url, httpx.AsyncClient(base_url=sim_url) as control:
+        env = {
+            "MIAW_SCRT_URL": sim_url,
+            "MIAW_ORG_ID": DEFAULT_ORG_ID,
+            "MIAW_ES_DEVELOPER_NAME": DEFAULT_DEPLOYMENT,
+        }
+        async with server_process(env) as server, Client(server.url) as client:
+            ids = await start_chat(client)
+            await read_until(client, ids, lambda e, _: bool(messages(e, "Chatbot")))
+            await call(client, "send_message", {**ids, "text": "a person, please"})
+            await read_until(client, ids, lambda e, _: has(e, "queue_position"))
+            joined = await control.post(
+                f"/control/conversations/{ids['conversationId']}/agent/join", json={"name": "Jane"}
+            )
+            assert joined.status_code == 200
+            await read_until(client, ids, lambda _, i: i["isLiveAgent"])
+            server.proc.send_signal(signal.SIGTERM)
+            # uvicorn re-raises the signal once shut down: the exit is "terminated by SIGTERM".
+            assert await server.proc.wait() == -signal.SIGTERM
+        # The agent is not left talking to nobody: Salesforce ended the session.
+        conversation = (await control.get("/control/conversations")).json()["conversations"][0]
+        statuses = [
+            e["entryPayload"].get("sessionStatus")
+            for e in conversation["entries"]
+            if e["entryType"] == "SessionStatusChanged"
+        ]
+        assert statuses[-1] == "Ended"
