@@ -282,7 +282,7 @@ class HandoffService:
             record.closed = True
             record.access_token = SecretStr("")
             await self._store.put(record)
-            await self._delivery.drop(handle)
+            await self._delivery.drop(handle, record.expires_at)
         log.info(
             "conversation.close",
             session_ended=session_ended,

@@ -96,7 +96,8 @@ class Delivery(Protocol):
         include_typing: bool = False,
     ) -> ReadResult: ...
 
-    async def drop(self, handle: str) -> None: ...
+    async def drop(self, handle: str, expires_at: float | None = None) -> None:
+        """Stop the session's event stream (its chat was closed, or it expired)."""
 
     @property
     def feed_count(self) -> int: ...
@@ -461,7 +462,7 @@ class DeliveryEngine:
         except (ScrtError, TimeoutError) as exc:
             log.info("delivery.poll_failed", error=type(exc).__name__)
 
-    async def drop(self, handle: str) -> None:
+    async def drop(self, handle: str, expires_at: float | None = None) -> None:
         self._expiry.pop(handle, None)
         feed = self._feeds.pop(handle, None)
         if feed is not None:

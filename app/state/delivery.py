@@ -146,13 +146,17 @@ class SharedDelivery:
         return target
 
     def _lost(self, session: str) -> None:
-        """Another process took the session (this one stalled past its heartbeat): stop the
-        feed here without releasing what is no longer ours."""
+        """A write was refused: the session is not ours any more."""
+        asyncio.get_running_loop().create_task(
+            self._stop_here(session), context=contextvars.Context()
+        )
+
+    async def _stop_here(self, session: str) -> None:
+        """Stop the session's feed here without releasing what is no longer ours (taken over
+        while this process stalled, or its chat closed by another process)."""
         handle = self._sessions.pop(session, None)
         if handle is not None:
-            asyncio.get_running_loop().create_task(
-                self._local.drop(handle), context=contextvars.Context()
-            )
+            await self._local.drop(handle)
 
     async def _release(self, handle: str) -> None:
         session = handle_key(handle)
@@ -164,16 +168,24 @@ class SharedDelivery:
         interval = self._ownership.heartbeat_ttl / 3
         while True:
             await asyncio.sleep(interval)
-            watched = [s for s in self._watched if s not in self._sessions]
             try:
-                for session in await self._ownership.free(watched):
-                    entry = self._watched.get(session)
-                    if entry is not None and await self._attach(entry.record) is not None:
-                        log.info("state.stream_taken_over")
+                await self.scan()
             except RedisError as exc:
                 log.warning("state.scan_failed", error=type(exc).__name__)
             except Exception as exc:  # a takeover that fails is retried at the next scan
                 log.warning("state.takeover_failed", error=type(exc).__name__)
+
+    async def scan(self) -> None:
+        """Stop streams held here that are not ours any more (a closed chat, or taken over
+        while this process stalled), and take over those with readers waiting here whose
+        holder died. Runs a third of the heartbeat TTL apart."""
+        for session in await self._ownership.lost(list(self._sessions)):
+            await self._stop_here(session)
+        watched = [s for s in self._watched if s not in self._sessions]
+        for session in await self._ownership.free(watched):
+            entry = self._watched.get(session)
+            if entry is not None and await self._attach(entry.record) is not None:
+                log.info("state.stream_taken_over")
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -249,11 +261,13 @@ class SharedDelivery:
 
     # -- ending ---------------------------------------------------------------------------------
 
-    async def drop(self, handle: str) -> None:
-        """The chat was closed: stop its stream here and let go of it."""
+    async def drop(self, handle: str, expires_at: float | None = None) -> None:
+        """The chat was closed: stop its stream, here or (at its next scan) wherever it runs,
+        and let nobody open it again before the session expires."""
         await self._local.drop(handle)
-        with contextlib.suppress(RedisError):
-            await self._ownership.release([handle_key(handle)])
+        if expires_at is not None:
+            with contextlib.suppress(RedisError):
+                await self._ownership.end(handle_key(handle), expires_at - time.time())
 
     async def aclose(self) -> None:
         """Hand over: stop the streams held here and release them, so other processes take

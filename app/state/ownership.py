@@ -3,7 +3,8 @@
 Each process has a random id and a heartbeat key (`proc:<id>`) that expires `heartbeat_ttl` after
 its last renewal. A session's owner key (`own:<session>`) names the process holding its stream.
 A session is free when the owner key is missing or names a process whose heartbeat expired (it
-died, or stalled longer than the TTL): any process may then claim it, atomically. Every write of
+died, or stalled longer than the TTL): any process may then claim it, atomically. A closed chat's
+owner key says `!ended`: nobody may claim it again. Every write of
 the owner (`journal`) is fenced by the same test, in the same Lua script, so a stalled owner that
 lost its sessions cannot write after another process took them.
 
@@ -23,6 +24,9 @@ from redis.exceptions import RedisError
 
 log = structlog.get_logger(__name__)
 
+ENDED = "!ended"
+"""The owner of a closed chat's session: no process."""
+
 # Returns 1 when ARGV[1] holds (or now holds) the session, 0 when another live process does.
 _CLAIM = """
 local current = redis.call('GET', KEYS[1])
@@ -30,7 +34,7 @@ if current == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   return 1
 end
-if current and redis.call('EXISTS', ARGV[2] .. current) == 1 then
+if current == '!ended' or (current and redis.call('EXISTS', ARGV[2] .. current) == 1) then
   return 0
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
@@ -42,11 +46,22 @@ _FREE = """
 local free = {}
 for i, key in ipairs(KEYS) do
   local current = redis.call('GET', key)
-  if not current or redis.call('EXISTS', ARGV[1] .. current) == 0 then
+  if current ~= '!ended' and (not current or redis.call('EXISTS', ARGV[1] .. current) == 0) then
     free[#free + 1] = i
   end
 end
 return free
+"""
+
+# Of the owner keys given, the 1-based indexes of those not naming ARGV[1] (any more).
+_LOST = """
+local lost = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) ~= ARGV[1] then
+    lost[#lost + 1] = i
+  end
+end
+return lost
 """
 
 _RELEASE = """
@@ -70,6 +85,7 @@ class Ownership:
         self._claim = redis.register_script(_CLAIM)
         self._free = redis.register_script(_FREE)
         self._release = redis.register_script(_RELEASE)
+        self._lost = redis.register_script(_LOST)
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -118,6 +134,21 @@ class Ownership:
             keys=[self.owner_key(s) for s in sessions], args=[self.process_prefix]
         )
         return [sessions[int(i) - 1] for i in indexes]
+
+    async def lost(self, sessions: list[str]) -> list[str]:
+        """Those of `sessions` (held here) whose owner key no longer names this process: taken
+        over while this process stalled, or ended by another process (a closed chat)."""
+        if not sessions:
+            return []
+        indexes = await self._lost(
+            keys=[self.owner_key(s) for s in sessions], args=[self.process_id]
+        )
+        return [sessions[int(i) - 1] for i in indexes]
+
+    async def end(self, session: str, ttl: float) -> None:
+        """The session's chat was closed: nobody may hold its stream again (for `ttl`, its
+        remaining life); the holder notices at its next scan and stops the stream."""
+        await self._redis.set(self.owner_key(session), ENDED, px=max(1, int(ttl * 1000)))
 
     async def release(self, sessions: list[str]) -> int:
         """Let go of sessions this process holds (idle, closed, shutting down)."""

@@ -271,3 +271,26 @@ async def test_redis_down_and_back_clear_errors_health_and_nothing_lost(
     assert messages(seen, "Agent") == ["before", "during", "after"]
     entry_ids = [e["id"] for e in seen]
     assert len(entry_ids) == len(set(entry_ids))
+
+
+async def test_closing_on_one_server_stops_the_stream_the_other_holds(
+    shared: SharedStack,
+) -> None:
+    holder = await shared.start_server()
+    other = await shared.start_server()
+    async with Client(holder.url) as a, Client(other.url) as b:
+        ids = await start_chat(RoundRobin([a]))  # the holder opens the stream
+        seen: list[dict[str, Any]] = []
+        await read_until(RoundRobin([a]), ids, lambda e, _: bool(messages(e, "Chatbot")), seen)
+        assert (holder.event_streams, other.event_streams) == (1, 0)
+        closed = await call(b, "close_conversation", ids)
+        assert closed["closed"] and closed["conversationClosed"], closed
+        await holder.app.state.runtime.delivery.scan()  # its next scan, a second later
+        assert holder.event_streams == 0
+        # Nobody opens it again: the closed chat is refused on both servers.
+        for client in (a, b):
+            with pytest.raises(ToolFailed, match="This chat was closed"):
+                await call(client, "list_conversation_entries", {**ids, "waitSeconds": 0})
+        await other.app.state.runtime.delivery.scan()
+        assert shared.event_streams() == 0
+    assert await shared.stream_opens() == 1
