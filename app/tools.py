@@ -4,6 +4,7 @@ Tool names are those of the earlier TypeScript server, so existing ChatGPT instr
 working. Each docstring is what the model reads: when to call the tool and what comes back.
 """
 
+import asyncio
 import contextlib
 import re
 import time
@@ -113,6 +114,9 @@ class ChatShown(BaseModel):
     status: str = Field(description="live (an agent is on), waiting, or ended")
 
 
+BACKSTOP_SECONDS = 1.0
+"""TOOL_DEADLINE_SECONDS is at most 28: a call still answers inside Heroku's 30 s."""
+OVERRAN = "The server could not answer in time; try again shortly. Nothing of the chat is lost."
 STATE_UNAVAILABLE = (
     "The server's state store is unavailable; try again shortly. Nothing of the chat is lost."
 )
@@ -145,18 +149,33 @@ async def tool_call(
         structlog.contextvars.bound_contextvars(tool=name, conversation_id=conversation_id),
         call_deadline(deadline),
     ):
+        backstop = asyncio.timeout(deadline + BACKSTOP_SECONDS)
         try:
-            yield
+            # Salesforce requests and waits keep to the deadline themselves; this bounds what
+            # else a call may wait for (a shared state store that hangs).
+            async with backstop:
+                yield
         except HandoffError as exc:
             outcome = "error"
             raise ToolError(str(exc)) from exc
         except ToolError:
             outcome = "error"
             raise
-        except (RedisError, SealingError) as exc:
+        except RedisError as exc:
             outcome = "error"
             log.warning("state.unavailable", error=type(exc).__name__)
             raise ToolError(STATE_UNAVAILABLE) from exc
+        except SealingError as exc:
+            outcome = "error"
+            log.error("state.unsealable")
+            raise ToolError(str(exc)) from exc
+        except TimeoutError as exc:
+            if not backstop.expired():
+                outcome = "crash"
+                raise
+            outcome = "error"
+            log.warning("tool.overran")
+            raise ToolError(OVERRAN) from exc
         except Exception:
             outcome = "crash"
             raise

@@ -33,6 +33,7 @@ from app.delivery import (
 )
 from app.scrt import ScrtClient
 from app.scrt.models import Entry
+from app.sends import SharedCalls
 from app.state.journal import Dispatcher, Journal, valid_cursor
 from app.state.ownership import Ownership
 from app.store import SessionRecord
@@ -68,7 +69,7 @@ class SharedDelivery:
         """Session key → handle, for the sessions whose feeds run here."""
         self._watched: dict[str, _Watched] = {}
         """Sessions with readers waiting here: taken over if their holder dies."""
-        self._attaching: dict[str, asyncio.Lock] = {}
+        self._attaching: SharedCalls[GuestFeed | None] = SharedCalls()
         self._scan: asyncio.Task[None] | None = None
 
     @property
@@ -99,28 +100,31 @@ class SharedDelivery:
             existing.last_used = time.monotonic()
             return existing
         session = handle_key(record.handle)
-        async with self._attaching.setdefault(session, asyncio.Lock()):
-            existing = self._local.get(record.handle)
-            if existing is not None:
-                return existing
-            ttl = record.expires_at - time.time()
-            if ttl <= 0 or not await self._ownership.claim(session, ttl):
-                return None
-            checkpoint = await self._journal.checkpoint(session)
-            self._sessions[session] = record.handle
-            feed = await self._local.feed(
-                record.handle,
-                record.access_token.get_secret_value(),
-                checkpoint or record.last_event_id,
-                record.expires_at,
-                open_log=lambda cid: self._open_log(record, cid),
-            )
-            log.info("state.stream_held", resumed=checkpoint is not None)
-            # Conversations the session already has catch up at once: what a previous holder
-            # had not journaled when it stopped is fetched, not waited for.
-            for conversation_id in record.conversations:
-                await feed.conversation(conversation_id)
-            return feed
+        # Concurrent calls for one session share one claim (and one feed).
+        return await self._attaching.run(session, lambda: self._claim(record, session))
+
+    async def _claim(self, record: SessionRecord, session: str) -> GuestFeed | None:
+        existing = self._local.get(record.handle)
+        if existing is not None:
+            return existing
+        ttl = record.expires_at - time.time()
+        if ttl <= 0 or not await self._ownership.claim(session, ttl):
+            return None
+        checkpoint = await self._journal.checkpoint(session)
+        self._sessions[session] = record.handle
+        feed = await self._local.feed(
+            record.handle,
+            record.access_token.get_secret_value(),
+            checkpoint or record.last_event_id,
+            record.expires_at,
+            open_log=lambda cid: self._open_log(record, cid),
+        )
+        log.info("state.stream_held", resumed=checkpoint is not None)
+        # Conversations the session already has catch up at once: what a previous holder
+        # had not journaled when it stopped is fetched, not waited for.
+        for conversation_id in record.conversations:
+            await feed.conversation(conversation_id)
+        return feed
 
     async def _open_log(self, record: SessionRecord, conversation_id: str) -> ConversationLog:
         """A log continuing what the journal kept of the conversation; what it appends is

@@ -41,6 +41,7 @@ READ_PAGE = 500
 BLOCK_MS = 30_000
 WAKE_STREAM_TTL_MS = 3_600_000
 RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
+FLUSH_WAIT = 2.0
 
 _STREAM_ID = re.compile(r"(0|[0-9]{1,20}-[0-9]{1,20})")
 
@@ -184,11 +185,14 @@ class Journal:
                 self._write(), context=contextvars.Context()
             )
 
-    async def flushed(self) -> None:
-        """Wait until everything committed so far is written (or refused)."""
+    async def flushed(self, seconds: float = FLUSH_WAIT) -> None:
+        """Wait until everything committed so far is written (or refused), at most `seconds`:
+        while Redis is down the writer keeps retrying, and the reader goes on (and reads)."""
         last = self._last
-        if last is not None:
-            await asyncio.shield(last.done)
+        if last is not None and not last.done.done():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await asyncio.shield(last.done)
 
     async def _write(self) -> None:
         while not self._queue.empty():

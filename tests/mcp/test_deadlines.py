@@ -3,11 +3,14 @@ what is known when time runs out. On a virtual clock: each duration is exact, no
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from app.simulator import SimulatorOptions
+from app.store import MemorySessionStore, SessionRecord
+from app.tools import BACKSTOP_SECONDS, OVERRAN
 from tests.mcp.virtual import VirtualStack, virtual_stack
 
 pytestmark = pytest.mark.looptime
@@ -120,3 +123,27 @@ async def test_wait_seconds_is_capped_and_defaulted_by_the_settings() -> None:
     assert waits[60] == pytest.approx(27, abs=0.5)
     assert waits[3] == pytest.approx(3, abs=0.5)
     assert waits[None] == pytest.approx(25, abs=0.5)
+
+
+class HangingStore(MemorySessionStore):
+    """A state store that stops answering (a Redis that hangs) when told to."""
+
+    def __init__(self) -> None:
+        super().__init__(100)
+        self.hanging = False
+
+    async def get(self, handle: str) -> SessionRecord | None:
+        if self.hanging:
+            await asyncio.Event().wait()
+        return await super().get(handle)
+
+
+async def test_a_call_stuck_on_the_state_store_still_answers_inside_the_router_limit() -> None:
+    store = HangingStore()
+    async with virtual_stack(store=store, **LONGEST) as stack:
+        ids = await start(stack)
+        store.hanging = True
+        elapsed, result = await stack.timed("list_conversation_entries", {**ids, "waitSeconds": 1})
+    assert result == f"Error executing tool list_conversation_entries: {OVERRAN}"
+    assert elapsed == pytest.approx(28 + BACKSTOP_SECONDS, abs=0.01)
+    assert elapsed <= ROUTER_LIMIT

@@ -21,6 +21,7 @@ from mcp.client import Client
 
 from app.main import Runtime, build_runtime
 from app.simulator import SimulatorOptions, build_simulator
+from app.store import SessionStore
 from tests.mcp.conftest import ToolFailed, settings_for
 
 SIM_URL = "http://sim.test"
@@ -63,7 +64,9 @@ class VirtualStack:
 
 @contextlib.asynccontextmanager
 async def virtual_stack(
-    sim_options: SimulatorOptions | None = None, **settings: Any
+    sim_options: SimulatorOptions | None = None,
+    store: SessionStore | None = None,
+    **settings: Any,
 ) -> AsyncIterator[VirtualStack]:
     sim_app = build_simulator(sim_options or SimulatorOptions(rate_limits=False))
     transport = httpx.ASGITransport(app=sim_app)
@@ -76,7 +79,7 @@ async def virtual_stack(
             "/control/faults", json={"path": SSE_PATH, "status": 503, "count": 1_000_000}
         )
         assert response.status_code == 201, response.text
-        runtime = build_runtime(settings_for(SIM_URL, **settings), http=http)
+        runtime = build_runtime(settings_for(SIM_URL, **settings), http=http, store=store)
         try:
             async with Client(runtime.mcp) as client:
                 yield VirtualStack(client, control, runtime)
