@@ -44,6 +44,12 @@ BAD_CURSOR = (
 )
 
 
+def cursor_order(cursor: str) -> tuple[int, ...]:
+    """Cursors of one engine compare in delivery order: "12" (a log position) or "1733-4" (a
+    stream id)."""
+    return tuple(int(part) for part in cursor.split("-"))
+
+
 @dataclass(frozen=True)
 class CloseReport:
     session_ended: bool
@@ -141,12 +147,16 @@ class HandoffService:
             )
         except ScrtError as exc:
             raise HandoffError(describe(exc)) from exc
-        # Re-read: a read may have moved a cursor while Salesforce answered.
-        fresh = await self._store.get(handle) or record
-        fresh.conversations[conversation_id] = ConversationState(
+        state = ConversationState(
             conversation_id=conversation_id, routing_attributes=routing_attributes
         )
-        await self._store.put(fresh)
+
+        def add(fresh: SessionRecord) -> bool:
+            # Onto the record as it is now: a read may have moved a cursor meanwhile.
+            fresh.conversations[conversation_id] = state
+            return True
+
+        await self._store.update(handle, add)
         structlog.contextvars.bind_contextvars(conversation_id=conversation_id)
         log.info("conversation.created", routing_attributes=len(routing_attributes))
         return conversation_id
@@ -239,11 +249,19 @@ class HandoffService:
                 describe(cause) if isinstance(cause, ScrtError) else str(exc)
             ) from exc
         if cursor is None and result.cursor != state.cursor:
-            # Re-read: a concurrent call may have changed the record meanwhile.
-            fresh = await self._store.get(handle)
-            if fresh is not None and conversation_id.lower() in fresh.conversations:
-                fresh.conversations[conversation_id.lower()].cursor = result.cursor
-                await self._store.put(fresh)
+
+            def advance(fresh: SessionRecord) -> bool:
+                # Onto the record as it is now (a close, a new conversation or another read
+                # may have changed it meanwhile); a cursor only moves forward.
+                kept = fresh.conversations.get(conversation_id.lower())
+                if fresh.closed or kept is None:
+                    return False
+                if kept.cursor and cursor_order(kept.cursor) >= cursor_order(result.cursor):
+                    return False
+                kept.cursor = result.cursor
+                return True
+
+            await self._store.update(handle, advance)
         return result
 
     async def routing_status(
@@ -278,10 +296,14 @@ class HandoffService:
         except ScrtError as exc:
             problems.append(f"closing the conversation failed: {describe(exc)}")
         if conversation_closed:
+
+            def tombstone(fresh: SessionRecord) -> bool:
+                fresh.closed = True
+                fresh.access_token = SecretStr("")
+                return True
+
             # Tombstone first, so a read racing with the close cannot reopen a stream.
-            record.closed = True
-            record.access_token = SecretStr("")
-            await self._store.put(record)
+            await self._store.update(handle, tombstone)
             await self._delivery.drop(handle, record.expires_at)
         log.info(
             "conversation.close",

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from app.failures import HandoffError
 from app.scrt import (
     ReconnectPolicy,
     ScrtAuthError,
@@ -115,7 +116,7 @@ LogOpener = Callable[[str], Coroutine[Any, Any, ConversationLog]]
 """Makes the log of a conversation new to a feed (a shared store restores what it kept)."""
 
 
-class FeedBroken(Exception):
+class FeedBroken(HandoffError):
     """The session's Salesforce access no longer works (expired or revoked token)."""
 
 
@@ -337,6 +338,13 @@ class DeliveryEngine:
             self._feeds[handle] = existing
         existing.last_used = time.monotonic()
         return existing
+
+    def expires_at(self, handle: str) -> float | None:
+        return self._expiry.get(handle)
+
+    async def sweep(self) -> None:
+        """Close the feeds of expired sessions and of sessions nobody read for a while."""
+        await self._sweep()
 
     async def _sweep(self) -> None:
         # Called on every feed request, so it must not scan every session each time: expiries

@@ -75,18 +75,21 @@ class Runtime:
     async def stopping(self) -> None:
         """The server is told to stop (SIGTERM: Heroku's daily restart, a deploy). Chats kept
         in memory cannot survive it, so their Salesforce sessions end now, while the process
-        can still say so; with Redis the streams are handed over in `aclose` instead. Runs
+        can still say so; with Redis the streams are handed over to other processes now. Runs
         once, bounded, whoever calls first (the signal, or the lifespan's end)."""
         if self._stopping is None:
-            self._stopping = asyncio.ensure_future(self._end_memory_sessions())
+            self._stopping = asyncio.ensure_future(self._stop())
         await asyncio.shield(self._stopping)
 
-    async def _end_memory_sessions(self) -> None:
-        if not isinstance(self.store, MemorySessionStore):
-            return
+    async def _stop(self) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(SHUTDOWN_END_SESSIONS_SECONDS):
-                await self.service.end_every_session(self.store.live())
+                if isinstance(self.delivery, SharedDelivery):
+                    # Other processes take the streams over at once; reads still waiting here
+                    # answer from the journal.
+                    await self.delivery.hand_over()
+                elif isinstance(self.store, MemorySessionStore):
+                    await self.service.end_every_session(self.store.live())
 
     async def aclose(self) -> None:
         await self.stopping()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -144,3 +145,38 @@ async def test_a_rotated_key_still_opens_old_records(redis_prefix: tuple[Redis, 
     assert loaded is not None and loaded.access_token.get_secret_value() == "jwt-h1"
     with pytest.raises(SealingError, match="STATE_ENCRYPTION_KEY"):
         await RedisSessionStore(redis, Sealer(TEST_KEY), prefix, clock=clock).get("h1")
+
+
+async def test_concurrent_updates_are_all_kept(
+    factory: StoreFactory, redis_prefix: tuple[Redis, str]
+) -> None:
+    """Fifty updates at once, through two store objects (two processes, with Redis): none is
+    lost, as none would be if each call read, changed and wrote the record."""
+    clock = Clock()
+    stores = [factory(clock), factory(clock)]
+    if isinstance(stores[0], MemorySessionStore):
+        stores = [stores[0], stores[0]]  # memory is one process's
+    await stores[0].put(record("h1", clock))
+
+    def adding(n: int) -> Callable[[SessionRecord], bool]:
+        def add(fresh: SessionRecord) -> bool:
+            fresh.conversations[f"c{n}"] = ConversationState(conversation_id=f"c{n}")
+            return True
+
+        return add
+
+    results = await asyncio.gather(*(stores[n % 2].update("h1", adding(n)) for n in range(50)))
+    assert all(r is not None for r in results)
+    final = await stores[1].get("h1")
+    assert final is not None and set(final.conversations) == {f"c{n}" for n in range(50)}
+
+
+async def test_an_update_that_changes_nothing_writes_nothing(factory: StoreFactory) -> None:
+    clock = Clock()
+    store = factory(clock)
+    assert await store.update("h1", lambda r: True) is None  # unknown: nothing to change
+    await store.put(record("h1", clock))
+    seen = await store.update("h1", lambda r: setattr(r, "closed", True) or False)
+    assert seen is not None and seen.closed  # the change was made on the copy...
+    stored = await store.get("h1")
+    assert stored is not None and not stored.closed  # ...but not stored

@@ -28,9 +28,11 @@ from app.delivery import (
     BadCursor,
     DeliveryEngine,
     DeliveryOptions,
+    FeedBroken,
     GuestFeed,
     ReadResult,
 )
+from app.failures import HandoffError
 from app.scrt import ScrtClient
 from app.scrt.models import Entry
 from app.sends import SharedCalls
@@ -41,6 +43,12 @@ from app.store.redis import handle_key
 from app.transcript import ConversationLog, TranscriptEntry, visible
 
 log = structlog.get_logger(__name__)
+
+CLOSED_SESSION = "This chat was closed; nothing more can be read or sent in it."
+BROKEN_SESSION = (
+    "Salesforce no longer accepts this chat session (its access expired or was revoked). "
+    "Start a new chat with generate_guest_access_token if the user wants to go on."
+)
 
 
 @dataclass
@@ -71,6 +79,7 @@ class SharedDelivery:
         """Sessions with readers waiting here: taken over if their holder dies."""
         self._attaching: SharedCalls[GuestFeed | None] = SharedCalls()
         self._scan: asyncio.Task[None] | None = None
+        self._stopping: set[asyncio.Task[None]] = set()
 
     @property
     def feed_count(self) -> int:
@@ -81,7 +90,8 @@ class SharedDelivery:
         return self._ownership.process_id
 
     async def start(self) -> None:
-        await self._ownership.start()
+        await self._ownership.start(on_lapsed=self._let_go_of_everything)
+        log.info("state.started", process=self.process_id)
         self._dispatcher.start()
         self._scan = asyncio.get_running_loop().create_task(
             self._scanning(), context=contextvars.Context()
@@ -108,25 +118,42 @@ class SharedDelivery:
         if existing is not None:
             return existing
         ttl = record.expires_at - time.time()
-        if ttl <= 0 or not await self._ownership.claim(session, ttl):
+        if ttl <= 0:
             return None
-        checkpoint = await self._journal.checkpoint(session)
-        self._sessions[session] = record.handle
-        feed = await self._local.feed(
-            record.handle,
-            record.access_token.get_secret_value(),
-            checkpoint or record.last_event_id,
-            record.expires_at,
-            open_log=lambda cid: self._open_log(record, cid),
-        )
-        log.info("state.stream_held", resumed=checkpoint is not None)
-        # Conversations the session already has catch up at once: what a previous holder
-        # had not journaled when it stopped is fetched, not waited for.
-        for conversation_id in record.conversations:
-            await feed.conversation(conversation_id)
+        claimed = await self._ownership.claim(session, ttl)
+        if claimed == -1:
+            raise HandoffError(CLOSED_SESSION)
+        if claimed == -2:
+            raise FeedBroken(BROKEN_SESSION)
+        if claimed == 0:
+            return None
+        try:
+            checkpoint = await self._journal.checkpoint(session)
+            generation = self._journal.begin(session)
+            self._sessions[session] = record.handle
+            feed = await self._local.feed(
+                record.handle,
+                record.access_token.get_secret_value(),
+                checkpoint or record.last_event_id,
+                record.expires_at,
+                open_log=lambda cid: self._open_log(record, generation, cid),
+            )
+            log.info("state.stream_held", resumed=checkpoint is not None)
+            # Conversations the session already has catch up at once: what a previous holder
+            # had not journaled when it stopped is fetched, not waited for.
+            for conversation_id in record.conversations:
+                await feed.conversation(conversation_id)
+        except BaseException:
+            # Held on record but not here would leave the session to nobody: let go.
+            await self._stop_here(session)
+            with contextlib.suppress(RedisError):
+                await self._ownership.release([session])
+            raise
         return feed
 
-    async def _open_log(self, record: SessionRecord, conversation_id: str) -> ConversationLog:
+    async def _open_log(
+        self, record: SessionRecord, generation: int, conversation_id: str
+    ) -> ConversationLog:
         """A log continuing what the journal kept of the conversation; what it appends is
         journaled, with the stream's checkpoint."""
         session = handle_key(record.handle)
@@ -138,6 +165,7 @@ class SharedDelivery:
             feed = self._local.get(record.handle)
             self._journal.commit(
                 session,
+                generation,
                 conversation_id,
                 entries,
                 target.view,
@@ -151,22 +179,40 @@ class SharedDelivery:
 
     def _lost(self, session: str) -> None:
         """A write was refused: the session is not ours any more."""
-        asyncio.get_running_loop().create_task(
+        task = asyncio.get_running_loop().create_task(
             self._stop_here(session), context=contextvars.Context()
         )
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
 
     async def _stop_here(self, session: str) -> None:
-        """Stop the session's feed here without releasing what is no longer ours (taken over
-        while this process stalled, or its chat closed by another process)."""
+        """Stop the session's feed here (taken over while this process stalled, its chat
+        closed elsewhere, its stream refused): nothing more is journaled from it, and the
+        session is let go of if it is still on record as ours."""
+        self._journal.stop(session)
         handle = self._sessions.pop(session, None)
         if handle is not None:
             await self._local.drop(handle)
+            with contextlib.suppress(RedisError):
+                await self._ownership.release([session])
 
     async def _release(self, handle: str) -> None:
+        """A feed closed here (idle, expired): let go of its session for others."""
         session = handle_key(handle)
+        self._journal.stop(session)
         if self._sessions.pop(session, None) is not None:
             with contextlib.suppress(RedisError):
                 await self._ownership.release([session])
+
+    async def _let_go_of_everything(self) -> None:
+        """The heartbeat lapsed: any session may have been taken meanwhile."""
+        for session in list(self._sessions):
+            await self._stop_here(session)
+
+    async def hand_over(self) -> None:
+        """SIGTERM: stop every stream held here and let go of it, so other processes take them
+        at once; reads still waiting here go on reading the journal until they answer."""
+        await self._let_go_of_everything()
 
     async def _scanning(self) -> None:
         interval = self._ownership.heartbeat_ttl / 3
@@ -183,6 +229,14 @@ class SharedDelivery:
         """Stop streams held here that are not ours any more (a closed chat, or taken over
         while this process stalled), and take over those with readers waiting here whose
         holder died. Runs a third of the heartbeat TTL apart."""
+        await self._local.sweep()
+        for session, handle in list(self._sessions.items()):
+            feed = self._local.get(handle)
+            if feed is not None and feed.error is not None:
+                # Salesforce refuses this session's stream for good: say so everywhere.
+                expires_at = self._local.expires_at(handle) or time.time() + 60
+                await self._ownership.mark_broken(session, expires_at - time.time())
+                await self._stop_here(session)
         for session in await self._ownership.lost(list(self._sessions)):
             await self._stop_here(session)
         watched = [s for s in self._watched if s not in self._sessions]
@@ -217,6 +271,7 @@ class SharedDelivery:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_seconds
         watched = self._watched.setdefault(session, _Watched(record))
+        watched.record = record  # the newest, for a takeover: it knows every conversation
         watched.readers += 1
         try:
             await self._catch_up_here(record, conversation_id, max(wait_seconds, 1.0))
@@ -266,12 +321,13 @@ class SharedDelivery:
     # -- ending ---------------------------------------------------------------------------------
 
     async def drop(self, handle: str, expires_at: float | None = None) -> None:
-        """The chat was closed: stop its stream, here or (at its next scan) wherever it runs,
-        and let nobody open it again before the session expires."""
-        await self._local.drop(handle)
+        """The chat was closed: let nobody open its stream again before the session expires,
+        then stop it, here or (at its next scan) wherever it runs."""
+        session = handle_key(handle)
         if expires_at is not None:
             with contextlib.suppress(RedisError):
-                await self._ownership.end(handle_key(handle), expires_at - time.time())
+                await self._ownership.end(session, expires_at - time.time())
+        await self._stop_here(session)
 
     async def aclose(self) -> None:
         """Hand over: stop the streams held here and release them, so other processes take
@@ -280,13 +336,12 @@ class SharedDelivery:
             self._scan.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._scan
-        held = list(self._sessions)
+        with contextlib.suppress(TimeoutError, RedisError):
+            async with asyncio.timeout(5):
+                await self.hand_over()
+                await self._journal.aclose()
         self._local.on_dropped = None
         await self._local.aclose()
-        with contextlib.suppress(asyncio.TimeoutError, RedisError):
-            async with asyncio.timeout(5):
-                await self._journal.aclose()
-                await self._ownership.release(held)
         self._sessions.clear()
         await self._dispatcher.aclose()
         await self._ownership.stop()

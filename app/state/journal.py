@@ -28,12 +28,14 @@ from typing import Any
 
 import structlog
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.scrt.models import Entry
 from app.state.ownership import Ownership
 from app.state.sealing import Sealer
-from app.transcript import ConversationView
+from app.transcript import HIDDEN_TYPES, ConversationView
 
 log = structlog.get_logger(__name__)
 
@@ -104,6 +106,7 @@ class StoredConversation:
 @dataclass
 class _Batch:
     session: str
+    generation: int
     conversation_id: str
     expires_at_ms: int
     view: bytes
@@ -135,6 +138,8 @@ class Journal:
         """Called with a session this process wrote for but no longer holds."""
         self._append = redis.register_script(_APPEND)
         self._queue: asyncio.Queue[_Batch] = asyncio.Queue()
+        self._generations: dict[str, int] = {}
+        self._next_generation = 0
         self._last: _Batch | None = None
         self._writer: asyncio.Task[None] | None = None
 
@@ -154,9 +159,22 @@ class Journal:
 
     # -- writing (the session's owner only) ---------------------------------------------------
 
+    def begin(self, session: str) -> int:
+        """This process now holds the session: batches committed under the returned generation
+        are written; those of an earlier holding (stopped, maybe still queued) never are."""
+        self._next_generation += 1
+        self._generations[session] = self._next_generation
+        return self._next_generation
+
+    def stop(self, session: str) -> None:
+        """This process no longer holds the session: whatever it still has queued for it is
+        dropped (the next holder's catch-up fetches it from Salesforce)."""
+        self._generations.pop(session, None)
+
     def commit(
         self,
         session: str,
+        generation: int,
         conversation_id: str,
         entries: list[Entry],
         view: ConversationView,
@@ -164,13 +182,17 @@ class Journal:
         checkpoint: str | None,
         expires_at: float,
     ) -> None:
-        """Queue entries a log just appended, with the state folded so far; written in order."""
+        """Queue entries a log just appended, with the state folded so far; written in order.
+        Entries no reader is ever shown (receipts, streaming tokens) are not kept."""
         pairs: list[str | bytes] = []
         for entry in entries:
+            if entry.entry_type in HIDDEN_TYPES:
+                continue
             pairs.append(entry.identifier or "")
             pairs.append(self._sealer.seal(entry.model_dump_json(exclude={"raw"}).encode()))
         batch = _Batch(
             session,
+            generation,
             conversation_id,
             int(expires_at * 1000),
             self._sealer.seal(dump_view(view)),
@@ -197,40 +219,56 @@ class Journal:
     async def _write(self) -> None:
         while not self._queue.empty():
             batch = self._queue.get_nowait()
-            failures = 0
-            while True:
-                try:
-                    added = await self._append(
-                        keys=[
-                            self._ownership.owner_key(batch.session),
-                            self.stream_key(batch.session, batch.conversation_id),
-                            self._ids_key(batch.session, batch.conversation_id),
-                            self._state_key(batch.session, batch.conversation_id),
-                            self._checkpoint_key(batch.session),
-                        ],
-                        args=[
-                            self._ownership.process_id,
-                            self._ownership.process_prefix,
-                            batch.expires_at_ms,
-                            self._max_entries,
-                            batch.view,
-                            batch.last_timestamp,
-                            batch.checkpoint,
-                            *batch.pairs,
-                        ],
-                    )
-                    break
-                except RedisError as exc:
-                    # Keep the order: retry this batch before any later one.
-                    delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
-                    failures += 1
-                    log.warning("state.journal_write_failed", error=type(exc).__name__)
-                    await asyncio.sleep(delay)
-            if int(added) < 0:
-                log.info("state.session_lost")
-                self.on_lost(batch.session)
-            if not batch.done.done():
-                batch.done.set_result(None)
+            try:
+                if self._generations.get(batch.session) == batch.generation:
+                    await self._write_batch(batch)
+            except Exception as exc:  # a batch that cannot be written is dropped, the session
+                # let go of: its next holder's catch-up fetches the entries from Salesforce
+                log.error("state.journal_write_dropped", error=type(exc).__name__)
+                self._refused(batch.session)
+            finally:
+                if not batch.done.done():
+                    batch.done.set_result(None)
+
+    def _refused(self, session: str) -> None:
+        self._generations.pop(session, None)
+        self.on_lost(session)
+
+    async def _write_batch(self, batch: _Batch) -> None:
+        failures = 0
+        while True:
+            try:
+                added = await self._append(
+                    keys=[
+                        self._ownership.owner_key(batch.session),
+                        self.stream_key(batch.session, batch.conversation_id),
+                        self._ids_key(batch.session, batch.conversation_id),
+                        self._state_key(batch.session, batch.conversation_id),
+                        self._checkpoint_key(batch.session),
+                    ],
+                    args=[
+                        self._ownership.process_id,
+                        self._ownership.process_prefix,
+                        batch.expires_at_ms,
+                        self._max_entries,
+                        batch.view,
+                        batch.last_timestamp,
+                        batch.checkpoint,
+                        *batch.pairs,
+                    ],
+                )
+                break
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                # Redis is away: keep the order, retry this batch before any later one.
+                delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
+                failures += 1
+                log.warning("state.journal_write_failed", error=type(exc).__name__)
+                await asyncio.sleep(delay)
+                if self._generations.get(batch.session) != batch.generation:
+                    return  # let go of meanwhile
+        if int(added) < 0:
+            log.info("state.session_lost")
+            self._refused(batch.session)
 
     async def aclose(self) -> None:
         """Write what is queued (bounded by the caller), then stop."""
@@ -341,7 +379,9 @@ class Dispatcher:
                 await self._someone_waits.wait()
                 continue
             positions = {
-                key: min(w.after for w in waiters) for key, waiters in self._waiters.items()
+                key: min(w.after for w in pending)
+                for key, waiters in self._waiters.items()
+                if (pending := [w for w in waiters if not w.future.done()])
             }
             streams: dict[Any, Any] = {self._wake_key: self._wake_seen}
             streams.update({key: f"{ms}-{seq}" for key, (ms, seq) in positions.items()})
@@ -349,9 +389,12 @@ class Dispatcher:
             try:
                 answer: Any = await self._blocking.xread(streams, count=1, block=BLOCK_MS)
                 failures = 0
-            except RedisError as exc:
+            except Exception as exc:  # Redis away (or anything else): readers are told, and
+                # the dispatcher keeps going
                 self._inflight = None
-                self._fail_all(exc)
+                self._fail_all(
+                    exc if isinstance(exc, RedisError) else RedisError(type(exc).__name__)
+                )
                 delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
                 failures += 1
                 log.warning("state.dispatcher_failed", error=type(exc).__name__)
@@ -370,7 +413,7 @@ class Dispatcher:
                     if waiter.after < reached and not waiter.future.done():
                         waiter.future.set_result(None)
 
-    def _fail_all(self, exc: RedisError) -> None:
+    def _fail_all(self, exc: Exception) -> None:
         for waiters in self._waiters.values():
             for waiter in waiters:
                 if not waiter.future.done():

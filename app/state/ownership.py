@@ -4,7 +4,8 @@ Each process has a random id and a heartbeat key (`proc:<id>`) that expires `hea
 its last renewal. A session's owner key (`own:<session>`) names the process holding its stream.
 A session is free when the owner key is missing or names a process whose heartbeat expired (it
 died, or stalled longer than the TTL): any process may then claim it, atomically. A closed chat's
-owner key says `!ended`: nobody may claim it again. Every write of
+owner key says `!ended` (and a session whose stream Salesforce refuses for good, `!broken`):
+nobody may claim it again. Every write of
 the owner (`journal`) is fenced by the same test, in the same Lua script, so a stalled owner that
 lost its sessions cannot write after another process took them.
 
@@ -17,6 +18,7 @@ import asyncio
 import contextlib
 import contextvars
 import secrets
+from collections.abc import Awaitable, Callable
 
 import structlog
 from redis.asyncio import Redis
@@ -26,15 +28,24 @@ log = structlog.get_logger(__name__)
 
 ENDED = "!ended"
 """The owner of a closed chat's session: no process."""
+BROKEN = "!broken"
+"""The owner of a session whose stream Salesforce refuses for good (an expired token)."""
 
-# Returns 1 when ARGV[1] holds (or now holds) the session, 0 when another live process does.
+# Returns 1 when ARGV[1] holds (or now holds) the session, 0 when another live process does,
+# -1 when nobody may because its chat was closed, -2 because Salesforce refuses its stream.
 _CLAIM = """
 local current = redis.call('GET', KEYS[1])
 if current == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   return 1
 end
-if current == '!ended' or (current and redis.call('EXISTS', ARGV[2] .. current) == 1) then
+if current == '!ended' then
+  return -1
+end
+if current and string.sub(current, 1, 1) == '!' then
+  return -2
+end
+if current and redis.call('EXISTS', ARGV[2] .. current) == 1 then
   return 0
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
@@ -46,7 +57,8 @@ _FREE = """
 local free = {}
 for i, key in ipairs(KEYS) do
   local current = redis.call('GET', key)
-  if current ~= '!ended' and (not current or redis.call('EXISTS', ARGV[1] .. current) == 0) then
+  if not current or (string.sub(current, 1, 1) ~= '!'
+      and redis.call('EXISTS', ARGV[1] .. current) == 0) then
     free[#free + 1] = i
   end
 end
@@ -87,6 +99,7 @@ class Ownership:
         self._release = redis.register_script(_RELEASE)
         self._lost = redis.register_script(_LOST)
         self._task: asyncio.Task[None] | None = None
+        self._on_lapsed: Callable[[], Awaitable[None]] | None = None
 
     @property
     def process_prefix(self) -> str:
@@ -99,32 +112,51 @@ class Ownership:
     def owner_key(self, session: str) -> str:
         return f"{self._prefix}own:{session}"
 
-    async def start(self) -> None:
-        """Beat once (so claims work at once), then keep beating in the background."""
-        await self._beat()
+    async def start(self, on_lapsed: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Beat once (so claims work at once), then keep beating in the background.
+        `on_lapsed` runs when a beat finds the heartbeat expired (Redis was away, or this
+        process stalled, for longer than the TTL): every session may have been taken, so the
+        process must let go of all of them before it beats again."""
+        self._on_lapsed = on_lapsed
+        await self._redis.set(self.heartbeat_key, b"1", px=self._ttl_ms)
         self._task = asyncio.get_running_loop().create_task(
             self._beating(), context=contextvars.Context()
         )
 
-    async def _beat(self) -> None:
-        await self._redis.set(self.heartbeat_key, b"1", px=int(self.heartbeat_ttl * 1000))
+    @property
+    def _ttl_ms(self) -> int:
+        return int(self.heartbeat_ttl * 1000)
+
+    async def beat(self) -> None:
+        """Renew the heartbeat only while it lives (fail closed): a lapsed one is renewed only
+        after `on_lapsed` gave up what this process held."""
+        if await self._redis.set(self.heartbeat_key, b"1", px=self._ttl_ms, xx=True):
+            return
+        log.warning("state.heartbeat_lapsed")
+        if self._on_lapsed is not None:
+            await self._on_lapsed()
+        await self._redis.set(self.heartbeat_key, b"1", px=self._ttl_ms)
 
     async def _beating(self) -> None:
         interval = self.heartbeat_ttl / 3
         while True:
             await asyncio.sleep(interval)
             try:
-                await self._beat()
+                await self.beat()
             except RedisError as exc:
                 log.warning("state.heartbeat_failed", error=type(exc).__name__)
+            except Exception as exc:  # the heartbeat must outlive any one failure
+                log.error("state.heartbeat_crashed", error=type(exc).__name__)
 
-    async def claim(self, session: str, ttl: float) -> bool:
-        """Hold the session's stream unless a live process does; True when this process does."""
+    async def claim(self, session: str, ttl: float) -> int:
+        """Hold the session's stream unless a live process does: 1 when this process holds it,
+        0 when another live one does, -1 when nobody may since its chat was closed (`end`), -2
+        since Salesforce refuses its stream (`mark_broken`)."""
         result = await self._claim(
             keys=[self.owner_key(session)],
             args=[self.process_id, self.process_prefix, max(1, int(ttl * 1000))],
         )
-        return bool(result)
+        return int(result)
 
     async def free(self, sessions: list[str]) -> list[str]:
         """Those of `sessions` no live process holds."""
@@ -149,6 +181,11 @@ class Ownership:
         """The session's chat was closed: nobody may hold its stream again (for `ttl`, its
         remaining life); the holder notices at its next scan and stops the stream."""
         await self._redis.set(self.owner_key(session), ENDED, px=max(1, int(ttl * 1000)))
+
+    async def mark_broken(self, session: str, ttl: float) -> None:
+        """Salesforce refuses the session's stream for good: nobody opens it again, and readers
+        everywhere are told."""
+        await self._redis.set(self.owner_key(session), BROKEN, px=max(1, int(ttl * 1000)))
 
     async def release(self, sessions: list[str]) -> int:
         """Let go of sessions this process holds (idle, closed, shutting down)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from pydantic import BaseModel, Field, SecretStr, SerializationInfo, field_serializer
@@ -47,6 +48,14 @@ class SessionStore(Protocol):
 
     async def get(self, handle: str) -> SessionRecord | None:
         """The record, or None when unknown or expired."""
+        ...
+
+    async def update(
+        self, handle: str, change: Callable[[SessionRecord], bool]
+    ) -> SessionRecord | None:
+        """Apply `change` to the stored record atomically (no concurrent write is lost, even
+        from another process) and store it if `change` returns True. Returns the record as
+        it is now, or None when unknown or expired."""
         ...
 
     async def delete(self, handle: str) -> None: ...

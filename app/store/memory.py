@@ -32,6 +32,16 @@ class MemorySessionStore:
             return None
         return record.model_copy(deep=True)
 
+    async def update(
+        self, handle: str, change: Callable[[SessionRecord], bool]
+    ) -> SessionRecord | None:
+        record = await self.get(handle)
+        if record is None:
+            return None
+        if change(record):  # no await between reading and writing: nothing comes between
+            await self.put(record)
+        return record
+
     async def delete(self, handle: str) -> None:
         self._records.pop(handle, None)
 

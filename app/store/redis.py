@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
 from app.state.sealing import Sealer
 from app.store.base import SessionRecord
@@ -40,22 +41,46 @@ class RedisSessionStore:
     def _key(self, handle: str) -> str:
         return f"{self._prefix}session:{handle_key(handle)}"
 
-    async def put(self, record: SessionRecord) -> None:
-        plain = record.model_dump_json(context={"reveal": True}).encode()
-        await self._redis.set(
-            self._key(record.handle),
-            self._sealer.seal(plain),
-            pxat=max(1, int(record.expires_at * 1000)),
-        )
+    def _seal(self, record: SessionRecord) -> bytes:
+        return self._sealer.seal(record.model_dump_json(context={"reveal": True}).encode())
 
-    async def get(self, handle: str) -> SessionRecord | None:
-        sealed: Any = await self._redis.get(self._key(handle))
+    @staticmethod
+    def _expiry_ms(record: SessionRecord) -> int:
+        return max(1, int(record.expires_at * 1000))
+
+    def _open(self, handle: str, sealed: Any) -> SessionRecord | None:
         if sealed is None:
             return None
         record = SessionRecord.model_validate_json(self._sealer.open(sealed))
         if record.handle != handle or record.expires_at <= self._clock():
             return None
         return record
+
+    async def put(self, record: SessionRecord) -> None:
+        await self._redis.set(
+            self._key(record.handle), self._seal(record), pxat=self._expiry_ms(record)
+        )
+
+    async def get(self, handle: str) -> SessionRecord | None:
+        return self._open(handle, await self._redis.get(self._key(handle)))
+
+    async def update(
+        self, handle: str, change: Callable[[SessionRecord], bool]
+    ) -> SessionRecord | None:
+        key = self._key(handle)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    record = self._open(handle, await pipe.get(key))
+                    if record is None or not change(record):
+                        return record  # leaving the pipeline unwatches
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.set(key, self._seal(record), pxat=self._expiry_ms(record))
+                    await pipe.execute()
+                    return record
+                except WatchError:
+                    continue  # written meanwhile (another call, another process): again
 
     async def delete(self, handle: str) -> None:
         await self._redis.delete(self._key(handle))

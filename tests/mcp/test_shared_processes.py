@@ -40,6 +40,12 @@ class Process:
     proc: asyncio.subprocess.Process
     output: bytearray = field(default_factory=bytearray)
     reader: asyncio.Task[None] | None = None
+    grew: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def wait_for_output(self, text: bytes, count: int = 1) -> None:
+        """Until `text` appears `count` times in the output (a safety deadline bounds it)."""
+        async with asyncio.timeout(60), self.grew:
+            await self.grew.wait_for(lambda: self.output.count(text) >= count)
 
     @property
     def url(self) -> str:
@@ -69,6 +75,8 @@ async def server_process(env: dict[str, str]) -> AsyncIterator[Process]:
     async def drain() -> None:
         while line := await stdout.readline():
             process.output += line
+            async with process.grew:
+                process.grew.notify_all()
             if b"serving MCP" in line:
                 ready.set()
 
@@ -193,8 +201,10 @@ async def test_web_concurrency_runs_workers_that_share_the_chat(
             "STATE_ENCRYPTION_KEY": TEST_KEY,
             "REDIS_KEY_PREFIX": prefix,
             "WEB_CONCURRENCY": "2",
+            "LOG_FORMAT": "json",
         }
         server = await stack.enter_async_context(server_process(env))
+        await server.wait_for_output(b'"state.started"', count=2)  # both workers are up
         health_url = server.url.removesuffix("/mcp") + "/health"
         processes: set[str] = set()
         for _ in range(200):  # new connections until both workers have answered
