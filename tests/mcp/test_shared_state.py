@@ -294,3 +294,28 @@ async def test_closing_on_one_server_stops_the_stream_the_other_holds(
         await other.app.state.runtime.delivery.scan()
         assert shared.event_streams() == 0
     assert await shared.stream_opens() == 1
+
+
+async def test_a_stream_salesforce_refuses_for_good_is_reported_on_every_server(
+    shared: SharedStack,
+) -> None:
+    holder = await shared.start_server()
+    other = await shared.start_server()
+    async with Client(holder.url) as a, Client(other.url) as b:
+        ids = await start_chat(RoundRobin([a]))
+        seen: list[dict[str, Any]] = []
+        await read_until(RoundRobin([a]), ids, lambda e, _: bool(messages(e, "Chatbot")), seen)
+        # The guest's token expires: Salesforce cuts the stream and refuses to reopen it (401).
+        assert (await shared.control.post("/control/tokens/expire")).json()["expired"] >= 1
+        failure = ""
+        for _ in range(30):  # reads on the other server until the holder has said so
+            try:
+                await call(b, "list_conversation_entries", {**ids, "waitSeconds": 1})
+            except ToolFailed as exc:
+                failure = str(exc)
+                break
+        assert "Salesforce no longer accepts this chat session" in failure
+        assert holder.event_streams == 0
+        with pytest.raises(ToolFailed, match="no longer accepts this chat session"):
+            await call(a, "list_conversation_entries", {**ids, "waitSeconds": 0})
+    assert await shared.stream_opens() >= 2  # the holder tried to reopen it; nobody else did
