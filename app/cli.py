@@ -49,6 +49,7 @@ class AnnouncingServer(uvicorn.Server):
         self._announce = announce
         self._stopping = stopping
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping_task: asyncio.Task[None] | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
@@ -62,7 +63,13 @@ class AnnouncingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
         stopping, loop = self._stopping, self._loop
         if stopping is not None and loop is not None:
-            loop.call_soon_threadsafe(lambda: loop.create_task(stopping()))
+            loop.call_soon_threadsafe(self._start_stopping, loop, stopping)
+
+    def _start_stopping(
+        self, loop: asyncio.AbstractEventLoop, stopping: Callable[[], Coroutine[Any, Any, None]]
+    ) -> None:
+        if self._stopping_task is None:  # a second signal changes nothing
+            self._stopping_task = loop.create_task(stopping())
 
 
 def fraction(raw: str) -> float:
