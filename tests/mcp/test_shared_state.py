@@ -237,12 +237,18 @@ async def test_redis_holds_no_token_handle_or_message_in_clear(shared: SharedSta
         assert secret.encode() not in raw  # ...sealed
 
 
+@pytest.mark.parametrize("outage", ["short", "longer than the heartbeat"])
 async def test_redis_down_and_back_clear_errors_health_and_nothing_lost(
-    shared: SharedStack, private_redis: PrivateRedis
+    shared: SharedStack, private_redis: PrivateRedis, outage: str
 ) -> None:
     server = await shared.start_server(redis_url=private_redis.url)
+    other = await shared.start_server(redis_url=private_redis.url)
     health_url = server.url.removesuffix("/mcp") + "/health"
-    async with Client(server.url) as client, httpx.AsyncClient() as http:
+    async with (
+        Client(server.url) as client,
+        Client(other.url) as other_client,
+        httpx.AsyncClient() as http,
+    ):
         tool = RoundRobin([client])
         ids = await start_chat(tool)
         cid = ids["conversationId"]
@@ -265,6 +271,14 @@ async def test_redis_down_and_back_clear_errors_health_and_nothing_lost(
         await shared.agent(cid, "message", {"text": "during"})  # Salesforce goes on meanwhile
 
         await private_redis.start()
+        if outage != "short":
+            # Longer than its TTL: the server's heartbeat expired in Redis meanwhile (as it
+            # would after 3 s), so it no longer holds the session on record.
+            process = server.app.state.runtime.delivery.process_id
+            async with Redis.from_url(private_redis.url) as redis:
+                assert await redis.delete(f"{shared.prefix}proc:{process}") == 1
+            # From now on the calls go to the other server, which never held the stream.
+            tool = RoundRobin([other_client])
         assert (await http.get(health_url)).status_code == 200
         await shared.agent(cid, "message", {"text": "after"})
         await read_until(tool, ids, lambda e, _: "after" in messages(e, "Agent"), seen)
