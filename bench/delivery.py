@@ -8,9 +8,10 @@ simulator for each):
   memory  one `serve` process keeping everything in memory;
   redis   two `serve` processes, A and B (two dynos), sharing one Redis (--redis-url, under a key
           prefix of its own, `bench:<random>:`, whose keys are deleted at the end) and the
-          simulator. Every tool call goes to A and B in turn, as Heroku's router would spread
-          them; exactly one of them holds each session's event stream (its owner key in Redis
-          says which), so half the waiting reads wait on the process that does not hold it.
+          simulator. Each guest's tool calls go to A and B in turn (the first to a random one),
+          as Heroku's router would spread them; exactly one of them holds each session's event
+          stream (the one its create_conversation reached; its owner key in Redis says which),
+          so about half the waiting reads wait on the process that does not hold it.
 
 For each mode it prints:
   (a) latency from posting an agent message (control API) to the return of the
@@ -25,15 +26,18 @@ For each mode it prints:
       list_conversation_entries call (with Redis: guest i's on process i mod 2); one agent message
       posted to each at once: p50/p95/max latency and the servers' RSS;
   (d) state per conversation once --waiting guests are set up (those of (c) and more; in memory
-      mode --memory-waiting, as memory mode with 1,000 is slow on 2 cores): the servers' RSS
-      growth per conversation and, with Redis, MEMORY USAGE summed over every key under the
-      prefix, and the growth of INFO used_memory, per conversation (the latter counts anything
-      else using that Redis too);
+      mode --memory-waiting, default 900: one process cannot hold 1,000, as its Salesforce HTTP
+      client pools 1,000 connections and each event stream keeps one, so near 1,000 streams its
+      REST calls starve and guests fail to start): the servers' RSS growth per conversation,
+      with Redis how many streams each process holds, MEMORY USAGE summed over every key under
+      the prefix per conversation (by kind of key), and the growth of INFO used_memory per
+      conversation (which counts anything else using that Redis too);
   (e) steady load: each of those guests keeps a list_conversation_entries call waiting (back to
       back, with Redis alternating between A and B; the first calls are staggered over 25 s so
       their renewals spread out) while agent messages arrive at --rate per second, spread over
       the conversations, for --steady-seconds: p50/p95/max latency, with Redis also apart per
-      process as in (a); PASS/FAIL against p95 ≤ 250 ms with every message delivered;
+      process as in (a); PASS/FAIL against p95 ≤ 250 ms with every message delivered; and the
+      CPU use of each process (servers, simulator, a local Redis, the bench) while posting;
 and at the end a summary of both modes side by side. Exit status 0 when every target passes, 1
 when one fails, 2 when the bench could not run.
 
@@ -42,12 +46,12 @@ connection to each server's /mcp and one to the control API), so the client's ow
 shares the cores with the servers, the simulator and Redis, stays small. Timestamps are taken just
 before the request bytes are written and just after the response body is read.
 
-Not part of the pytest suite. With the defaults it takes about 12 minutes: per mode about 1 minute
-for (a), (c) and the servers' starts and stops, --idle-seconds, the set-up of the (d) guests (about
-1.5 minutes per 1,000 on 2 cores) and --steady-seconds plus up to 30 s.
+Not part of the pytest suite. With the defaults it takes about 7 minutes on 2 cores: per mode
+about 1 minute for (a), (c) and the servers' starts and stops, --idle-seconds, the set-up of the
+(d) guests (about 1 minute per 1,000) and --steady-seconds plus 5 to 30 s.
 
 Usage: .venv/bin/python bench/delivery.py [--mode both] [--messages 200] [--idle-seconds 60]
-           [--conversations 200] [--waiting 1000] [--memory-waiting 1000] [--rate 20]
+           [--conversations 200] [--waiting 1000] [--memory-waiting 900] [--rate 20]
            [--steady-seconds 30] [--redis-url redis://127.0.0.1:6379/0]
 """
 
@@ -116,6 +120,15 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (NaN when it is not on this machine)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -475,6 +488,8 @@ class Cluster:
     """each server's process id from /health (Redis mode)"""
     redis: Redis | None = None
     prefix: str = ""
+    redis_pid: int | None = None
+    """Redis's process id when it runs on this machine"""
 
     def name(self, index: int | None) -> str:
         if index is None:
@@ -486,6 +501,20 @@ class Cluster:
             if (exit_ := server.describe_exit()) is not None:
                 return exit_
         return None
+
+    @property
+    def pids(self) -> dict[str, int]:
+        """Every process of the bench by name, for their CPU use."""
+        several = len(self.servers) > 1
+        pids = {
+            f"server {self.name(i)}" if several else "server": server.pid
+            for i, server in enumerate(self.servers)
+        }
+        pids["simulator"] = self.sim.pid
+        if self.redis_pid:
+            pids["Redis"] = self.redis_pid
+        pids["bench"] = os.getpid()
+        return pids
 
     def rss(self) -> list[float]:
         return [rss_mib(server.pid) for server in self.servers]
@@ -549,7 +578,7 @@ def by_holder(cluster: Cluster, samples: list[Sample]) -> str:
     other = [s.ms for s in samples if s.server != s.holder]
     return (
         f"\n    waiting on the process holding the stream: {len(here)} reads, {summary(here)}"
-        f"\n    waiting on the other process (reads the journal): {len(other)} reads, "
+        f"\n    waiting on the other process: {len(other)} reads, "
         f"{summary(other)}"
     )
 
@@ -702,6 +731,8 @@ class Footprint:
     redis_keys: dict[str, tuple[int, int]] = field(default_factory=dict)
     """Redis mode: kind of key (`log`, `session`, …) → (keys, bytes by MEMORY USAGE)"""
     used_memory_growth: int | None = None
+    log_entries: int = 0
+    """Redis mode: entries in the conversation logs"""
 
     @property
     def rss_per_conversation(self) -> float:
@@ -728,6 +759,31 @@ async def redis_usage(redis: Redis, prefix: str) -> dict[str, tuple[int, int]]:
     return usage
 
 
+async def journaled_entries(redis: Redis, prefix: str) -> int:
+    """How many entries the conversation logs (`log:` streams) under the prefix hold."""
+    keys = [key async for key in redis.scan_iter(match=f"{prefix}log:*", count=1000)]
+    entries = 0
+    for chunk in chunks(keys, 500):
+        async with redis.pipeline(transaction=False) as pipe:
+            for key in chunk:
+                pipe.xlen(key)
+            entries += sum(int(n) for n in await pipe.execute())
+    return entries
+
+
+async def local_redis_pid(redis: Redis) -> int | None:
+    """Redis's process id if it runs on this machine."""
+    pid = int((await redis.info("server"))["process_id"])
+    return pid if is_redis(pid) else None
+
+
+def is_redis(pid: int) -> bool:
+    try:
+        return b"redis" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 async def used_memory(redis: Redis) -> int:
     info = await redis.info("memory")
     return int(info["used_memory"])
@@ -744,6 +800,8 @@ class SteadyResult:
     lag_ms: float
     """how far behind its schedule the bench posted, at worst"""
     rss: list[float]
+    cpu: dict[str, float]
+    """process → its CPU use while the messages were posted, in % of one core"""
 
     @property
     def ok(self) -> bool:
@@ -830,6 +888,7 @@ async def steady_load(
         lag = 0.0
         posts: list[asyncio.Task[None]] = []
         started = loop.time()
+        cpu_before = {name: cpu_seconds(pid) for name, pid in cluster.pids.items()}
         for k in range(total):
             delay = started + k / rate - loop.time()
             if delay > 0:
@@ -840,6 +899,10 @@ async def steady_load(
         await asyncio.gather(*posts)
         elapsed = loop.time() - started
         rss = cluster.rss()
+        cpu = {
+            name: (cpu_seconds(pid) - cpu_before[name]) * 100 / elapsed
+            for name, pid in cluster.pids.items()
+        }
         arrivals.posting_done()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(arrivals.all_in.wait(), WAIT + 5)
@@ -854,7 +917,7 @@ async def steady_load(
         if text in pages
     ]
     return SteadyResult(
-        n, elapsed, samples, len(posted), len(posted) - len(samples), errors, lag * 1000, rss
+        n, elapsed, samples, len(posted), len(posted) - len(samples), errors, lag * 1000, rss, cpu
     )
 
 
@@ -953,6 +1016,8 @@ async def run_mode(mode: str, args: argparse.Namespace) -> ModeResult:
                 )
             )
         cluster = Cluster(mode, sim, sim_port, servers, ports, redis=redis, prefix=prefix)
+        if redis is not None:
+            cluster.redis_pid = await local_redis_pid(redis)
         guests: list[Guest] = []
         control = Connection(sim_port)
         try:
@@ -1061,6 +1126,7 @@ async def measure(
             footprint.rss,
             await redis_usage(cluster.redis, cluster.prefix),
             await used_memory(cluster.redis) - used_before,
+            await journaled_entries(cluster.redis, cluster.prefix),
         )
     held = await cluster.event_streams() if shared else ""
     print_footprint(cluster, footprint, len(more), wanted < args.waiting, held)
@@ -1075,7 +1141,12 @@ def print_footprint(
     cluster: Cluster, footprint: Footprint, added: int, smaller: bool, held: str
 ) -> None:
     n = footprint.conversations
-    note = " (fewer than --waiting: --memory-waiting)" if smaller else ""
+    note = (
+        " (--memory-waiting, fewer than --waiting: near 1,000 one process runs out of "
+        "Salesforce connections, of which each event stream keeps one)"
+        if smaller
+        else ""
+    )
     print(
         f"(d) {n} conversations{note}, {added} of them set up now in {footprint.setup_s:.1f} s"
         + (f"; event streams held: {held}" if held else "")
@@ -1089,6 +1160,12 @@ def print_footprint(
         f"{kind} {kib(size / n)} ({keys} keys)"
         for kind, (keys, size) in sorted(footprint.redis_keys.items(), key=lambda kv: -kv[1][1])
     )
+    log_bytes = footprint.redis_keys.get("log", (0, 0))[1]
+    if footprint.log_entries:
+        kinds += (
+            f"; the logs hold {footprint.log_entries / n:.1f} entries per conversation, "
+            f"{log_bytes / footprint.log_entries:.0f} bytes each"
+        )
     keys = sum(k for k, _ in footprint.redis_keys.values())
     total = footprint.redis_bytes
     growth = footprint.used_memory_growth or 0
@@ -1115,6 +1192,11 @@ def print_steady(cluster: Cluster, steady: SteadyResult, rate: float) -> None:
     print(
         f"    MCP server RSS at the end of the load: "
         f"{', '.join(f'{cluster.name(i)} {r:.1f} MiB' for i, r in enumerate(steady.rss))}",
+        flush=True,
+    )
+    cpu = ", ".join(f"{name} {share:.0f}" for name, share in steady.cpu.items())
+    print(
+        f"    CPU use while posting, in % of one core (the machine has {os.cpu_count()}): {cpu}",
         flush=True,
     )
     if steady.errors:
@@ -1161,7 +1243,7 @@ def print_summary(results: list[ModeResult]) -> None:
         "    target",
         [f"p50 ≤ {TARGETS_MS[r.mode][0]:g}, p95 ≤ {TARGETS_MS[r.mode][1]:g} ms" for r in results],
     )
-    row("    holder | other process", [apart(r, r.single) for r in results])
+    row("    on the holder | the other process", [apart(r, r.single) for r in results])
     row(
         f"(b) SCRT REST/idle min (≤ {TARGET_IDLE_PER_MIN:g})",
         [
@@ -1196,7 +1278,7 @@ def print_summary(results: list[ModeResult]) -> None:
         "    conversations, messages, undelivered",
         [f"{r.steady.guests}, {r.steady.posted}, {r.steady.missing}" for r in results],
     )
-    row("    holder | other process", [apart(r, r.steady.samples) for r in results])
+    row("    on the holder | the other process", [apart(r, r.steady.samples) for r in results])
 
 
 # -- main -------------------------------------------------------------------------------------
@@ -1232,8 +1314,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--memory-waiting",
         type=int,
-        default=None,
-        help="conversations waiting in (d) and (e) in memory mode (default: --waiting)",
+        default=900,
+        help="conversations waiting in (d) and (e) in memory mode (one process cannot hold 1,000)",
     )
     parser.add_argument("--rate", type=float, default=20.0, help="agent messages per second (e)")
     parser.add_argument(
@@ -1251,8 +1333,6 @@ def parse_args() -> argparse.Namespace:
         help="LOG_LEVEL of the MCP servers (INFO is their default)",
     )
     args = parser.parse_args()
-    if args.memory_waiting is None:
-        args.memory_waiting = args.waiting
     if min(args.messages, args.conversations, args.waiting, args.memory_waiting) < 1:
         parser.error("--messages, --conversations, --waiting, --memory-waiting must be ≥ 1")
     if args.idle_seconds <= 0 or args.rate <= 0 or args.steady_seconds <= 0:
