@@ -47,9 +47,9 @@ connection to each server's /mcp and one to the control API), so the client's ow
 shares the cores with the servers, the simulator and Redis, stays small. Timestamps are taken just
 before the request bytes are written and just after the response body is read.
 
-Not part of the pytest suite. With the defaults it takes about 7 minutes on 2 cores: per mode
+Not part of the pytest suite. With the defaults it takes about 6 minutes on 2 idle cores: per mode
 about 1 minute for (a), (c) and the servers' starts and stops, --idle-seconds, the set-up of the
-(d) guests (about 1 minute per 1,000) and --steady-seconds plus 5 to 30 s.
+(d) guests (under a minute per 1,000) and --steady-seconds plus 5 to 30 s.
 
 Usage: .venv/bin/python bench/delivery.py [--mode both] [--messages 200] [--idle-seconds 60]
            [--conversations 200] [--waiting 1000] [--memory-waiting 900] [--rate 20]
