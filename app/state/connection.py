@@ -50,8 +50,17 @@ def pooled_client(url: str, *, tls_verify: bool, max_connections: int) -> Redis:
     return Redis(connection_pool=pool)
 
 
+BLOCKING_READ_SECONDS = 30.0
+"""How long one blocking read (the journal's dispatcher) waits at most."""
+
+
 def blocking_client(url: str, *, tls_verify: bool) -> Redis:
-    """One connection for blocking reads: no socket timeout (the read's own BLOCK bounds it)."""
+    """One connection for blocking reads. Its socket timeout outlasts the longest blocking read
+    (redis-py's default, 5 s, would cut every quiet wait at 5 s); a Redis that stops answering
+    altogether is still noticed, after that."""
     return Redis.from_url(
-        url, single_connection_client=True, **connection_options(url, tls_verify=tls_verify)
+        url,
+        single_connection_client=True,
+        socket_timeout=BLOCKING_READ_SECONDS + SOCKET_TIMEOUT,
+        **connection_options(url, tls_verify=tls_verify),
     )

@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.scrt.models import Entry
+from app.state.connection import BLOCKING_READ_SECONDS
 from app.state.ownership import Ownership
 from app.state.sealing import Sealer
 from app.transcript import HIDDEN_TYPES, ConversationView
@@ -40,7 +41,6 @@ from app.transcript import HIDDEN_TYPES, ConversationView
 log = structlog.get_logger(__name__)
 
 READ_PAGE = 500
-BLOCK_MS = 30_000
 WAKE_STREAM_TTL_MS = 3_600_000
 RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
 FLUSH_WAIT = 2.0
@@ -331,6 +331,8 @@ class Dispatcher:
         self._waiters: dict[str, list[_Waiter]] = {}
         self._inflight: dict[str, tuple[int, int]] | None = None
         self._someone_waits = asyncio.Event()
+        self.reading = asyncio.Event()
+        """Set while a blocking read is under way."""
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -386,8 +388,11 @@ class Dispatcher:
             streams: dict[Any, Any] = {self._wake_key: self._wake_seen}
             streams.update({key: f"{ms}-{seq}" for key, (ms, seq) in positions.items()})
             self._inflight = positions
+            self.reading.set()
             try:
-                answer: Any = await self._blocking.xread(streams, count=1, block=BLOCK_MS)
+                answer: Any = await self._blocking.xread(
+                    streams, count=1, block=int(BLOCKING_READ_SECONDS * 1000)
+                )
                 failures = 0
             except Exception as exc:  # Redis away (or anything else): readers are told, and
                 # the dispatcher keeps going
@@ -402,6 +407,7 @@ class Dispatcher:
                 continue
             finally:
                 self._inflight = None
+                self.reading.clear()
             for raw_key, items in answer or []:
                 key = _text(raw_key)
                 newest = _text(items[-1][0])
