@@ -25,7 +25,7 @@ from app.state.sealing import Sealer
 from app.store.redis import RedisSessionStore
 from tests.mcp.conftest import call
 from tests.mcp.test_handoff_flow import has, messages
-from tests.mcp.test_shared_state import RoundRobin, read_until, start_chat
+from tests.mcp.test_shared_state import RoundRobin, alternating_handoff, read_until, start_chat
 from tests.redis_support import REDIS_URL, TEST_KEY, dump, redis_prefix
 from tests.servers import free_port, serve
 
@@ -94,6 +94,44 @@ async def server_process(env: dict[str, str]) -> AsyncIterator[Process]:
         await process.reader
 
 
+def shared_env(sim_url: str, prefix: str, **extra: str) -> dict[str, str]:
+    return {
+        "MIAW_SCRT_URL": sim_url,
+        "MIAW_ORG_ID": DEFAULT_ORG_ID,
+        "MIAW_ES_DEVELOPER_NAME": DEFAULT_DEPLOYMENT,
+        "REDIS_URL": REDIS_URL,
+        "STATE_ENCRYPTION_KEY": TEST_KEY,
+        "REDIS_KEY_PREFIX": prefix,
+        "POLL_INTERVAL_SECONDS": "0.2",
+        "LOG_FORMAT": "json",
+        **extra,
+    }
+
+
+async def test_a_whole_handoff_across_two_processes_each_call_on_the_other(
+    redis_prefix: tuple[Redis, str],
+) -> None:
+    _, prefix = redis_prefix
+    async with contextlib.AsyncExitStack() as stack:
+        sim_url = await stack.enter_async_context(
+            serve(build_simulator(SimulatorOptions(rate_limits=False)))
+        )
+        control = await stack.enter_async_context(httpx.AsyncClient(base_url=sim_url))
+        procs = [
+            await stack.enter_async_context(server_process(shared_env(sim_url, prefix)))
+            for _ in range(2)
+        ]
+
+        async def agent(cid: str, action: str, body: Any) -> None:
+            response = await control.post(f"/control/conversations/{cid}/agent/{action}", json=body)
+            assert response.status_code == 200, response.text
+
+        await alternating_handoff([p.url for p in procs], agent)
+        assert sorted([await p.event_streams() for p in procs]) == [0, 1]
+        requests = (await control.get("/control/stats")).json()["requests"]
+        assert sum(n for k, n in requests.items() if k.startswith("GET /eventrouter")) == 1
+
+
 async def test_two_processes_and_the_stream_holder_killed_mid_chat(
     redis_prefix: tuple[Redis, str],
 ) -> None:
@@ -103,17 +141,7 @@ async def test_two_processes_and_the_stream_holder_killed_mid_chat(
             serve(build_simulator(SimulatorOptions(rate_limits=False)))
         )
         control = await stack.enter_async_context(httpx.AsyncClient(base_url=sim_url))
-        env = {
-            "MIAW_SCRT_URL": sim_url,
-            "MIAW_ORG_ID": DEFAULT_ORG_ID,
-            "MIAW_ES_DEVELOPER_NAME": DEFAULT_DEPLOYMENT,
-            "REDIS_URL": REDIS_URL,
-            "STATE_ENCRYPTION_KEY": TEST_KEY,
-            "REDIS_KEY_PREFIX": prefix,
-            "POLL_INTERVAL_SECONDS": "0.2",
-            "LOG_LEVEL": "DEBUG",
-            "LOG_FORMAT": "json",
-        }
+        env = shared_env(sim_url, prefix, LOG_LEVEL="DEBUG")
         procs = [await stack.enter_async_context(server_process(env)) for _ in range(2)]
         clients = [await stack.enter_async_context(Client(p.url)) for p in procs]
 
@@ -193,16 +221,7 @@ async def test_web_concurrency_runs_workers_that_share_the_chat(
         sim_url = await stack.enter_async_context(
             serve(build_simulator(SimulatorOptions(rate_limits=False)))
         )
-        env = {
-            "MIAW_SCRT_URL": sim_url,
-            "MIAW_ORG_ID": DEFAULT_ORG_ID,
-            "MIAW_ES_DEVELOPER_NAME": DEFAULT_DEPLOYMENT,
-            "REDIS_URL": REDIS_URL,
-            "STATE_ENCRYPTION_KEY": TEST_KEY,
-            "REDIS_KEY_PREFIX": prefix,
-            "WEB_CONCURRENCY": "2",
-            "LOG_FORMAT": "json",
-        }
+        env = shared_env(sim_url, prefix, WEB_CONCURRENCY="2")
         server = await stack.enter_async_context(server_process(env))
         await server.wait_for_output(b'"state.started"', count=2)  # both workers are up
         health_url = server.url.removesuffix("/mcp") + "/health"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,11 +134,16 @@ async def read_until(
     raise AssertionError(f"never happened; saw {seen}")
 
 
-async def test_a_whole_handoff_with_every_call_on_the_other_server(shared: SharedStack) -> None:
-    await shared.start_server()
-    await shared.start_server()
-    async with Client(shared.servers[0].url) as a, Client(shared.servers[1].url) as b:
-        tool = RoundRobin([a, b])
+Agent = Callable[[str, str, Any], Awaitable[Any]]
+
+
+async def alternating_handoff(urls: list[str], agent: Agent) -> int:
+    """A whole handoff with each call on the next server in turn: bot, transfer, an agent's
+    burst, user replies (one keyed), widget reads with their own cursor, the agent ends. Checks
+    every bot and agent message arrives once, in order, for the model and the widget."""
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(Client(url)) for url in urls]
+        tool = RoundRobin(clients)
         ids = await start_chat(tool)
         cid = ids["conversationId"]
         model: list[dict[str, Any]] = []
@@ -148,26 +153,22 @@ async def test_a_whole_handoff_with_every_call_on_the_other_server(shared: Share
         await read_until(tool, ids, lambda e, _: bool(messages(e, "Chatbot")), model)
         await tool("send_message", {**ids, "text": "I need a human, please"})
         await read_until(tool, ids, lambda e, _: has(e, "queue_position"), model)
-        await shared.agent(cid, "join", {"name": "Jane Agent"})
+        await agent(cid, "join", {"name": "Jane Agent"})
         await read_until(tool, ids, lambda _, i: i["isLiveAgent"], model)
         # The widget takes over with its own cursor, from the start, on alternating servers.
         for n in (1, 2, 3):
-            await shared.agent(cid, "message", {"text": f"agent says {n}"})
+            await agent(cid, "message", {"text": f"agent says {n}"})
         await read_until(
             tool, widget_args, lambda e, _: "agent says 3" in messages(e, "Agent"), widget
         )
         await tool("send_message", {**ids, "text": "thanks, that helps", "clientMessageId": "m-1"})
-        await shared.agent(cid, "message", {"text": "agent says 4"})
+        await agent(cid, "message", {"text": "agent says 4"})
         await read_until(
             tool, widget_args, lambda e, _: "agent says 4" in messages(e, "Agent"), widget
         )
-        await shared.agent(cid, "end")
+        await agent(cid, "end", None)
         info = await read_until(tool, widget_args, lambda _, i: i["conversationEnded"], widget)
         assert info["roleInfo"]["endedByAgent"]
-        # Exactly one Salesforce event stream for the session, across both servers: opened
-        # once, never fought over.
-        assert shared.event_streams() == 1
-        assert await shared.stream_opens() == 1
 
     for seen in (model, widget):
         ids_seen = [e["id"] for e in seen]
@@ -181,6 +182,16 @@ async def test_a_whole_handoff_with_every_call_on_the_other_server(shared: Share
     assert messages(widget, "Chatbot") == messages(model, "Chatbot")
     assert messages(widget, "Agent") == [f"agent says {n}" for n in (1, 2, 3, 4)]
     assert messages(widget, "EndUser") == ["I need a human, please", "thanks, that helps"]
+
+
+async def test_a_whole_handoff_with_every_call_on_the_other_server(shared: SharedStack) -> None:
+    await shared.start_server()
+    await shared.start_server()
+    await alternating_handoff([server.url for server in shared.servers], shared.agent)
+    # Exactly one Salesforce event stream for the session, across both servers: opened once,
+    # never fought over.
+    assert shared.event_streams() == 1
+    assert await shared.stream_opens() == 1
 
 
 async def start_chat(tool: Callable[..., Any]) -> dict[str, str]:
