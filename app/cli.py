@@ -289,6 +289,7 @@ def run_serve(args: argparse.Namespace) -> int:
         return 0
     host = args.host or settings.host
     port = args.port or settings.port
+    settings = settings.model_copy(update={"host": host, "port": port})
     options: dict[str, object] = {
         "host": host,
         "port": port,

@@ -212,6 +212,11 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def local_only(self) -> bool:
+        """Bound to loopback: only this machine can reach the server."""
+        return self.host in ("127.0.0.1", "localhost", "::1")
+
+    @property
     def public_host_configured(self) -> bool:
         return bool(self.public_url or self.heroku_app_name or self.mcp_allowed_hosts)
 
@@ -244,12 +249,12 @@ class Settings(BaseSettings):
         return list(dict.fromkeys(hosts))
 
     def allowed_origins(self) -> list[str]:
-        origins = [
-            "https://chatgpt.com",
-            "https://chat.openai.com",
-            "http://127.0.0.1:*",
-            "http://localhost:*",
-        ]
+        origins = ["https://chatgpt.com", "https://chat.openai.com"]
+        if self.local_only or self.playground_enabled:
+            # A browser on this machine (the playground, a local client) may call /mcp only
+            # when the server is itself local or in demo mode: in production a page served from
+            # someone's localhost is not a trusted origin.
+            origins += ["http://127.0.0.1:*", "http://localhost:*"]
         origins += self.mcp_allowed_origins
         if self.public_url:
             parts = urlsplit(self.public_url)

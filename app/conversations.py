@@ -7,6 +7,7 @@ name what went wrong and what to do, never a token, a handle or what anyone wrot
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from app.scrt import (
 from app.scrt.deadline import call_deadline, remaining
 from app.scrt.errors import outcome_unknown
 from app.sends import SharedCalls, message_id_for, unconfirmed_message
-from app.store import ConversationState, SessionRecord, SessionStore
+from app.store import ConversationState, SessionRecord, SessionStore, StoreFull
 
 __all__ = ["CloseReport", "HandoffError", "HandoffService", "UnknownSession"]
 
@@ -97,7 +98,16 @@ class HandoffService:
             created_at=now,
             expires_at=expires,
         )
-        await self._store.put(record)
+        try:
+            await self._store.put(record)
+        except StoreFull as exc:
+            log.warning("session.refused", limit="MAX_SESSIONS")
+            with contextlib.suppress(ScrtError):
+                await self._client.revoke_token(token.bearer)
+            raise HandoffError(
+                f"The server is at its limit of {exc.limit} concurrent chats (MAX_SESSIONS); "
+                "try again in a few minutes, when other chats have ended."
+            ) from exc
         log.info("session.started", expires_in=round(expires - now))
         return record
 
@@ -110,17 +120,18 @@ class HandoffService:
                 "Unknown or expired sessionId. Call generate_guest_access_token to start a new "
                 "chat session."
             )
-        if record.closed:
-            raise HandoffError(
-                "This chat was closed; nothing more can be read or sent in it. Start a new chat "
-                "with generate_guest_access_token only if the user asks for one."
-            )
         # Refused only when the request names a different ChatGPT user: a call that names
-        # none (a client that sends no _meta) still needs the unguessable handle.
+        # none (a client that sends no _meta) still needs the unguessable handle. Checked
+        # before anything else is said of the chat, even that it was closed.
         if record.owner is not None and owner is not None and record.owner != owner:
             raise UnknownSession(
                 "This sessionId belongs to another user. Call generate_guest_access_token to "
                 "start your own chat session."
+            )
+        if record.closed:
+            raise HandoffError(
+                "This chat was closed; nothing more can be read or sent in it. Start a new chat "
+                "with generate_guest_access_token only if the user asks for one."
             )
         return record
 

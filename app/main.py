@@ -254,7 +254,19 @@ def build_app(
             finally:
                 await runtime.aclose()
 
-    routes: list[BaseRoute] = [Route("/health", health, methods=["GET"])]
+    async def no_stream(_: Request) -> JSONResponse:
+        # The SDK would open an endless event stream here (pings every 15 s); nothing in this
+        # server sends on it (stateless, JSON responses), so it is refused.
+        return JSONResponse(
+            {"error": "Use POST with a JSON-RPC request; this server opens no event stream."},
+            status_code=405,
+            headers={"Allow": "POST"},
+        )
+
+    routes: list[BaseRoute] = [
+        Route("/health", health, methods=["GET"]),
+        Route("/mcp", no_stream, methods=["GET"]),
+    ]
     routes += extra_routes or []
     if settings.playground_enabled:
         routes.append(playground_route())

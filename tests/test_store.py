@@ -12,7 +12,13 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from app.state.sealing import Sealer, SealingError
-from app.store import ConversationState, MemorySessionStore, SessionRecord, SessionStore
+from app.store import (
+    ConversationState,
+    MemorySessionStore,
+    SessionRecord,
+    SessionStore,
+    StoreFull,
+)
 from app.store.redis import RedisSessionStore
 from tests.redis_support import TEST_KEY, dump, redis_prefix
 
@@ -94,13 +100,18 @@ async def test_unknown_handles_are_none(factory: StoreFactory) -> None:
     assert await store.get("") is None
 
 
-async def test_memory_size_cap_evicts_the_oldest() -> None:
+async def test_a_full_memory_store_refuses_new_sessions_and_keeps_the_live_ones() -> None:
     clock = Clock()
     store = MemorySessionStore(2, clock=clock)
-    for handle in ("a", "b", "c"):
-        await store.put(record(handle, clock))
-    assert await store.get("a") is None
-    assert await store.get("b") is not None and await store.get("c") is not None
+    await store.put(record("a", clock, lifetime=100))
+    await store.put(record("b", clock, lifetime=1000))
+    with pytest.raises(StoreFull):
+        await store.put(record("c", clock))
+    assert await store.get("a") is not None and await store.get("b") is not None
+    await store.put(record("b", clock))  # a live one may still change
+    clock.now += 100  # "a" expires: its place is free at once
+    await store.put(record("c", clock))
+    assert await store.get("c") is not None and await store.get("b") is not None
 
 
 def test_token_is_not_in_the_records_repr_nor_its_plain_json() -> None:

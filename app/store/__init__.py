@@ -4,7 +4,13 @@
 test suite runs against every implementation.
 """
 
-from app.store.base import ConversationState, SessionRecord, SessionStore
+from app.store.base import ConversationState, SessionRecord, SessionStore, StoreFull
 from app.store.memory import MemorySessionStore
 
-__all__ = ["ConversationState", "MemorySessionStore", "SessionRecord", "SessionStore"]
+__all__ = [
+    "ConversationState",
+    "MemorySessionStore",
+    "SessionRecord",
+    "SessionStore",
+    "StoreFull",
+]

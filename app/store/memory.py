@@ -1,4 +1,4 @@
-"""In-process session store with expiry and a size cap (oldest sessions go first)."""
+"""In-process session store with expiry and a size cap (a full store refuses new sessions)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from app.store.base import SessionRecord
+from app.store.base import SessionRecord, StoreFull
 
 SWEEP_INTERVAL = 60.0
 
@@ -19,6 +19,11 @@ class MemorySessionStore:
         self._next_sweep = 0.0
 
     async def put(self, record: SessionRecord) -> None:
+        if record.handle not in self._records and len(self._records) >= self._max:
+            self._sweep(self._clock())
+            if len(self._records) >= self._max:
+                # Never evict a live chat to make room: the new one is refused instead.
+                raise StoreFull(self._max)
         self._records[record.handle] = record.model_copy(deep=True)
         self._records.move_to_end(record.handle)
         self._evict()
@@ -61,8 +66,9 @@ class MemorySessionStore:
         # Expired records are unreachable anyway (get checks); sweeping them is only about memory,
         # so a full scan runs at most once a minute instead of on every put.
         if now >= self._next_sweep:
-            self._next_sweep = now + SWEEP_INTERVAL
-            for handle in [h for h, r in self._records.items() if r.expires_at <= now]:
-                del self._records[handle]
-        while len(self._records) > self._max:
-            self._records.popitem(last=False)
+            self._sweep(now)
+
+    def _sweep(self, now: float) -> None:
+        self._next_sweep = now + SWEEP_INTERVAL
+        for handle in [h for h, r in self._records.items() if r.expires_at <= now]:
+            del self._records[handle]

@@ -88,3 +88,35 @@ async def test_tools_declare_schemas_annotations_and_widget_metadata(base: str) 
     for name in ("send_message", "list_conversation_entries", "close_conversation"):
         meta = tools[name]["_meta"]
         assert "app" in meta["ui"]["visibility"] and meta["openai/widgetAccessible"] is True
+
+
+async def test_get_mcp_opens_no_stream(base: str) -> None:
+    async with httpx.AsyncClient(timeout=5) as http:
+        r = await http.get(base + "/mcp", headers={"Accept": "text/event-stream"})
+        listed = await http.post(base + "/mcp", json=LIST)
+    assert r.status_code == 405
+    assert r.headers["allow"] == "POST"
+    assert listed.status_code == 200
+
+
+async def test_a_localhost_origin_is_refused_in_production(base: str) -> None:
+    async with httpx.AsyncClient() as http:
+        r = await http.post(base + "/mcp", json=LIST, headers={"Origin": "http://localhost:3000"})
+    assert r.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("values", "allowed"),
+    [
+        ({}, False),  # 0.0.0.0, as on Heroku
+        ({"host": "127.0.0.1"}, True),
+        ({"playground_enabled": True}, True),  # demo mode
+    ],
+)
+def test_localhost_origins_only_for_a_local_server_or_the_demo(
+    values: dict[str, object], allowed: bool
+) -> None:
+    origins = settings_for("https://acme.my.salesforce-scrt.com", **values).allowed_origins()
+    assert ("http://localhost:*" in origins) is allowed
+    assert ("http://127.0.0.1:*" in origins) is allowed
+    assert "https://chatgpt.com" in origins

@@ -9,7 +9,7 @@ import pytest
 from mcp.client import Client
 
 from app.main import Runtime
-from tests.mcp.conftest import Stack, ToolFailed, call
+from tests.mcp.conftest import Stack, StackFactory, ToolFailed, call
 from tests.mcp.test_handoff_flow import start_chat
 
 ALICE = {"openai/subject": "user-a"}
@@ -76,3 +76,30 @@ async def test_a_chat_whose_idle_stream_was_already_closed_still_closes(stack: S
         result = await call(client, "close_conversation", ids)
     assert result["closed"] is True
     assert (await stack.conversation(ids["conversationId"]))["open"] is False
+
+
+async def test_a_closed_chat_still_says_it_belongs_to_another_user(stack: Stack) -> None:
+    async with Client(stack.mcp_url) as client:
+        ids = await start_chat(client, **ALICE)
+        closed = await call(client, "close_conversation", ids, **ALICE)
+        assert closed["closed"]
+        # Another user learns nothing about Alice's chat, not even that it was closed.
+        for tool, args in tool_args(ids):
+            with pytest.raises(ToolFailed, match="belongs to another user"):
+                await call(client, tool, args, **MALLORY)
+        with pytest.raises(ToolFailed, match="This chat was closed"):
+            await call(client, "list_conversation_entries", {**ids, "waitSeconds": 0}, **ALICE)
+
+
+async def test_a_full_server_refuses_new_chats_and_never_ends_a_live_one(
+    stack_factory: StackFactory,
+) -> None:
+    stack = await stack_factory(max_sessions=2)
+    async with Client(stack.mcp_url) as client:
+        first = await start_chat(client)
+        second = await start_chat(client)
+        with pytest.raises(ToolFailed, match=r"limit of 2 concurrent chats \(MAX_SESSIONS\)"):
+            await call(client, "generate_guest_access_token", {})
+        for ids in (first, second):  # both live chats go on
+            page = await call(client, "list_conversation_entries", {**ids, "waitSeconds": 0})
+            assert "cursor" in page
