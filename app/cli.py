@@ -294,6 +294,8 @@ def run_serve(args: argparse.Namespace) -> int:
         "host": host,
         "port": port,
         "log_level": "warning",
+        # uvicorn's own records go through our logging set-up (one JSON object per line).
+        "log_config": None,
         "proxy_headers": True,
         # Heroku's router is not on loopback; trust its X-Forwarded-* headers.
         "forwarded_allow_ips": "*",

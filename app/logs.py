@@ -39,7 +39,30 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    # Every other library's records (the MCP SDK's, uvicorn's) go through the same renderer: in
+    # JSON mode each is one JSON object on one line, a traceback and any caller's text inside it
+    # escaped, so nobody can forge a log line.
+    handler = logging.StreamHandler(_CurrentStderr())
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
+    )
+    handler._miaw = True  # type: ignore[attr-defined]
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_miaw", False)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
     # Libraries speak only when something is wrong: httpx would log every request URL, the MCP
     # SDK a line per stateless request.
     for noisy in ("httpx", "httpcore", "mcp"):

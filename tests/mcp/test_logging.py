@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 
+import httpx
 import pytest
 import structlog
 from mcp.client import Client
@@ -63,3 +65,32 @@ async def test_logs_carry_outcomes_but_no_secrets_or_message_text(
         assert segment not in logs
     assert session["sessionId"] not in logs
     assert SECRET_TEXT not in logs and "4111" not in logs
+
+
+async def test_a_callers_newlines_cannot_forge_a_log_line(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("DEBUG", "json")
+    try:
+        forged = 'x\n{"event": "forged", "level": "critical"}\nERROR root forged'
+        async with httpx.AsyncClient() as http:
+            for method, params in [
+                ("prompts/get", {"name": forged}),
+                ("tools/call", {"name": forged, "arguments": {}}),
+                ("resources/read", {"uri": forged}),
+            ]:
+                await http.post(
+                    stack.mcp_url,
+                    json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params},
+                    headers={"Accept": "application/json, text/event-stream"},
+                )
+        logging.getLogger("mcp.test").error("a library's line\\nwith %s", forged)
+    finally:
+        structlog.reset_defaults()
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines, "nothing was logged"
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert not any(r.get("event") == "forged" for r in records)
+    assert any(r.get("logger") == "mcp.test" for r in records)
+    # The SDK's own traceback for the unknown prompt is among them, escaped inside its line.
+    assert any("forged" in str(r.get("exception", "")) for r in records), records
