@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import math
+import secrets
 import time
 from dataclasses import dataclass
 
@@ -111,7 +113,13 @@ class HandoffService:
         log.info("session.started", expires_in=round(expires - now))
         return record
 
-    async def _session(self, handle: str, owner: str | None) -> SessionRecord:
+    async def _session(
+        self,
+        handle: str,
+        owner: str | None,
+        widget_key: str | None = None,
+        conversation_id: str | None = None,
+    ) -> SessionRecord:
         record = await self._store.get(handle) if handle else None
         if record is None and not self._shared_state and self._handles.made_elsewhere(handle):
             raise UnknownSession(SERVER_RESTARTED)
@@ -120,10 +128,14 @@ class HandoffService:
                 "Unknown or expired sessionId. Call generate_guest_access_token to start a new "
                 "chat session."
             )
-        # Refused only when the request names a different ChatGPT user: a call that names
-        # none (a client that sends no _meta) still needs the unguessable handle. Checked
-        # before anything else is said of the chat, even that it was closed.
-        if record.owner is not None and owner is not None and record.owner != owner:
+        # A handle bound to a ChatGPT user serves that user only: a call naming another user
+        # is refused, and so is a call naming none, unless it carries the conversation's widget
+        # key (the live-chat widget's calls may come without the user). Checked before anything
+        # else is said of the chat, even that it was closed.
+        if record.owner is not None and not (
+            owner == record.owner
+            or (owner is None and self._widget_key_fits(record, conversation_id, widget_key))
+        ):
             raise UnknownSession(
                 "This sessionId belongs to another user. Call generate_guest_access_token to "
                 "start your own chat session."
@@ -134,6 +146,23 @@ class HandoffService:
                 "with generate_guest_access_token only if the user asks for one."
             )
         return record
+
+    @staticmethod
+    def _widget_key_fits(
+        record: SessionRecord, conversation_id: str | None, widget_key: str | None
+    ) -> bool:
+        state = record.conversations.get((conversation_id or "").lower())
+        return bool(
+            state is not None
+            and state.widget_key
+            and widget_key
+            and hmac.compare_digest(state.widget_key.encode(), widget_key.encode())
+        )
+
+    async def widget_key(self, handle: str, owner: str | None, conversation_id: str) -> str:
+        """The conversation's widget key, for the widget only (never for the model)."""
+        record = await self._session(handle, owner)
+        return self._conversation(record, conversation_id).widget_key
 
     def _conversation(self, record: SessionRecord, conversation_id: str) -> ConversationState:
         state = record.conversations.get(conversation_id.lower())
@@ -159,7 +188,9 @@ class HandoffService:
         except ScrtError as exc:
             raise HandoffError(describe(exc)) from exc
         state = ConversationState(
-            conversation_id=conversation_id, routing_attributes=routing_attributes
+            conversation_id=conversation_id,
+            routing_attributes=routing_attributes,
+            widget_key=secrets.token_urlsafe(24),
         )
 
         def add(fresh: SessionRecord) -> bool:
@@ -179,10 +210,11 @@ class HandoffService:
         conversation_id: str,
         text: str,
         client_message_id: str | None = None,
+        widget_key: str | None = None,
     ) -> SentMessage:
         """Send once. With a `client_message_id`, every retry of the call is the same message:
         one already delivered is reported sent without sending it again."""
-        record = await self._session(handle, owner)
+        record = await self._session(handle, owner, widget_key, conversation_id)
         state = self._conversation(record, conversation_id)
         await self._delivery.attach(record)
         if client_message_id is None:
@@ -240,8 +272,9 @@ class HandoffService:
         wait_seconds: float,
         *,
         include_typing: bool = False,
+        widget_key: str | None = None,
     ) -> ReadResult:
-        record = await self._session(handle, owner)
+        record = await self._session(handle, owner, widget_key, conversation_id)
         state = self._conversation(record, conversation_id)
         start = (state.cursor or "0") if cursor is None else cursor
         try:
@@ -287,9 +320,15 @@ class HandoffService:
         except ScrtError as exc:
             raise HandoffError(describe(exc)) from exc
 
-    async def close(self, handle: str, owner: str | None, conversation_id: str) -> CloseReport:
+    async def close(
+        self,
+        handle: str,
+        owner: str | None,
+        conversation_id: str,
+        widget_key: str | None = None,
+    ) -> CloseReport:
         """End the session, then close the conversation; forget the handle once closed."""
-        record = await self._session(handle, owner)
+        record = await self._session(handle, owner, widget_key, conversation_id)
         state = self._conversation(record, conversation_id)
         token = record.access_token.get_secret_value()
         problems: list[str] = []

@@ -122,6 +122,15 @@ STATE_UNAVAILABLE = (
 )
 
 
+WidgetKey = Annotated[
+    str | None,
+    Field(
+        max_length=200,
+        description="Only the live-chat widget passes this; leave it out.",
+    ),
+]
+
+
 def owner_of(ctx: Context) -> str | None:
     """The ChatGPT user, when the request says (`openai/subject` in `_meta`)."""
     meta: Any = ctx.request_context.meta or {}
@@ -248,6 +257,7 @@ def register_tools(
                 "100). Reuse it when retrying the same message: it is never sent twice.",
             ),
         ] = None,
+        widgetKey: WidgetKey = None,
     ) -> MessageSent:
         """Send the user's message to the conversation, word for word. Then call
         list_conversation_entries to get the reply. Give each new message a fresh
@@ -255,7 +265,7 @@ def register_tools(
         Salesforce already has is then reported sent, not sent again."""
         async with call("send_message", conversationId):
             sent = await service.send_message(
-                sessionId, owner_of(ctx), conversationId, text, clientMessageId
+                sessionId, owner_of(ctx), conversationId, text, clientMessageId, widgetKey
             )
             return MessageSent(
                 messageId=sent.message_id,
@@ -284,6 +294,7 @@ def register_tools(
         includeTyping: Annotated[
             bool, Field(description="Also return typing_started/typing_stopped entries")
         ] = False,
+        widgetKey: WidgetKey = None,
     ) -> EntriesPage:
         """Get everything new in the conversation since the last read, oldest first: bot, agent
         and user messages, joins and leaves, transfers, queue position, session end. Waits for
@@ -299,6 +310,7 @@ def register_tools(
                 parse_cursor(cursor),
                 wait,
                 include_typing=includeTyping,
+                widget_key=widgetKey,
             )
             return EntriesPage(
                 entries=result.entries, cursor=result.cursor, roleInfo=result.role_info
@@ -324,12 +336,15 @@ def register_tools(
         meta=widget_callable,
     )
     async def close_conversation(
-        sessionId: SessionId, conversationId: ConversationId, ctx: Context
+        sessionId: SessionId,
+        conversationId: ConversationId,
+        ctx: Context,
+        widgetKey: WidgetKey = None,
     ) -> CloseResult:
         """End the chat: ends the messaging session and closes the conversation. Call when the
         user wants to stop. The sessionId is forgotten afterwards."""
         async with call("close_conversation", conversationId):
-            report = await service.close(sessionId, owner_of(ctx), conversationId)
+            report = await service.close(sessionId, owner_of(ctx), conversationId, widgetKey)
             if not report.conversation_closed:
                 raise ToolError("The conversation is still open: " + "; ".join(report.problems))
             return CloseResult(
@@ -355,6 +370,7 @@ def register_tools(
         once, when roleInfo.isLiveAgent is true. After that, do not relay messages yourself."""
         async with call("show_salesforce_chat", conversationId):
             result = await service.read(sessionId, owner_of(ctx), conversationId, "0", 0)
+            widget_key = await service.widget_key(sessionId, owner_of(ctx), conversationId)
             info = result.role_info
             status = (
                 "ended" if info.conversationEnded else "live" if info.isLiveAgent else "waiting"
@@ -374,5 +390,10 @@ def register_tools(
                 ],
                 structured_content=shown.model_dump(),
                 # Widget-only: the model never sees _meta.
-                _meta={"sessionId": sessionId, "conversationId": conversationId.lower()},
+                _meta={
+                    "sessionId": sessionId,
+                    "conversationId": conversationId.lower(),
+                    # Lets the widget's calls in when ChatGPT sends them without the user.
+                    "widgetKey": widget_key,
+                },
             )

@@ -58,8 +58,12 @@
     return new Error(text || "tool error");
   }
 
+  // The model's calls name the user, as ChatGPT's do, so the chat is bound to that user; the
+  // widget's calls (forwardToolCall) name nobody: the hardest case, which the widget key covers.
+  const USER = { "openai/subject": "playground-user" };
+
   async function tool(name, args) {
-    const result = await rpc("tools/call", { name, arguments: args });
+    const result = await rpc("tools/call", { name, arguments: args, _meta: USER });
     if (result.isError) throw toolError(result);
     return result;
   }

@@ -13,6 +13,9 @@ class ConversationState(BaseModel):
     routing_attributes: dict[str, str] = Field(default_factory=dict)
     cursor: str = ""
     """Where the model's last read ended (opaque; "" is the start). The widget passes its own."""
+    widget_key: str = ""
+    """The live-chat widget's capability for this conversation (given to the widget only, in
+    show_salesforce_chat's `_meta`): lets its calls in without a ChatGPT subject."""
 
 
 class SessionRecord(BaseModel):

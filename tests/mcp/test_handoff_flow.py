@@ -254,13 +254,6 @@ async def test_creating_a_second_conversation_keeps_the_first_ones_cursor(stack:
         assert again["entries"] == []
 
 
-async def test_a_call_without_a_chatgpt_user_may_use_an_owned_handle(stack: Stack) -> None:
-    async with Client(stack.mcp_url) as client:
-        ids = await start_chat(client, **{"openai/subject": "user-a"})
-        page = await call(client, "list_conversation_entries", {**ids, "waitSeconds": 0})
-        assert "cursor" in page
-
-
 async def test_zero_wait_read_sees_entries_while_the_stream_is_down(stack: Stack) -> None:
     r = await stack.control.post(
         "/control/faults", json={"path": "/eventrouter/v1/sse", "status": 503, "count": 10_000}

@@ -103,3 +103,40 @@ async def test_a_full_server_refuses_new_chats_and_never_ends_a_live_one(
         for ids in (first, second):  # both live chats go on
             page = await call(client, "list_conversation_entries", {**ids, "waitSeconds": 0})
             assert "cursor" in page
+
+
+async def test_a_bound_handle_refuses_calls_naming_nobody_unless_they_carry_the_widget_key(
+    stack: Stack,
+) -> None:
+    async with Client(stack.mcp_url) as client:
+        ids = await start_chat(client, **ALICE)
+        shown = await client.call_tool("show_salesforce_chat", ids, meta=ALICE)  # type: ignore[arg-type]
+        assert not shown.is_error
+        assert shown.meta is not None
+        key = shown.meta["widgetKey"]
+        assert key and key not in str(shown.structured_content)  # the model never sees it
+        widget_calls = [
+            ("list_conversation_entries", {**ids, "waitSeconds": 0}),
+            ("send_message", {**ids, "text": "from the widget"}),
+        ]
+        for tool, args in widget_calls:
+            # No user named, no key (or a wrong one): refused, as for another user.
+            for extra in ({}, {"widgetKey": "x" * len(key)}):
+                with pytest.raises(ToolFailed, match="belongs to another user"):
+                    await call(client, tool, {**args, **extra})
+            # Another user named, even with the key: refused.
+            with pytest.raises(ToolFailed, match="belongs to another user"):
+                await call(client, tool, {**args, "widgetKey": key}, **MALLORY)
+            # No user named, the widget's key: served.
+            await call(client, tool, {**args, "widgetKey": key})
+        # The key of one conversation opens no other.
+        other = await call(client, "create_conversation", {"sessionId": ids["sessionId"]}, **ALICE)
+        with pytest.raises(ToolFailed, match="belongs to another user"):
+            await call(
+                client,
+                "list_conversation_entries",
+                {**ids, "conversationId": other["conversationId"], "widgetKey": key},
+            )
+        closed = await call(client, "close_conversation", {**ids, "widgetKey": key})
+        assert closed["closed"]
+    assert await stack.user_texts(ids["conversationId"]) == ["from the widget"]

@@ -151,7 +151,12 @@ class Playground:
             "jsonrpc": "2.0",
             "id": 1,
             "method": "tools/call",
-            "params": {"name": name, "arguments": {**chat, **args}},
+            # As the playground's model does (widget/playground.js): the chat's user.
+            "params": {
+                "name": name,
+                "arguments": {**chat, **args},
+                "_meta": {"openai/subject": "playground-user"},
+            },
         }
         async with httpx.AsyncClient(timeout=30) as client:
             response = await client.post(

@@ -110,8 +110,7 @@
         try {
           page = structured(
             await run.host.callTool("list_conversation_entries", {
-              sessionId: ids.sessionId,
-              conversationId: ids.conversationId,
+              ...idArgs(ids),
               cursor: state.cursor,
               waitSeconds: CONFIG.waitSeconds,
               includeTyping: true,
@@ -171,8 +170,7 @@
     try {
       const sent = structured(
         await run.host.callTool("send_message", {
-          sessionId: state.ids.sessionId,
-          conversationId: state.ids.conversationId,
+          ...idArgs(state.ids),
           text: item.text,
           clientMessageId: item.clientMessageId,
         }),
@@ -221,8 +219,7 @@
     try {
       structured(
         await run.host.callTool("close_conversation", {
-          sessionId: state.ids.sessionId,
-          conversationId: state.ids.conversationId,
+          ...idArgs(state.ids),
         }),
       );
     } catch (err) {
@@ -251,6 +248,14 @@
     }
   }
 
+  // The ids every call names; the widget key lets the calls in when the host sends them
+  // without the ChatGPT user the chat is bound to.
+  function idArgs(ids) {
+    const args = { sessionId: ids.sessionId, conversationId: ids.conversationId };
+    if (ids.widgetKey) args.widgetKey = ids.widgetKey;
+    return args;
+  }
+
   // ---------------------------------------------------------------------------------------------
   // Wiring
 
@@ -260,9 +265,11 @@
     const output = result.structuredContent || {};
     const sessionId = meta.sessionId;
     const conversationId = meta.conversationId || output.conversationId;
+    const widgetKey = typeof meta.widgetKey === "string" ? meta.widgetKey : undefined;
     if (typeof sessionId !== "string" || typeof conversationId !== "string") return;
     const current = state.ids;
     if (current && current.sessionId === sessionId && current.conversationId === conversationId) {
+      if (widgetKey) current.widgetKey = widgetKey;
       poll();
       return;
     }
@@ -272,7 +279,7 @@
       state = freshState();
       renderAll();
     }
-    state.ids = { sessionId, conversationId };
+    state.ids = { sessionId, conversationId, widgetKey };
     if (output.agentName) state.agentName = String(output.agentName);
     ui.log.setAttribute("aria-busy", "true");
     renderChrome();
