@@ -344,6 +344,11 @@ async def test_a_stream_salesforce_refuses_for_good_is_reported_on_every_server(
                 break
         assert "Salesforce no longer accepts this chat session" in failure
         assert holder.event_streams == 0
+        # Marked for the session's whole remaining life (an hour here), not a minute.
+        owner_keys = [k async for k in shared.redis.scan_iter(match=f"{shared.prefix}own:*")]
+        assert len(owner_keys) == 1
+        assert await shared.redis.get(owner_keys[0]) == b"!broken"
+        assert await shared.redis.pttl(owner_keys[0]) > 30 * 60 * 1000
         with pytest.raises(ToolFailed, match="no longer accepts this chat session"):
             await call(a, "list_conversation_entries", {**ids, "waitSeconds": 0})
     assert await shared.stream_opens() >= 2  # the holder tried to reopen it; nobody else did
