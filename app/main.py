@@ -31,7 +31,8 @@ from app.playground import playground_route
 from app.scrt import RetryPolicy, ScrtClient, ScrtConfig
 from app.state.connection import blocking_client, pooled_client
 from app.state.delivery import SharedDelivery
-from app.state.journal import Dispatcher, Journal
+from app.state.dispatcher import Dispatcher
+from app.state.journal import Journal
 from app.state.ownership import Ownership
 from app.state.sealing import Sealer
 from app.store import MemorySessionStore, SessionStore

@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from app.state.connection import SOCKET_TIMEOUT, blocking_client, pooled_client
-from app.state.journal import Dispatcher
+from app.state.dispatcher import Dispatcher
 from tests.redis_support import REDIS_URL, PrivateRedis, private_redis, redis_prefix
 
 __all__ = ["private_redis", "redis_prefix"]

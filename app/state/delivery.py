@@ -36,7 +36,8 @@ from app.failures import HandoffError
 from app.scrt import ScrtClient
 from app.scrt.models import Entry
 from app.sends import SharedCalls
-from app.state.journal import Dispatcher, Journal, valid_cursor
+from app.state.dispatcher import Dispatcher
+from app.state.journal import Journal, valid_cursor
 from app.state.ownership import Ownership
 from app.store import SessionRecord
 from app.store.redis import handle_key

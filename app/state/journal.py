@@ -7,9 +7,8 @@ skips entries already journaled (by Salesforce entry id), stores the folded conv
 (who is on, whether it ended) and the `Last-Event-Id` checkpoint, and renews the expiry: all keys of
 a conversation expire with its session. Streams are capped (`MAXLEN ~`).
 
-A reader's cursor is the id of the last stream entry it was given. Waiting readers of a process
-share one blocking connection (`Dispatcher`): one `XREAD BLOCK` over every stream they wait on
-plus a per-process wake-up stream that interrupts it when a reader with an earlier position joins.
+A reader's cursor is the id of the last stream entry it was given; waiting readers are woken by
+the process's `app.state.dispatcher`.
 
 Everything stored that a person wrote or that identifies someone is sealed (`sealing`).
 """
@@ -24,7 +23,6 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 from redis.asyncio import Redis
@@ -33,7 +31,6 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.scrt.models import Entry
-from app.state.connection import BLOCKING_READ_SECONDS
 from app.state.ownership import Ownership
 from app.state.sealing import Sealer
 from app.transcript import HIDDEN_TYPES, ConversationView
@@ -41,7 +38,6 @@ from app.transcript import HIDDEN_TYPES, ConversationView
 log = structlog.get_logger(__name__)
 
 READ_PAGE = 500
-WAKE_STREAM_TTL_MS = 3_600_000
 RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
 FLUSH_WAIT = 2.0
 
@@ -80,7 +76,7 @@ def position(stream_id: str) -> tuple[int, int]:
     return (int(ms), int(seq or 0))
 
 
-def _text(value: bytes | str) -> str:
+def text_of(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
@@ -284,11 +280,11 @@ class Journal:
             pipe.hgetall(self._state_key(session, conversation_id))
             ids, state = await pipe.execute()
         view = load_view(self._sealer.open(state[b"v"])) if b"v" in state else ConversationView()
-        return StoredConversation({_text(i) for i in ids}, view, int(state.get(b"t", 0)))
+        return StoredConversation({text_of(i) for i in ids}, view, int(state.get(b"t", 0)))
 
     async def checkpoint(self, session: str) -> str | None:
         value = await self._redis.get(self._checkpoint_key(session))
-        return _text(value) if value else None
+        return text_of(value) if value else None
 
     async def has(self, session: str, conversation_id: str, identifier: str) -> bool:
         return bool(
@@ -307,126 +303,7 @@ class Journal:
             pipe.hget(self._state_key(session, conversation_id), "v")
             items, view = await pipe.execute()
         entries = [
-            (_text(stream_id), Entry.model_validate_json(self._sealer.open(fields[b"e"])))
+            (text_of(stream_id), Entry.model_validate_json(self._sealer.open(fields[b"e"])))
             for stream_id, fields in items
         ]
         return entries, load_view(self._sealer.open(view)) if view else ConversationView()
-
-
-@dataclass
-class _Waiter:
-    after: tuple[int, int]
-    future: asyncio.Future[None]
-
-
-class Dispatcher:
-    """Wakes this process's readers when a stream they wait on grows: one blocking connection
-    for all of them, and no Redis command at all while nobody waits."""
-
-    def __init__(self, blocking: Redis, redis: Redis, wake_key: str) -> None:
-        self._blocking = blocking
-        self._redis = redis
-        self._wake_key = wake_key
-        self._wake_seen = "0-0"
-        self._waiters: dict[str, list[_Waiter]] = {}
-        self._inflight: dict[str, tuple[int, int]] | None = None
-        self._someone_waits = asyncio.Event()
-        self.reading = asyncio.Event()
-        """Set while a blocking read is under way."""
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def waiting(self) -> int:
-        return sum(len(w) for w in self._waiters.values())
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), context=contextvars.Context()
-        )
-
-    async def wait(self, key: str, after: str, seconds: float) -> bool:
-        """Wait until `key` has an entry after `after`, at most `seconds`; True if it has.
-        Raises RedisError when the dispatcher lost Redis meanwhile."""
-        if seconds <= 0:
-            return False
-        waiter = _Waiter(position(after), asyncio.get_running_loop().create_future())
-        self._waiters.setdefault(key, []).append(waiter)
-        self._someone_waits.set()
-        try:
-            inflight = self._inflight
-            if inflight is not None and inflight.get(key, (1 << 64, 0)) > waiter.after:
-                # The blocking read under way does not cover this position: interrupt it.
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    pipe.xadd(self._wake_key, {"w": "1"}, maxlen=8, approximate=False)
-                    pipe.pexpire(self._wake_key, WAKE_STREAM_TTL_MS)
-                    await pipe.execute()
-            try:
-                async with asyncio.timeout(seconds):
-                    await waiter.future
-            except TimeoutError:
-                return False
-            return True
-        finally:
-            waiters = self._waiters.get(key)
-            if waiters is not None and waiter in waiters:
-                waiters.remove(waiter)
-                if not waiters:
-                    del self._waiters[key]
-
-    async def _run(self) -> None:
-        failures = 0
-        while True:
-            if not self._waiters:
-                self._someone_waits.clear()
-                await self._someone_waits.wait()
-                continue
-            positions = {
-                key: min(w.after for w in pending)
-                for key, waiters in self._waiters.items()
-                if (pending := [w for w in waiters if not w.future.done()])
-            }
-            streams: dict[Any, Any] = {self._wake_key: self._wake_seen}
-            streams.update({key: f"{ms}-{seq}" for key, (ms, seq) in positions.items()})
-            self._inflight = positions
-            self.reading.set()
-            try:
-                answer: Any = await self._blocking.xread(
-                    streams, count=1, block=int(BLOCKING_READ_SECONDS * 1000)
-                )
-                failures = 0
-            except Exception as exc:  # Redis away (or anything else): readers are told, and
-                # the dispatcher keeps going
-                self._inflight = None
-                self._fail_all(
-                    exc if isinstance(exc, RedisError) else RedisError(type(exc).__name__)
-                )
-                delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
-                failures += 1
-                log.warning("state.dispatcher_failed", error=type(exc).__name__)
-                await asyncio.sleep(delay)
-                continue
-            finally:
-                self._inflight = None
-                self.reading.clear()
-            for raw_key, items in answer or []:
-                key = _text(raw_key)
-                newest = _text(items[-1][0])
-                if key == self._wake_key:
-                    self._wake_seen = newest
-                    continue
-                reached = position(newest)
-                for waiter in self._waiters.get(key, []):
-                    if waiter.after < reached and not waiter.future.done():
-                        waiter.future.set_result(None)
-
-    def _fail_all(self, exc: Exception) -> None:
-        for waiters in self._waiters.values():
-            for waiter in waiters:
-                if not waiter.future.done():
-                    waiter.future.set_exception(exc)
-
-    async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
