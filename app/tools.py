@@ -122,6 +122,13 @@ STATE_UNAVAILABLE = (
 )
 
 
+MAX_PRECHAT_FIELDS = 50
+PrechatName = Annotated[
+    str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+]
+"""A pre-chat field's API name (`_firstName`, `Order_Number__c`)."""
+PrechatValue = Annotated[str, Field(max_length=1000)]
+
 WidgetKey = Annotated[
     str | None,
     Field(
@@ -229,8 +236,11 @@ def register_tools(
         sessionId: SessionId,
         ctx: Context,
         routingAttributes: Annotated[
-            dict[str, str] | None,
-            Field(description='Pre-chat values by field API name, e.g. {"_firstName": "Ana"}'),
+            dict[PrechatName, PrechatValue] | None,
+            Field(
+                max_length=MAX_PRECHAT_FIELDS,
+                description='Pre-chat values by field API name, e.g. {"_firstName": "Ana"}',
+            ),
         ] = None,
     ) -> ConversationCreated:
         """Open a conversation with the company's support (its bot answers first). Then call

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import pytest
 from mcp.client import Client
 
 from app.simulator import SimulatorOptions
@@ -109,3 +110,26 @@ async def test_a_session_expires_at_its_own_ttl_when_that_comes_first(
     token_exp = await token_expiry(stack, session["sessionId"])
     # 600 s after it started, i.e. about 3,000 s before the token would have expired.
     assert 2900 < token_exp - expiry(session["expiresAt"]) <= 3000
+
+
+@pytest.mark.parametrize(
+    ("attributes", "named"),
+    [
+        ({f"f{n}": "x" for n in range(51)}, "routingAttributes"),
+        ({"_firstName": "x" * 1001}, "routingAttributes._firstName"),
+        ({"bad name!": "x"}, "routingAttributes"),
+    ],
+)
+async def test_oversized_or_malformed_prechat_values_are_refused_naming_the_field(
+    stack: Stack, attributes: dict[str, str], named: str
+) -> None:
+    async with Client(stack.mcp_url) as client:
+        session = await call(client, "generate_guest_access_token", {})
+        result = await client.call_tool(
+            "create_conversation",
+            {"sessionId": session["sessionId"], "routingAttributes": attributes},
+        )
+    assert result.is_error
+    text = result.content[0].text if result.content else ""
+    assert named in text
+    assert (await stack.control.get("/control/conversations")).json()["conversations"] == []
