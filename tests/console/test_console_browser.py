@@ -13,7 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
-from playwright.async_api import expect
+from playwright.async_api import Route, expect
 
 from tests.console.conftest import (
     DEADLINE,
@@ -255,3 +255,32 @@ async def test_console_screenshot_with_two_conversations(
     if os.environ.get("UPDATE_SCREENSHOTS") == "1":
         shutil.copyfile(shot, ROOT / "docs" / "console.png")
     assert console.problems == []
+
+
+async def test_the_next_message_can_be_typed_and_sent_while_one_goes_out(
+    standalone_site: Site, console: Console
+) -> None:
+    site = standalone_site
+    ana = await site.waiting_guest({"_firstName": "Ana"})
+    await console.open(site)
+    await console.item(ana).click()
+    await console.accept.click()
+    # Hold the first message on its way to the control API until the second one is sent.
+    release = asyncio.Event()
+    held: list[str] = []
+
+    async def hold(route: Route) -> None:
+        if not held:
+            held.append(route.request.post_data or "")
+            await release.wait()
+        await route.continue_()
+
+    await console.page.route("**/agent/message", hold)
+    await console.message.fill("first")
+    await console.message.press("Enter")
+    await expect(console.message).to_have_value("")  # the composer is free at once
+    await console.message.fill("second")
+    await console.message.press("Enter")
+    await expect(console.message).to_have_value("")
+    release.set()
+    await expect(console.transcript.locator(".msg.agent .text")).to_have_text(["first", "second"])
