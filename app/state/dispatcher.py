@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.state.connection import BLOCKING_READ_SECONDS
-from app.state.journal import RETRY_DELAYS, position, text_of
+from app.state.journal import REDIS_RETRY, position, text_of
 
 log = structlog.get_logger(__name__)
 
@@ -112,7 +112,7 @@ class Dispatcher:
                 self._fail_all(
                     exc if isinstance(exc, RedisError) else RedisError(type(exc).__name__)
                 )
-                delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
+                delay = REDIS_RETRY.delay(failures)
                 failures += 1
                 log.warning("state.dispatcher_failed", error=type(exc).__name__)
                 await asyncio.sleep(delay)

@@ -30,6 +30,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app.scrt import ReconnectPolicy
 from app.scrt.models import Entry
 from app.state.ownership import Ownership
 from app.state.sealing import Sealer
@@ -38,7 +39,8 @@ from app.transcript import HIDDEN_TYPES, ConversationView
 log = structlog.get_logger(__name__)
 
 READ_PAGE = 500
-RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
+REDIS_RETRY = ReconnectPolicy(base_delay=0.2, max_delay=2.0, multiplier=2.0, max_failures=None)
+"""Back-off while Redis is away (writes here, blocking reads in the dispatcher): at most 2 s."""
 FLUSH_WAIT = 2.0
 
 _STREAM_ID = re.compile(r"(0|[0-9]{1,20}-[0-9]{1,20})")
@@ -256,7 +258,7 @@ class Journal:
                 break
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 # Redis is away: keep the order, retry this batch before any later one.
-                delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
+                delay = REDIS_RETRY.delay(failures)
                 failures += 1
                 log.warning("state.journal_write_failed", error=type(exc).__name__)
                 await asyncio.sleep(delay)
