@@ -94,6 +94,16 @@ async def server_process(env: dict[str, str]) -> AsyncIterator[Process]:
         await process.reader
 
 
+@contextlib.asynccontextmanager
+async def simulator() -> AsyncIterator[tuple[str, httpx.AsyncClient]]:
+    """The simulator on a loopback port, and a client of its control API."""
+    async with (
+        serve(build_simulator(SimulatorOptions(rate_limits=False))) as sim_url,
+        httpx.AsyncClient(base_url=sim_url) as control,
+    ):
+        yield sim_url, control
+
+
 def shared_env(sim_url: str, prefix: str, **extra: str) -> dict[str, str]:
     return {
         "MIAW_SCRT_URL": sim_url,
@@ -113,10 +123,7 @@ async def test_a_whole_handoff_across_two_processes_each_call_on_the_other(
 ) -> None:
     _, prefix = redis_prefix
     async with contextlib.AsyncExitStack() as stack:
-        sim_url = await stack.enter_async_context(
-            serve(build_simulator(SimulatorOptions(rate_limits=False)))
-        )
-        control = await stack.enter_async_context(httpx.AsyncClient(base_url=sim_url))
+        sim_url, control = await stack.enter_async_context(simulator())
         procs = [
             await stack.enter_async_context(server_process(shared_env(sim_url, prefix)))
             for _ in range(2)
@@ -137,10 +144,7 @@ async def test_two_processes_and_the_stream_holder_killed_mid_chat(
 ) -> None:
     redis, prefix = redis_prefix
     async with contextlib.AsyncExitStack() as stack:
-        sim_url = await stack.enter_async_context(
-            serve(build_simulator(SimulatorOptions(rate_limits=False)))
-        )
-        control = await stack.enter_async_context(httpx.AsyncClient(base_url=sim_url))
+        sim_url, control = await stack.enter_async_context(simulator())
         env = shared_env(sim_url, prefix, LOG_LEVEL="DEBUG")
         procs = [await stack.enter_async_context(server_process(env)) for _ in range(2)]
         clients = [await stack.enter_async_context(Client(p.url)) for p in procs]
@@ -218,9 +222,7 @@ async def test_web_concurrency_runs_workers_that_share_the_chat(
 ) -> None:
     _, prefix = redis_prefix
     async with contextlib.AsyncExitStack() as stack:
-        sim_url = await stack.enter_async_context(
-            serve(build_simulator(SimulatorOptions(rate_limits=False)))
-        )
+        sim_url, _ = await stack.enter_async_context(simulator())
         env = shared_env(sim_url, prefix, WEB_CONCURRENCY="2")
         server = await stack.enter_async_context(server_process(env))
         await server.wait_for_output(b'"state.started"', count=2)  # both workers are up
