@@ -296,9 +296,9 @@ def run_serve(args: argparse.Namespace) -> int:
         "log_level": "warning",
         # uvicorn's own records go through our logging set-up (one JSON object per line).
         "log_config": None,
-        "proxy_headers": True,
-        # Heroku's router is not on loopback; trust its X-Forwarded-* headers.
-        "forwarded_allow_ips": "*",
+        # The peer address stays the connection's: X-Forwarded-For is read only as far as
+        # TRUSTED_PROXY_HOPS says (app/limits.py); uvicorn's rewrite would trust the client's say.
+        "proxy_headers": False,
         # Heroku sends SIGKILL 30 s after SIGTERM; every tool call answers within
         # TOOL_DEADLINE_SECONDS (at most 28).
         "timeout_graceful_shutdown": 28,

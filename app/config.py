@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.limits import LimitSettings, Rate
 from app.state.sealing import HOW_TO_MAKE_A_KEY, Sealer
 
 ORG_ID = re.compile(r"^00D[0-9A-Za-z]{12}([0-9A-Za-z]{3})?$")
@@ -78,6 +79,17 @@ class Settings(BaseSettings):
     scrt_retry_total_seconds: float = Field(default=8.0, gt=0, lt=25)
     """Budget of one Salesforce request with its retries; at most TOOL_DEADLINE_SECONDS."""
 
+    # Abuse limits (app/limits.py); each "off" or a rate such as "10/10m"
+    rate_limit_per_user: str = "10/10m"
+    """generate_guest_access_token and create_conversation, each, per ChatGPT user."""
+    rate_limit_per_ip: str = "30/10m"
+    """The same for calls that name no ChatGPT user, per client address."""
+    max_open_conversations_per_user: int = Field(default=3, ge=1, le=1000)
+    """Open conversations per ChatGPT user (per session for calls that name none)."""
+    trusted_proxy_hops: int = Field(default=0, ge=0, le=10)
+    """Proxies in front that append the client's address to X-Forwarded-For (Heroku: 1); 0 uses
+    the connection's peer address."""
+
     # Shared state (Redis)
     redis_url: str | None = None
     """redis:// or rediss:// (Heroku Key-Value Store sets it): sessions, conversation logs and
@@ -113,6 +125,12 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         # An empty config var (a Heroku form left blank) means "not set", not "malformed".
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("rate_limit_per_user", "rate_limit_per_ip")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        Rate.parse(value)  # a malformed rate fails at start, naming the variable
+        return value
 
     @field_validator("mcp_allowed_hosts", "mcp_allowed_origins", mode="before")
     @classmethod
@@ -229,6 +247,15 @@ class Settings(BaseSettings):
                 + ", ".join(missing)
                 + ". Set them in the environment (Heroku: config vars) or in .env."
             )
+
+    def limit_settings(self) -> LimitSettings:
+        return LimitSettings(
+            per_user=Rate.parse(self.rate_limit_per_user),
+            per_ip=Rate.parse(self.rate_limit_per_ip),
+            open_per_user=self.max_open_conversations_per_user,
+            max_sessions=self.max_sessions,
+            proxy_hops=self.trusted_proxy_hops,
+        )
 
     @property
     def wait_cap(self) -> float:

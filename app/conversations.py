@@ -7,7 +7,6 @@ name what went wrong and what to do, never a token, a handle or what anyone wrot
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import math
 import secrets
@@ -20,6 +19,7 @@ from pydantic import SecretStr
 from app.delivery import BadCursor, Delivery, FeedBroken, ReadResult
 from app.failures import HandoffError, SendUnconfirmed, UnknownSession, describe
 from app.handles import HandleMaker
+from app.limits import Limits
 from app.scrt import (
     RoutingStatus,
     ScrtClient,
@@ -31,7 +31,7 @@ from app.scrt import (
 from app.scrt.deadline import call_deadline, remaining
 from app.scrt.errors import outcome_unknown
 from app.sends import SharedCalls, message_id_for, unconfirmed_message
-from app.store import ConversationState, SessionRecord, SessionStore, StoreFull
+from app.store import ConversationState, SessionRecord, SessionStore
 
 __all__ = ["CloseReport", "HandoffError", "HandoffService", "UnknownSession"]
 
@@ -66,11 +66,13 @@ class HandoffService:
         client: ScrtClient,
         store: SessionStore,
         delivery: Delivery,
+        limits: Limits,
         *,
         session_ttl: float,
         shared_state: bool = False,
     ) -> None:
         self._handles = HandleMaker()
+        self._limits = limits
         self._shared_state = shared_state
         self._client = client
         self._store = store
@@ -81,17 +83,27 @@ class HandoffService:
     # -- sessions -----------------------------------------------------------------------------
 
     async def start_session(self, owner: str | None) -> SessionRecord:
+        handle = self._handles.new()
+        now = time.time()
+        # A place among the concurrent sessions first: a refused call mints no token.
+        await self._limits.open_session(handle, now + self._ttl)
+        try:
+            return await self._mint(handle, owner, now)
+        except BaseException:
+            await self._limits.session_over(handle)
+            raise
+
+    async def _mint(self, handle: str, owner: str | None, now: float) -> SessionRecord:
         try:
             token = await self._client.guest_token()
         except ScrtError as exc:
             raise HandoffError(describe(exc)) from exc
-        now = time.time()
         expires = now + self._ttl
         token_exp = token.expires_at.timestamp() if token.expires_at else None
         if token_exp is not None:
             expires = min(expires, token_exp)
         record = SessionRecord(
-            handle=self._handles.new(),
+            handle=handle,
             owner=owner,
             access_token=SecretStr(token.bearer),
             token_expires_at=token_exp,
@@ -100,16 +112,8 @@ class HandoffService:
             created_at=now,
             expires_at=expires,
         )
-        try:
-            await self._store.put(record)
-        except StoreFull as exc:
-            log.warning("session.refused", limit="MAX_SESSIONS")
-            with contextlib.suppress(ScrtError):
-                await self._client.revoke_token(token.bearer)
-            raise HandoffError(
-                f"The server is at its limit of {exc.limit} concurrent chats (MAX_SESSIONS); "
-                "try again in a few minutes, when other chats have ended."
-            ) from exc
+        await self._store.put(record)
+        await self._limits.open_session(handle, expires)  # its place lasts as long as it does
         log.info("session.started", expires_in=round(expires - now))
         return record
 
@@ -179,14 +183,23 @@ class HandoffService:
         self, handle: str, owner: str | None, routing_attributes: dict[str, str]
     ) -> str:
         record = await self._session(handle, owner)
-        # Subscribe before creating, so the routing events are seen as they happen.
-        await self._delivery.attach(record)
+        conversation_id = new_id()
+        await self._limits.open_conversation(
+            record.owner, handle, conversation_id, record.expires_at
+        )
         try:
+            # Subscribe before creating, so the routing events are seen as they happen.
+            await self._delivery.attach(record)
             conversation_id = await self._client.create_conversation(
-                record.access_token.get_secret_value(), routing_attributes=routing_attributes
+                record.access_token.get_secret_value(),
+                conversation_id=conversation_id,
+                routing_attributes=routing_attributes,
             )
-        except ScrtError as exc:
-            raise HandoffError(describe(exc)) from exc
+        except BaseException as exc:
+            await self._limits.conversations_over(record.owner, handle, [conversation_id])
+            if isinstance(exc, ScrtError):
+                raise HandoffError(describe(exc)) from exc
+            raise
         state = ConversationState(
             conversation_id=conversation_id,
             routing_attributes=routing_attributes,
@@ -292,6 +305,9 @@ class HandoffService:
             raise HandoffError(
                 describe(cause) if isinstance(cause, ScrtError) else str(exc)
             ) from exc
+        if result.role_info.conversationEnded:
+            # Over (the agent, the bot or the user ended it): no longer counts as open.
+            await self._limits.conversations_over(record.owner, handle, [conversation_id])
         if cursor is None and result.cursor != state.cursor:
 
             def advance(fresh: SessionRecord) -> bool:
@@ -355,6 +371,8 @@ class HandoffService:
             # Tombstone first, so a read racing with the close cannot reopen a stream.
             await self._store.update(handle, tombstone)
             await self._delivery.drop(handle, record.expires_at)
+            await self._limits.conversations_over(record.owner, handle, list(record.conversations))
+            await self._limits.session_over(handle)
         log.info(
             "conversation.close",
             session_ended=session_ended,

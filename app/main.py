@@ -26,10 +26,12 @@ from app import __version__
 from app.config import Settings, load_settings
 from app.conversations import HandoffService
 from app.delivery import Delivery, DeliveryEngine, DeliveryOptions
+from app.limits import Counters, Limits, MemoryCounters
 from app.logs import configure_logging
 from app.playground import playground_route
 from app.scrt import RetryPolicy, ScrtClient, ScrtConfig
 from app.state.connection import blocking_client, pooled_client
+from app.state.counters import RedisCounters
 from app.state.delivery import SharedDelivery
 from app.state.dispatcher import Dispatcher
 from app.state.journal import Journal
@@ -187,17 +189,22 @@ def build_runtime(
     )
     redis: SharedRedis | None = None
     delivery: Delivery
+    counters: Counters
     if settings.redis_url:
         redis, session_store, delivery = shared_state(settings, client, options)
+        counters = RedisCounters(redis.pooled, settings.redis_key_prefix)
     else:
-        session_store = MemorySessionStore(settings.max_sessions)
+        session_store = MemorySessionStore()
         delivery = DeliveryEngine(client, options)
+        counters = MemoryCounters()
     if store is not None:
         session_store = store
+    abuse_limits = Limits(counters, settings.limit_settings())
     service = HandoffService(
         client,
         session_store,
         delivery,
+        abuse_limits,
         session_ttl=settings.session_ttl_seconds,
         shared_state=redis is not None,
     )
@@ -215,7 +222,7 @@ def build_runtime(
         wait_cap=settings.wait_cap,
         deadline=settings.tool_deadline_seconds,
     )
-    register_tools(mcp, service, widget, limits)
+    register_tools(mcp, service, widget, limits, abuse_limits)
     return Runtime(
         mcp, service, delivery, session_store, http_client, owns_http=http is None, redis=redis
     )

@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from app.conversations import BAD_CURSOR, HandoffService
 from app.failures import HandoffError
+from app.limits import Limits
 from app.scrt.deadline import call_deadline
 from app.sends import CLIENT_MESSAGE_ID_PATTERN
 from app.state.sealing import SealingError
@@ -208,6 +209,7 @@ def register_tools(
     service: HandoffService,
     widget: WidgetResource,
     limits: ToolLimits,
+    abuse: Limits,
 ) -> None:
     wait_default, wait_cap = limits.wait_default, limits.wait_cap
 
@@ -225,7 +227,9 @@ def register_tools(
         """Start a Salesforce chat session for the user (a guest). Call this first, once per chat.
         Returns a sessionId to pass to every other tool; it expires at expiresAt."""
         async with call("generate_guest_access_token"):
-            record = await service.start_session(owner_of(ctx))
+            owner = owner_of(ctx)
+            await abuse.admit("generate_guest_access_token", owner, ctx.request_context.request)
+            record = await service.start_session(owner)
             expires = datetime.fromtimestamp(record.expires_at, UTC)
             return GuestSession(
                 sessionId=record.handle, expiresAt=expires.isoformat().replace("+00:00", "Z")
@@ -246,8 +250,10 @@ def register_tools(
         """Open a conversation with the company's support (its bot answers first). Then call
         list_conversation_entries to get the bot's greeting."""
         async with call("create_conversation"):
+            owner = owner_of(ctx)
+            await abuse.admit("create_conversation", owner, ctx.request_context.request)
             conversation_id = await service.create_conversation(
-                sessionId, owner_of(ctx), dict(routingAttributes or {})
+                sessionId, owner, dict(routingAttributes or {})
             )
             return ConversationCreated(conversationId=conversation_id, status="created")
 

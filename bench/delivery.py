@@ -966,6 +966,9 @@ def server_env(
         REDIS_URL=redis_url,
         STATE_ENCRYPTION_KEY=key,
         WEB_CONCURRENCY="1",
+        # One load generator on one address stands for thousands of users: no abuse limits.
+        RATE_LIMIT_PER_IP="off",
+        RATE_LIMIT_PER_USER="off",
     )
     if prefix:
         env["REDIS_KEY_PREFIX"] = prefix

@@ -17,7 +17,6 @@ from app.store import (
     MemorySessionStore,
     SessionRecord,
     SessionStore,
-    StoreFull,
 )
 from app.store.redis import RedisSessionStore
 from tests.redis_support import TEST_KEY, dump, redis_prefix
@@ -52,7 +51,7 @@ async def factory(
 ) -> AsyncIterator[StoreFactory]:
     redis, prefix = redis_prefix
     if request.param == "memory":
-        yield lambda clock: MemorySessionStore(10, clock=clock)
+        yield lambda clock: MemorySessionStore(clock=clock)
     else:
         yield lambda clock: RedisSessionStore(redis, Sealer(TEST_KEY), prefix, clock=clock)
 
@@ -98,20 +97,6 @@ async def test_unknown_handles_are_none(factory: StoreFactory) -> None:
     await store.put(record("h1", clock))
     assert await store.get("h2") is None
     assert await store.get("") is None
-
-
-async def test_a_full_memory_store_refuses_new_sessions_and_keeps_the_live_ones() -> None:
-    clock = Clock()
-    store = MemorySessionStore(2, clock=clock)
-    await store.put(record("a", clock, lifetime=100))
-    await store.put(record("b", clock, lifetime=1000))
-    with pytest.raises(StoreFull):
-        await store.put(record("c", clock))
-    assert await store.get("a") is not None and await store.get("b") is not None
-    await store.put(record("b", clock))  # a live one may still change
-    clock.now += 100  # "a" expires: its place is free at once
-    await store.put(record("c", clock))
-    assert await store.get("c") is not None and await store.get("b") is not None
 
 
 def test_token_is_not_in_the_records_repr_nor_its_plain_json() -> None:

@@ -4,7 +4,7 @@
 test suite runs against every implementation.
 """
 
-from app.store.base import ConversationState, SessionRecord, SessionStore, StoreFull
+from app.store.base import ConversationState, SessionRecord, SessionStore
 from app.store.memory import MemorySessionStore
 
 __all__ = [
@@ -12,5 +12,4 @@ __all__ = [
     "MemorySessionStore",
     "SessionRecord",
     "SessionStore",
-    "StoreFull",
 ]

@@ -44,18 +44,9 @@ class SessionRecord(BaseModel):
         return value.get_secret_value() if reveal else str(value)
 
 
-class StoreFull(Exception):
-    """The store holds as many live sessions as it may (`MAX_SESSIONS`)."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"{limit} sessions")
-        self.limit = limit
-
-
 class SessionStore(Protocol):
     async def put(self, record: SessionRecord) -> None:
-        """Insert or replace the record (its `expires_at` decides when it is forgotten). A store
-        with a size limit raises StoreFull for a new record rather than evict a live one."""
+        """Insert or replace the record (its `expires_at` decides when it is forgotten)."""
         ...
 
     async def get(self, handle: str) -> SessionRecord | None:

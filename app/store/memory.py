@@ -1,4 +1,5 @@
-"""In-process session store with expiry and a size cap (a full store refuses new sessions)."""
+"""In-process session store with expiry. How many sessions may be open is the abuse limits' concern
+(`MAX_SESSIONS`, app/limits.py): the store never evicts a record to make room."""
 
 from __future__ import annotations
 
@@ -6,24 +7,18 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from app.store.base import SessionRecord, StoreFull
+from app.store.base import SessionRecord
 
 SWEEP_INTERVAL = 60.0
 
 
 class MemorySessionStore:
-    def __init__(self, max_sessions: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._records: OrderedDict[str, SessionRecord] = OrderedDict()
-        self._max = max_sessions
         self._clock = clock
         self._next_sweep = 0.0
 
     async def put(self, record: SessionRecord) -> None:
-        if record.handle not in self._records and len(self._records) >= self._max:
-            self._sweep(self._clock())
-            if len(self._records) >= self._max:
-                # Never evict a live chat to make room: the new one is refused instead.
-                raise StoreFull(self._max)
         self._records[record.handle] = record.model_copy(deep=True)
         self._records.move_to_end(record.handle)
         self._evict()

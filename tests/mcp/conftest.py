@@ -119,13 +119,15 @@ async def read_until(
     seen: list[dict[str, Any]] | None = None,
     deadline: float = 60.0,  # a safety deadline: it only bounds a failing wait
     wait: float = 5.0,
+    meta: dict[str, str] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Call list_conversation_entries (no cursor: the session's own) until `done` holds."""
     entries = seen if seen is not None else []
     role_info: dict[str, Any] = {}
     async with asyncio.timeout(deadline):
         while True:
-            page = await call(client, "list_conversation_entries", {**ids, "waitSeconds": wait})
+            args = {**ids, "waitSeconds": wait}
+            page = await call(client, "list_conversation_entries", args, **(meta or {}))
             entries.extend(page["entries"])
             role_info = page["roleInfo"]
             if done(entries, role_info):

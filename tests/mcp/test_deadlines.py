@@ -129,7 +129,7 @@ class HangingStore(MemorySessionStore):
     """A state store that stops answering (a Redis that hangs) when told to."""
 
     def __init__(self) -> None:
-        super().__init__(100)
+        super().__init__()
         self.hanging = False
 
     async def get(self, handle: str) -> SessionRecord | None:
