@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.limits import LimitSettings, Rate
+from app.signin import AuthMode, SignInSettings
 from app.state.sealing import HOW_TO_MAKE_A_KEY, Sealer
 
 ORG_ID = re.compile(r"^00D[0-9A-Za-z]{12}([0-9A-Za-z]{3})?$")
@@ -90,6 +91,16 @@ class Settings(BaseSettings):
     """Proxies in front that append the client's address to X-Forwarded-For (Heroku: 1); 0 uses
     the connection's peer address."""
 
+    # Sign-in (app/signin.py)
+    auth_mode: AuthMode = "none"
+    """none: no sign-in; optional: anonymous users chat as guests, tokens are checked when sent;
+    required: every /mcp call needs a valid access token."""
+    auth_issuer: str | None = None
+    """The identity provider's issuer URL (its OpenID or OAuth metadata names the keys)."""
+    auth_audience: str | None = None
+    """The audience tokens must carry: this server's resource URL (default PUBLIC_URL + /mcp)."""
+    auth_required_scopes: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     # Shared state (Redis)
     redis_url: str | None = None
     """redis:// or rediss:// (Heroku Key-Value Store sets it): sessions, conversation logs and
@@ -119,6 +130,8 @@ class Settings(BaseSettings):
         "widget_domain",
         "redis_url",
         "state_encryption_key",
+        "auth_issuer",
+        "auth_audience",
         mode="before",
     )
     @classmethod
@@ -132,7 +145,24 @@ class Settings(BaseSettings):
         Rate.parse(value)  # a malformed rate fails at start, naming the variable
         return value
 
-    @field_validator("mcp_allowed_hosts", "mcp_allowed_origins", mode="before")
+    @field_validator("auth_issuer", "auth_audience")
+    @classmethod
+    def _absolute_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute URL such as https://login.example.com/")
+        return value.strip()
+
+    @field_validator("auth_mode", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator(
+        "mcp_allowed_hosts", "mcp_allowed_origins", "auth_required_scopes", mode="before"
+    )
     @classmethod
     def _lists(cls, value: object) -> object:
         return _split_list(value)
@@ -222,6 +252,15 @@ class Settings(BaseSettings):
                 f"WEB_CONCURRENCY={self.web_concurrency} needs REDIS_URL: without shared state "
                 "each worker would know only its own chats. Set REDIS_URL or WEB_CONCURRENCY=1."
             )
+        if self.auth_mode != "none" and not self.auth_issuer:
+            raise ValueError(
+                f"AUTH_MODE={self.auth_mode} needs AUTH_ISSUER, your identity provider's issuer URL"
+            )
+        if self.auth_mode != "none" and not (self.auth_audience or self.public_url):
+            raise ValueError(
+                f"AUTH_MODE={self.auth_mode} needs PUBLIC_URL (or AUTH_AUDIENCE): tokens are "
+                "checked for this server's own resource URL"
+            )
         if self.scrt_retry_total_seconds > self.tool_deadline_seconds:
             raise ValueError(
                 "SCRT_RETRY_TOTAL_SECONDS must not exceed TOOL_DEADLINE_SECONDS "
@@ -247,6 +286,17 @@ class Settings(BaseSettings):
                 + ", ".join(missing)
                 + ". Set them in the environment (Heroku: config vars) or in .env."
             )
+
+    def signin_settings(self) -> SignInSettings | None:
+        if self.auth_mode == "none":
+            return None
+        assert self.auth_issuer
+        return SignInSettings(
+            mode=self.auth_mode,
+            issuer=self.auth_issuer,
+            audience=self.auth_audience or f"{self.public_url}/mcp",
+            required_scopes=tuple(self.auth_required_scopes),
+        )
 
     def limit_settings(self) -> LimitSettings:
         return LimitSettings(

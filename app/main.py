@@ -21,6 +21,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp
 
 from app import __version__
 from app.config import Settings, load_settings
@@ -30,6 +31,13 @@ from app.limits import Counters, Limits, MemoryCounters
 from app.logs import configure_logging
 from app.playground import playground_route
 from app.scrt import RetryPolicy, ScrtClient, ScrtConfig
+from app.signin import (
+    IssuerKeys,
+    SignInGate,
+    TokenChecker,
+    metadata_routes,
+    security_schemes,
+)
 from app.state.connection import blocking_client, pooled_client
 from app.state.counters import RedisCounters
 from app.state.delivery import SharedDelivery
@@ -45,6 +53,10 @@ from app.widget import WidgetResource
 HEALTH_PING_SECONDS = 2.0
 SHUTDOWN_END_SESSIONS_SECONDS = 10.0
 """Heroku kills a process 30 s after SIGTERM."""
+
+
+SIGNIN_FETCH_SECONDS = 5.0
+"""Fetching the identity provider's metadata or keys gives up after this long."""
 
 
 def scrt_config(settings: Settings) -> ScrtConfig:
@@ -222,7 +234,9 @@ def build_runtime(
         wait_cap=settings.wait_cap,
         deadline=settings.tool_deadline_seconds,
     )
-    register_tools(mcp, service, widget, limits, abuse_limits)
+    register_tools(
+        mcp, service, widget, limits, abuse_limits, security_schemes(settings.signin_settings())
+    )
     return Runtime(
         mcp, service, delivery, session_store, http_client, owns_http=http is None, redis=redis
     )
@@ -249,6 +263,13 @@ def build_app(
         ),
     )
 
+    signin = settings.signin_settings()
+    signin_http = httpx.AsyncClient(timeout=SIGNIN_FETCH_SECONDS) if signin else None
+    mcp_endpoint: ASGIApp = mcp_app
+    if signin is not None and signin_http is not None:
+        checker = TokenChecker(signin, IssuerKeys(signin.issuer, signin_http))
+        mcp_endpoint = SignInGate(mcp_app, signin, checker)
+
     async def health(_: Request) -> JSONResponse:
         status, body = await runtime.health()
         return JSONResponse(body, status_code=status)
@@ -261,6 +282,8 @@ def build_app(
                 yield
             finally:
                 await runtime.aclose()
+                if signin_http is not None:
+                    await signin_http.aclose()
 
     async def no_stream(_: Request) -> JSONResponse:
         # The SDK would open an endless event stream here (pings every 15 s); nothing in this
@@ -275,10 +298,12 @@ def build_app(
         Route("/health", health, methods=["GET"]),
         Route("/mcp", no_stream, methods=["GET"]),
     ]
+    if signin is not None:
+        routes += metadata_routes(signin)
     routes += extra_routes or []
     if settings.playground_enabled:
         routes.append(playground_route())
-    routes.append(Mount("/", app=mcp_app))
+    routes.append(Mount("/", app=mcp_endpoint))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.runtime = runtime
     return app

@@ -25,6 +25,7 @@ from app.failures import HandoffError
 from app.limits import Limits
 from app.scrt.deadline import call_deadline
 from app.sends import CLIENT_MESSAGE_ID_PATTERN
+from app.signin import signed_in_user
 from app.state.sealing import SealingError
 from app.transcript import RoleInfo, TranscriptEntry
 from app.widget import WidgetResource
@@ -140,10 +141,14 @@ WidgetKey = Annotated[
 
 
 def owner_of(ctx: Context) -> str | None:
-    """The ChatGPT user, when the request says (`openai/subject` in `_meta`)."""
+    """The user a chat is bound to: the ChatGPT user when the request says (`openai/subject` in
+    `_meta`), else the signed-in user (another MCP client with a sign-in token), else none."""
     meta: Any = ctx.request_context.meta or {}
     subject = meta.get("openai/subject") if isinstance(meta, dict) else None
-    return subject if isinstance(subject, str) and subject else None
+    if isinstance(subject, str) and subject:
+        return subject
+    user = signed_in_user(ctx.request_context.request)
+    return user.principal if user is not None else None
 
 
 def parse_cursor(cursor: str | None) -> str | None:
@@ -210,6 +215,7 @@ def register_tools(
     widget: WidgetResource,
     limits: ToolLimits,
     abuse: Limits,
+    security: list[dict[str, Any]],
 ) -> None:
     wait_default, wait_cap = limits.wait_default, limits.wait_cap
 
@@ -220,9 +226,12 @@ def register_tools(
 
     open_world = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True)
     read_only = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=True)
-    widget_callable = widget.tool_meta(app_callable=True)
+    # Which sign-in each tool accepts (ChatGPT reads `securitySchemes`; the SDK's tool model has
+    # no field for it, so it goes in `_meta`, where ChatGPT also looks).
+    secured = {"securitySchemes": security}
+    widget_callable = {**widget.tool_meta(app_callable=True), **secured}
 
-    @mcp.tool(annotations=open_world, meta={"openai/widgetAccessible": False})
+    @mcp.tool(annotations=open_world, meta={"openai/widgetAccessible": False, **secured})
     async def generate_guest_access_token(ctx: Context) -> GuestSession:
         """Start a Salesforce chat session for the user (a guest). Call this first, once per chat.
         Returns a sessionId to pass to every other tool; it expires at expiresAt."""
@@ -235,7 +244,7 @@ def register_tools(
                 sessionId=record.handle, expiresAt=expires.isoformat().replace("+00:00", "Z")
             )
 
-    @mcp.tool(annotations=open_world)
+    @mcp.tool(annotations=open_world, meta=secured)
     async def create_conversation(
         sessionId: SessionId,
         ctx: Context,
@@ -332,7 +341,7 @@ def register_tools(
                 entries=result.entries, cursor=result.cursor, roleInfo=result.role_info
             )
 
-    @mcp.tool(annotations=read_only)
+    @mcp.tool(annotations=read_only, meta=secured)
     async def get_conversation_routing_status(
         sessionId: SessionId, conversationId: ConversationId, ctx: Context
     ) -> RoutingStatusResult:
@@ -374,7 +383,7 @@ def register_tools(
         annotations=ToolAnnotations(
             read_only_hint=True, destructive_hint=False, open_world_hint=False
         ),
-        meta=widget.tool_meta(app_callable=False, output_template=True),
+        meta={**widget.tool_meta(app_callable=False, output_template=True), **secured},
     )
     async def show_salesforce_chat(
         sessionId: SessionId,

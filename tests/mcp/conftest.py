@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -103,12 +105,40 @@ class ToolFailed(AssertionError):
     pass
 
 
+_rpc_ids = itertools.count(1)
+
+
 async def call(client: Client, name: str, args: dict[str, Any], **meta: str) -> dict[str, Any]:
     result = await client.call_tool(name, args, meta=meta or None)  # type: ignore[arg-type]
     if result.is_error:
         raise ToolFailed(result.content[0].text if result.content else "tool error")
     assert result.structured_content is not None
     return dict(result.structured_content)
+
+
+async def raw_call(
+    url: str,
+    name: str,
+    args: dict[str, Any] | None = None,
+    *,
+    user: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """tools/call as plain JSON-RPC, so the test chooses the headers: the structured result, or
+    ToolFailed with the error's text."""
+    params: dict[str, Any] = {"name": name, "arguments": args or {}}
+    if user is not None:
+        params["_meta"] = {"openai/subject": user}
+    sent = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    sent.update(headers or {})
+    body = {"jsonrpc": "2.0", "id": next(_rpc_ids), "method": "tools/call", "params": params}
+    async with httpx.AsyncClient(timeout=60) as http:
+        response = await http.post(url, content=json.dumps(body), headers=sent)
+    assert response.status_code == 200, response.text
+    result = response.json()["result"]
+    if result.get("isError"):
+        raise ToolFailed(result["content"][0]["text"])
+    return dict(result["structuredContent"])
 
 
 async def read_until(

@@ -5,17 +5,15 @@ test runs two server processes sharing Redis."""
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import re
-from typing import Any
 
 import httpx
 import pytest
 from mcp.client import Client
 from redis.asyncio import Redis
 
-from tests.mcp.conftest import Stack, StackFactory, ToolFailed, call, read_until
+from tests.mcp.conftest import Stack, StackFactory, ToolFailed, call, raw_call, read_until
 from tests.mcp.test_shared_processes import server_process, shared_env, simulator
 from tests.redis_support import redis_prefix
 
@@ -24,33 +22,10 @@ __all__ = ["redis_prefix"]
 SUBJECT = "openai/subject"
 MINT = "POST /iamessage/api/v2/authorization/unauthenticated/access-token"
 CREATE = "POST /iamessage/api/v2/conversation"
-_ids = itertools.count(1)
 
 
-async def raw_call(
-    url: str,
-    name: str,
-    args: dict[str, Any] | None = None,
-    *,
-    user: str | None = None,
-    forwarded: str | None = None,
-) -> dict[str, Any]:
-    """tools/call as plain JSON-RPC, so the test chooses the headers: the structured result, or
-    ToolFailed with the error's text."""
-    params: dict[str, Any] = {"name": name, "arguments": args or {}}
-    if user is not None:
-        params["_meta"] = {SUBJECT: user}
-    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-    if forwarded is not None:
-        headers["X-Forwarded-For"] = forwarded
-    body = {"jsonrpc": "2.0", "id": next(_ids), "method": "tools/call", "params": params}
-    async with httpx.AsyncClient(timeout=60) as http:
-        response = await http.post(url, content=json.dumps(body), headers=headers)
-    assert response.status_code == 200, response.text
-    result = response.json()["result"]
-    if result.get("isError"):
-        raise ToolFailed(result["content"][0]["text"])
-    return dict(result["structuredContent"])
+def xff(value: str) -> dict[str, str]:
+    return {"X-Forwarded-For": value}
 
 
 async def requests_made(control: httpx.AsyncClient, route: str) -> int:
@@ -94,10 +69,10 @@ async def test_rates_per_user_and_per_address_say_which_limit_and_mint_nothing_w
     )
     mint = "generate_guest_access_token"
     for _ in range(2):
-        await raw_call(stack.mcp_url, mint, user="user-1", forwarded="1.1.1.1")
+        await raw_call(stack.mcp_url, mint, user="user-1", headers=xff("1.1.1.1"))
     before = await requests_made(stack.control, MINT)
     with pytest.raises(ToolFailed) as refused:
-        await raw_call(stack.mcp_url, mint, user="user-1", forwarded="2.2.2.2")
+        await raw_call(stack.mcp_url, mint, user="user-1", headers=xff("2.2.2.2"))
     assert re.fullmatch(
         r"Error executing tool generate_guest_access_token: generate_guest_access_token is "
         r"limited to 2 per hour for each user \(RATE_LIMIT_PER_USER\); try again in "
@@ -105,20 +80,20 @@ async def test_rates_per_user_and_per_address_say_which_limit_and_mint_nothing_w
         str(refused.value),
     ), refused.value
     assert await requests_made(stack.control, MINT) == before  # no token minted for it
-    await raw_call(stack.mcp_url, mint, user="user-2", forwarded="1.1.1.1")
+    await raw_call(stack.mcp_url, mint, user="user-2", headers=xff("1.1.1.1"))
 
     # No user: per address, the one Heroku's router appended (the client's own entries ignored).
-    session = await raw_call(stack.mcp_url, mint, forwarded="3.3.3.3")
+    session = await raw_call(stack.mcp_url, mint, headers=xff("3.3.3.3"))
     with pytest.raises(ToolFailed, match=r"1 per hour for each address \(RATE_LIMIT_PER_IP\)"):
-        await raw_call(stack.mcp_url, mint, forwarded="9.9.9.9, 3.3.3.3")
-    await raw_call(stack.mcp_url, mint, forwarded="3.3.3.3, 4.4.4.4")
+        await raw_call(stack.mcp_url, mint, headers=xff("9.9.9.9, 3.3.3.3"))
+    await raw_call(stack.mcp_url, mint, headers=xff("3.3.3.3, 4.4.4.4"))
 
     # create_conversation has budgets of its own.
     handle = {"sessionId": session["sessionId"]}
-    await raw_call(stack.mcp_url, "create_conversation", handle, forwarded="3.3.3.3")
+    await raw_call(stack.mcp_url, "create_conversation", handle, headers=xff("3.3.3.3"))
     creates = await requests_made(stack.control, CREATE)
     with pytest.raises(ToolFailed, match=r"create_conversation is limited to 1 per hour"):
-        await raw_call(stack.mcp_url, "create_conversation", handle, forwarded="3.3.3.3")
+        await raw_call(stack.mcp_url, "create_conversation", handle, headers=xff("3.3.3.3"))
     assert await requests_made(stack.control, CREATE) == creates
 
 
