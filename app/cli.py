@@ -182,6 +182,8 @@ def simulator_options(args: argparse.Namespace) -> SimulatorOptions:
         faults=startup_faults(args),
         fault_seed=args.seed,
         cut_streams_every=args.cut_streams_every,
+        identity_jwks_url=args.identity_jwks_url,
+        identity_fallback_to_guest=args.identity_fallback_to_guest,
     )
 
 
@@ -214,6 +216,18 @@ def add_simulator_parser(subparsers: argparse._SubParsersAction[argparse.Argumen
         action="append",
         metavar="ORIGIN",
         help="allowed browser origin (repeat; default: any)",
+    )
+    sim.add_argument(
+        "--identity-jwks-url",
+        metavar="URL",
+        help="User Verification: the key set customer identity tokens must be signed with "
+        "(e.g. the MCP server's /.well-known/jwks.json; default: any well-formed token)",
+    )
+    sim.add_argument(
+        "--identity-fallback-to-guest",
+        action="store_true",
+        help="answer a bad identity token with an anonymous token (200), as real orgs are "
+        "reported to, instead of 401",
     )
     sim.add_argument("--ssl-certfile", help="serve HTTPS with this certificate (PEM)")
     sim.add_argument("--ssl-keyfile", help="private key for --ssl-certfile (PEM)")

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.identity import CustomerIdentity, load_signing_key
 from app.limits import LimitSettings, Rate
 from app.signin import AuthMode, SignInSettings
 from app.state.sealing import HOW_TO_MAKE_A_KEY, Sealer
@@ -101,6 +102,14 @@ class Settings(BaseSettings):
     """The audience tokens must carry: this server's resource URL (default PUBLIC_URL + /mcp)."""
     auth_required_scopes: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    identity_signing_key: SecretStr | None = None
+    """Verified customers: the RSA private key (PEM) that signs customer identity tokens for
+    signed-in users; its public key is at /.well-known/jwks.json for the org's key set."""
+    identity_claims: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["email", "name"]
+    )
+    """Claims copied from the user's access token into the identity token (besides `sub`)."""
+
     # Shared state (Redis)
     redis_url: str | None = None
     """redis:// or rediss:// (Heroku Key-Value Store sets it): sessions, conversation logs and
@@ -132,6 +141,7 @@ class Settings(BaseSettings):
         "state_encryption_key",
         "auth_issuer",
         "auth_audience",
+        "identity_signing_key",
         mode="before",
     )
     @classmethod
@@ -160,8 +170,19 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
+    @field_validator("identity_signing_key")
+    @classmethod
+    def _signing_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            load_signing_key(value.get_secret_value())  # a bad key fails at start, named
+        return value
+
     @field_validator(
-        "mcp_allowed_hosts", "mcp_allowed_origins", "auth_required_scopes", mode="before"
+        "mcp_allowed_hosts",
+        "mcp_allowed_origins",
+        "auth_required_scopes",
+        "identity_claims",
+        mode="before",
     )
     @classmethod
     def _lists(cls, value: object) -> object:
@@ -261,6 +282,11 @@ class Settings(BaseSettings):
                 f"AUTH_MODE={self.auth_mode} needs PUBLIC_URL (or AUTH_AUDIENCE): tokens are "
                 "checked for this server's own resource URL"
             )
+        if self.identity_signing_key is not None and self.auth_mode == "none":
+            raise ValueError(
+                "IDENTITY_SIGNING_KEY is set but AUTH_MODE is none: customers are verified only "
+                "when they sign in; set AUTH_MODE=optional or required"
+            )
         if self.scrt_retry_total_seconds > self.tool_deadline_seconds:
             raise ValueError(
                 "SCRT_RETRY_TOTAL_SECONDS must not exceed TOOL_DEADLINE_SECONDS "
@@ -296,6 +322,18 @@ class Settings(BaseSettings):
             issuer=self.auth_issuer,
             audience=self.auth_audience or f"{self.public_url}/mcp",
             required_scopes=tuple(self.auth_required_scopes),
+        )
+
+    def customer_identity(self) -> CustomerIdentity | None:
+        if self.identity_signing_key is None:
+            return None
+        signin = self.signin_settings()
+        assert signin is not None
+        issuer = self.public_url or signin.audience.rsplit("/", 1)[0]
+        return CustomerIdentity(
+            load_signing_key(self.identity_signing_key.get_secret_value()),
+            issuer,
+            tuple(self.identity_claims),
         )
 
     def limit_settings(self) -> LimitSettings:

@@ -7,6 +7,7 @@ name what went wrong and what to do, never a token, a handle or what anyone wrot
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import math
 import secrets
@@ -19,12 +20,14 @@ from pydantic import SecretStr
 from app.delivery import BadCursor, Delivery, FeedBroken, ReadResult
 from app.failures import HandoffError, SendUnconfirmed, UnknownSession, describe
 from app.handles import HandleMaker
+from app.identity import is_verified
 from app.limits import Limits
 from app.scrt import (
     RoutingStatus,
     ScrtClient,
     ScrtError,
     ScrtNoSessionError,
+    ScrtStatusError,
     SentMessage,
     new_id,
 )
@@ -40,6 +43,11 @@ log = structlog.get_logger(__name__)
 SERVER_RESTARTED = (
     "The server restarted and this chat could not be kept; start a new chat with "
     "generate_guest_access_token if the user wants to go on."
+)
+IDENTITY_REFUSED = (
+    "Salesforce did not accept the signed-in customer's identity, so no chat was started (the "
+    "user would have been an anonymous guest). The operator should check the org's User "
+    "Verification settings: a key set pointing at this server's /.well-known/jwks.json."
 )
 BAD_CURSOR = (
     "cursor must be a value returned by a previous list_conversation_entries call in this chat "
@@ -82,22 +90,39 @@ class HandoffService:
 
     # -- sessions -----------------------------------------------------------------------------
 
-    async def start_session(self, owner: str | None) -> SessionRecord:
+    async def start_session(
+        self, owner: str | None, identity_token: str | None = None
+    ) -> SessionRecord:
+        """A guest session, or with a customer identity token a verified one."""
         handle = self._handles.new()
         now = time.time()
         # A place among the concurrent sessions first: a refused call mints no token.
         await self._limits.open_session(handle, now + self._ttl)
         try:
-            return await self._mint(handle, owner, now)
+            return await self._mint(handle, owner, now, identity_token)
         except BaseException:
             await self._limits.session_over(handle)
             raise
 
-    async def _mint(self, handle: str, owner: str | None, now: float) -> SessionRecord:
+    async def _mint(
+        self, handle: str, owner: str | None, now: float, identity_token: str | None
+    ) -> SessionRecord:
         try:
-            token = await self._client.guest_token()
+            if identity_token is None:
+                token = await self._client.guest_token()
+            else:
+                token = await self._client.verified_token(identity_token)
         except ScrtError as exc:
+            if identity_token is not None and isinstance(exc, ScrtStatusError) and exc.status < 500:
+                log.warning("session.identity_refused", status=exc.status)
+                raise HandoffError(IDENTITY_REFUSED) from exc
             raise HandoffError(describe(exc)) from exc
+        if identity_token is not None and not is_verified(token.subject):
+            # Reported to happen for a bad identity token: never chat as a guest instead.
+            log.warning("session.identity_not_verified")
+            with contextlib.suppress(ScrtError):
+                await self._client.revoke_token(token.bearer)
+            raise HandoffError(IDENTITY_REFUSED)
         expires = now + self._ttl
         token_exp = token.expires_at.timestamp() if token.expires_at else None
         if token_exp is not None:
@@ -108,6 +133,7 @@ class HandoffService:
             access_token=SecretStr(token.bearer),
             token_expires_at=token_exp,
             subject=token.subject,
+            verified=identity_token is not None,
             last_event_id=token.last_event_id,
             created_at=now,
             expires_at=expires,

@@ -235,7 +235,13 @@ def build_runtime(
         deadline=settings.tool_deadline_seconds,
     )
     register_tools(
-        mcp, service, widget, limits, abuse_limits, security_schemes(settings.signin_settings())
+        mcp,
+        service,
+        widget,
+        limits,
+        abuse_limits,
+        security_schemes(settings.signin_settings()),
+        settings.customer_identity(),
     )
     return Runtime(
         mcp, service, delivery, session_store, http_client, owns_http=http is None, redis=redis
@@ -300,6 +306,14 @@ def build_app(
     ]
     if signin is not None:
         routes += metadata_routes(signin)
+    identity = settings.customer_identity()
+    if identity is not None:
+        key_set = identity.jwks()
+
+        async def jwks(_: Request) -> JSONResponse:
+            return JSONResponse(key_set, headers={"Cache-Control": "public, max-age=300"})
+
+        routes.append(Route("/.well-known/jwks.json", jwks, methods=["GET"]))
     routes += extra_routes or []
     if settings.playground_enabled:
         routes.append(playground_route())

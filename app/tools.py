@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from app.conversations import BAD_CURSOR, HandoffService
 from app.failures import HandoffError
+from app.identity import CustomerIdentity
 from app.limits import Limits
 from app.scrt.deadline import call_deadline
 from app.sends import CLIENT_MESSAGE_ID_PATTERN
@@ -62,6 +63,10 @@ ConversationId = Annotated[
 class GuestSession(BaseModel):
     sessionId: str = Field(description="Opaque handle; pass it to every other tool")
     expiresAt: str = Field(description="When the session expires (ISO 8601, UTC)")
+    verified: bool = Field(
+        default=False,
+        description="The user is signed in and Salesforce knows who they are (not a guest)",
+    )
 
 
 class ConversationCreated(BaseModel):
@@ -216,6 +221,7 @@ def register_tools(
     limits: ToolLimits,
     abuse: Limits,
     security: list[dict[str, Any]],
+    identity: CustomerIdentity | None = None,
 ) -> None:
     wait_default, wait_cap = limits.wait_default, limits.wait_cap
 
@@ -237,11 +243,16 @@ def register_tools(
         Returns a sessionId to pass to every other tool; it expires at expiresAt."""
         async with call("generate_guest_access_token"):
             owner = owner_of(ctx)
-            await abuse.admit("generate_guest_access_token", owner, ctx.request_context.request)
-            record = await service.start_session(owner)
+            request = ctx.request_context.request
+            await abuse.admit("generate_guest_access_token", owner, request)
+            user = signed_in_user(request)
+            identity_token = identity.token_for(user) if identity and user else None
+            record = await service.start_session(owner, identity_token)
             expires = datetime.fromtimestamp(record.expires_at, UTC)
             return GuestSession(
-                sessionId=record.handle, expiresAt=expires.isoformat().replace("+00:00", "Z")
+                sessionId=record.handle,
+                expiresAt=expires.isoformat().replace("+00:00", "Z"),
+                verified=record.verified,
             )
 
     @mcp.tool(annotations=open_world, meta=secured)

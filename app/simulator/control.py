@@ -216,6 +216,14 @@ def cut_period(value: Any) -> float | None:
     return float(value)
 
 
+async def user_verification(request: Request) -> Response:
+    """The org's User Verification settings: GET them, or PUT {jwksUrl, fallbackToGuest}."""
+    settings = org_of(request).user_verification
+    if request.method == "PUT":
+        settings.update(await json_body(request))
+    return JSONResponse(settings.as_json())
+
+
 async def add_fault(request: Request) -> Response:
     """One call, several shapes (docs/simulator.md): arm a fault, cut streams now, set the
     period of periodic cuts, reseed the random draws; `seed` may come with a fault."""
@@ -300,5 +308,6 @@ routes = [
     Route("/control/faults", clear_faults, methods=["DELETE"]),
     Route("/control/tokens/expire", expire_tokens, methods=["POST"]),
     Route("/control/stats", stats, methods=["GET"]),
+    Route("/control/user-verification", user_verification, methods=["GET", "PUT"]),
     Route("/control/reset", reset, methods=["POST"]),
 ]

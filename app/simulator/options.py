@@ -78,6 +78,12 @@ class SimulatorOptions:
     guest_token_ttl: float = 3600.0
     verified_token_ttl: float = 3600.0
     keyset_name: str = "Demo_Keyset"
+    identity_jwks_url: str | None = None
+    """User Verification: the key set that must sign customer identity tokens (None: any
+    well-formed one is trusted)."""
+    identity_fallback_to_guest: bool = False
+    """A bad identity token gets an anonymous token with 200 instead of 401 (reported of real
+    orgs)."""
     strict_token_context: bool = False
     """Require `context` in token requests (400 when missing), as the API reference marks it."""
     rate_limits: bool = True

@@ -24,6 +24,7 @@ from app.simulator import entries as E
 from app.simulator.errors import SimError, not_found
 from app.simulator.options import SimulatorOptions
 from app.simulator.tokens import TokenRecord, TokenRegistry
+from app.simulator.verification import UserVerification
 
 Json = dict[str, Any]
 
@@ -164,6 +165,9 @@ class SimulatedOrg:
         self._renew_window = RateWindow(options.token_requests_per_minute)
         self._tasks: set[asyncio.Task[None]] = set()
         self.channel_address = "5f0e7c8a-1b2c-4d5e-9f00-112233445566"
+        self.user_verification = UserVerification(
+            options.identity_jwks_url, options.identity_fallback_to_guest
+        )
 
     # -- tokens -------------------------------------------------------------------------------
 

@@ -28,6 +28,8 @@ class SessionRecord(BaseModel):
     token_expires_at: float | None = None
     """Unix seconds, from the JWT `exp`."""
     subject: str | None = None
+    verified: bool = False
+    """Minted for a verified customer (the agent sees who they are), not a guest."""
     last_event_id: str | None = None
     created_at: float
     expires_at: float

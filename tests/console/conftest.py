@@ -94,23 +94,28 @@ class Site:
 
     # -- a guest, through the real REST API -----------------------------------------------------
 
-    async def guest(self) -> Guest:
-        response = await self.http.post(
-            f"{API}/authorization/unauthenticated/access-token",
-            json={
-                "orgId": self.org.options.org_id,
-                "esDeveloperName": self.org.options.es_developer_name,
-                "capabilitiesVersion": "1",
-                "platform": "Web",
-                "context": {"appName": "console-tests", "clientVersion": "1.0.0"},
-            },
-        )
+    async def guest(self, identity_token: str | None = None) -> Guest:
+        """A guest, or with a customer identity token a verified customer."""
+        body: Json = {
+            "orgId": self.org.options.org_id,
+            "esDeveloperName": self.org.options.es_developer_name,
+            "capabilitiesVersion": "1",
+            "platform": "Web",
+            "context": {"appName": "console-tests", "clientVersion": "1.0.0"},
+        }
+        kind = "unauthenticated"
+        if identity_token is not None:
+            kind = "authenticated"
+            body.update(authorizationType="JWT", customerIdentityToken=identity_token)
+        response = await self.http.post(f"{API}/authorization/{kind}/access-token", json=body)
         assert response.status_code == 200, response.text
         body = response.json()
         return Guest(token=body["accessToken"], last_event_id=body["lastEventId"])
 
-    async def start(self, routing_attributes: Json | None = None) -> Guest:
-        guest = await self.guest()
+    async def start(
+        self, routing_attributes: Json | None = None, identity_token: str | None = None
+    ) -> Guest:
+        guest = await self.guest(identity_token)
         guest.conversation_id = new_id()
         response = await self.http.post(
             f"{API}/conversation",

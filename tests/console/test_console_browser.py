@@ -13,6 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
+import jwt
 from playwright.async_api import Route, expect
 
 from tests.console.conftest import (
@@ -79,6 +80,23 @@ async def test_agent_accepts_a_waiting_chat_talks_and_ends_it(site: Site, consol
     assert ended["session"]["endedByRole"] == "Agent"
     assert participant_roles(ended) == []
     await expect(console.item(bo)).to_contain_text("Waiting for agent")
+    assert console.problems == []
+
+
+async def test_a_verified_customer_is_shown_as_such_and_a_guest_as_a_guest(
+    site: Site, console: Console
+) -> None:
+    identity = jwt.encode({"sub": "ana@example.com"}, "s" * 32, algorithm="HS256")
+    verified = await site.start(identity_token=identity)
+    guest = await site.start()
+    await console.open(site)
+    await expect(console.item(verified)).to_contain_text("Verified customer: ana@example.com")
+    await expect(console.item(guest)).to_contain_text("Guest")
+    await expect(console.item(guest)).not_to_contain_text("Verified customer")
+    await console.item(verified).click()
+    await expect(console.page.locator("#chat-attributes")).to_contain_text(
+        "Verified customer: ana@example.com"
+    )
     assert console.problems == []
 
 
