@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
+from mcp.client import Client
 
 from app.delivery import DeliveryEngine, DeliveryOptions
+from app.main import build_app
 from app.scrt import ScrtClient, ScrtConfig
 from app.simulator import SimulatorOptions, build_simulator
 from app.simulator.options import DEFAULT_DEPLOYMENT, DEFAULT_ORG_ID
+from tests.mcp.conftest import call, read_until, settings_for
 from tests.servers import serve
 
 
@@ -28,3 +32,31 @@ async def test_feeds_of_expired_sessions_are_closed_with_their_streams() -> None
         assert engine.feed_count == 1  # the expired one was closed on the way
         await engine.aclose()
         assert engine.feed_count == 0
+
+
+async def test_after_the_stream_reopens_the_gap_is_fetched_without_waiting_for_a_reader() -> None:
+    """docs/delivery.md, step 5: a catch-up fetches each unsynced conversation after a reopen, so
+    a later read answers from a synced log."""
+    entries_fetched = asyncio.Event()
+
+    async def watch(request: httpx.Request) -> None:
+        if request.method == "GET" and request.url.path.endswith("/entries"):
+            entries_fetched.set()
+
+    sim = build_simulator(SimulatorOptions(rate_limits=False))
+    async with (
+        serve(sim) as sim_url,
+        httpx.AsyncClient(event_hooks={"request": [watch]}) as http,
+        httpx.AsyncClient(base_url=sim_url) as control,
+    ):
+        app = build_app(settings_for(sim_url), http=http)
+        async with serve(app, lifespan="on") as base, Client(base + "/mcp") as client:
+            session = await call(client, "generate_guest_access_token", {})
+            created = await call(client, "create_conversation", session)
+            ids = {**session, "conversationId": created["conversationId"]}
+            await read_until(client, ids, lambda entries, _: bool(entries))
+            entries_fetched.clear()
+            cut = await control.post("/control/faults", json={"cutStreams": True})
+            assert cut.status_code == 200 and cut.json()["cut"] == 1
+            async with asyncio.timeout(30):  # a safety deadline: the fetch is the event
+                await entries_fetched.wait()

@@ -182,3 +182,23 @@ async def test_an_inner_deadline_never_extends_the_outer_one() -> None:
     with call_deadline(5) as outer, call_deadline(30) as inner:
         assert inner == outer == pytest.approx(loop.time() + 5)
     assert remaining(7) == 7  # no deadline outside
+
+
+@pytest.mark.looptime
+async def test_looking_for_an_unconfirmed_send_keeps_to_the_call_deadline(
+    patient: ScrtClient, router: respx.MockRouter
+) -> None:
+    async def hung(_: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(3600)
+        return entries_with()
+
+    router.post(MESSAGE_PATH).mock(side_effect=httpx.ReadTimeout("no answer"))
+    router.get(ENTRIES_PATH).mock(side_effect=hung)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    with call_deadline(12), pytest.raises(ScrtTimeoutError) as failed:
+        await patient.send_message(TOKEN, CID, "did it land?")
+
+    assert outcome_unknown(failed.value)  # the caller must not assume it was lost
+    assert loop.time() - started == pytest.approx(12)
