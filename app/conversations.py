@@ -138,10 +138,26 @@ class HandoffService:
             created_at=now,
             expires_at=expires,
         )
+        if record.verified:
+            await self._resume(record)
         await self._store.put(record)
         await self._limits.open_session(handle, expires)  # its place lasts as long as it does
         log.info("session.started", expires_in=round(expires - now))
         return record
+
+    async def _resume(self, record: SessionRecord) -> None:
+        """A verified customer's conversations still open (from an earlier chat in ChatGPT) join
+        the new session, so the user can go on where they left off."""
+        try:
+            listing = await self._client.list_conversations(record.access_token.get_secret_value())
+        except ScrtError as exc:
+            log.warning("session.resume_failed", error=type(exc).__name__)
+            return
+        for item in listing.conversations:  # open ones only: closed ones are not asked for
+            record.conversations[item.conversation_id.lower()] = ConversationState(
+                conversation_id=item.conversation_id, widget_key=secrets.token_urlsafe(24)
+            )
+        log.info("session.resumed", conversations=len(record.conversations))
 
     async def _session(
         self,

@@ -67,6 +67,11 @@ class GuestSession(BaseModel):
         default=False,
         description="The user is signed in and Salesforce knows who they are (not a guest)",
     )
+    openConversations: list[str] = Field(
+        default_factory=list,
+        description="A verified user's conversations still open from an earlier chat: continue "
+        "one with list_conversation_entries (this sessionId) instead of creating another",
+    )
 
 
 class ConversationCreated(BaseModel):
@@ -253,6 +258,9 @@ def register_tools(
                 sessionId=record.handle,
                 expiresAt=expires.isoformat().replace("+00:00", "Z"),
                 verified=record.verified,
+                openConversations=[
+                    state.conversation_id for state in record.conversations.values()
+                ],
             )
 
     @mcp.tool(annotations=open_world, meta=secured)

@@ -135,3 +135,39 @@ def test_identity_signing_settings_are_checked_at_start() -> None:
         load_settings(_env_file=None, identity_signing_key="not a key")
     with pytest.raises(ConfigError, match="IDENTITY_SIGNING_KEY is set but AUTH_MODE is none"):
         load_settings(_env_file=None, identity_signing_key=pem())
+
+
+async def test_a_verified_customer_goes_on_with_an_open_conversation_from_a_new_chat(
+    stack_factory: StackFactory, idp: IdentityProvider
+) -> None:
+    stack = await verified_stack(stack_factory, idp)
+    ana = bearer(idp.token(AUDIENCE, subject="ana-42"))
+    first = await raw_call(stack.mcp_url, "generate_guest_access_token", headers=ana)
+    assert first["openConversations"] == []
+    handle = {"sessionId": first["sessionId"]}
+    created = await raw_call(stack.mcp_url, "create_conversation", handle, headers=ana)
+    cid = created["conversationId"]
+    await raw_call(
+        stack.mcp_url,
+        "send_message",
+        {**handle, "conversationId": cid, "text": "my order"},
+        headers=ana,
+    )
+
+    # A new ChatGPT chat: a new session for the same customer finds the conversation open.
+    later = await raw_call(stack.mcp_url, "generate_guest_access_token", headers=ana)
+    assert later["openConversations"] == [cid]
+    ids = {"sessionId": later["sessionId"], "conversationId": cid}
+    page = await raw_call(
+        stack.mcp_url, "list_conversation_entries", {**ids, "waitSeconds": 1}, headers=ana
+    )
+    assert "my order" in [entry.get("text") for entry in page["entries"]]
+    await raw_call(stack.mcp_url, "send_message", {**ids, "text": "still there?"}, headers=ana)
+    assert await stack.user_texts(cid) == ["my order", "still there?"]
+    # Someone else signed in sees none of it.
+    bob = await raw_call(
+        stack.mcp_url,
+        "generate_guest_access_token",
+        headers=bearer(idp.token(AUDIENCE, subject="bob")),
+    )
+    assert bob["openConversations"] == []
