@@ -61,6 +61,17 @@ def cursor_order(cursor: str) -> tuple[int, ...]:
     return tuple(int(part) for part in cursor.split("-"))
 
 
+def new_conversation(
+    conversation_id: str, routing_attributes: dict[str, str] | None = None
+) -> ConversationState:
+    """A conversation joining a session, with its own widget key."""
+    return ConversationState(
+        conversation_id=conversation_id,
+        routing_attributes=routing_attributes or {},
+        widget_key=secrets.token_urlsafe(24),
+    )
+
+
 @dataclass(frozen=True)
 class CloseReport:
     session_ended: bool
@@ -154,8 +165,8 @@ class HandoffService:
             log.warning("session.resume_failed", error=type(exc).__name__)
             return
         for item in listing.conversations:  # open ones only: closed ones are not asked for
-            record.conversations[item.conversation_id.lower()] = ConversationState(
-                conversation_id=item.conversation_id, widget_key=secrets.token_urlsafe(24)
+            record.conversations[item.conversation_id.lower()] = new_conversation(
+                item.conversation_id
             )
         log.info("session.resumed", conversations=len(record.conversations))
 
@@ -242,11 +253,7 @@ class HandoffService:
             if isinstance(exc, ScrtError):
                 raise HandoffError(describe(exc)) from exc
             raise
-        state = ConversationState(
-            conversation_id=conversation_id,
-            routing_attributes=routing_attributes,
-            widget_key=secrets.token_urlsafe(24),
-        )
+        state = new_conversation(conversation_id, routing_attributes)
 
         def add(fresh: SessionRecord) -> bool:
             # Onto the record as it is now: a read may have moved a cursor meanwhile.

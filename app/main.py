@@ -27,6 +27,7 @@ from app import __version__
 from app.config import Settings, load_settings
 from app.conversations import HandoffService
 from app.delivery import Delivery, DeliveryEngine, DeliveryOptions
+from app.identity import CustomerIdentity
 from app.limits import Counters, Limits, MemoryCounters
 from app.logs import configure_logging
 from app.playground import playground_route
@@ -82,6 +83,8 @@ class Runtime:
     http: httpx.AsyncClient
     owns_http: bool
     redis: SharedRedis | None = None
+    identity: CustomerIdentity | None = None
+    """Signs verified customers' identity tokens; its public key is served by the web app."""
     _stopping: asyncio.Future[None] | None = field(default=None, init=False)
 
     async def start(self) -> None:
@@ -234,6 +237,7 @@ def build_runtime(
         wait_cap=settings.wait_cap,
         deadline=settings.tool_deadline_seconds,
     )
+    identity = settings.customer_identity()
     register_tools(
         mcp,
         service,
@@ -241,10 +245,17 @@ def build_runtime(
         limits,
         abuse_limits,
         security_schemes(settings.signin_settings()),
-        settings.customer_identity(),
+        identity,
     )
     return Runtime(
-        mcp, service, delivery, session_store, http_client, owns_http=http is None, redis=redis
+        mcp,
+        service,
+        delivery,
+        session_store,
+        http_client,
+        owns_http=http is None,
+        redis=redis,
+        identity=identity,
     )
 
 
@@ -270,9 +281,10 @@ def build_app(
     )
 
     signin = settings.signin_settings()
-    signin_http = httpx.AsyncClient(timeout=SIGNIN_FETCH_SECONDS) if signin else None
+    signin_http: httpx.AsyncClient | None = None
     mcp_endpoint: ASGIApp = mcp_app
-    if signin is not None and signin_http is not None:
+    if signin is not None:
+        signin_http = httpx.AsyncClient(timeout=SIGNIN_FETCH_SECONDS)
         checker = TokenChecker(signin, IssuerKeys(signin.issuer, signin_http))
         mcp_endpoint = SignInGate(mcp_app, signin, checker)
 
@@ -306,9 +318,8 @@ def build_app(
     ]
     if signin is not None:
         routes += metadata_routes(signin)
-    identity = settings.customer_identity()
-    if identity is not None:
-        key_set = identity.jwks()
+    if runtime.identity is not None:
+        key_set = runtime.identity.jwks()
 
         async def jwks(_: Request) -> JSONResponse:
             return JSONResponse(key_set, headers={"Cache-Control": "public, max-age=300"})
