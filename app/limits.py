@@ -38,6 +38,8 @@ _RATE = re.compile(r"^\s*(\d{1,6})\s*/\s*(\d{0,6})\s*(s|m|h|d)\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _UNIT_NAMES = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
 OFF = "off"
+PRUNE_AT = 10_000
+"""In memory, keys past this many are swept of the expired ones."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ class MemoryCounters:
     _held: dict[str, dict[str, float]] = field(default_factory=dict)
 
     async def take(self, key: str, rate: Rate, now: float) -> float:
-        if len(self._due) > 10_000:
+        if len(self._due) > PRUNE_AT:
             self._due = {k: due for k, due in self._due.items() if due > now}
         # The budget is full again when `due` is in the past; each call moves it one interval on.
         due = max(self._due.get(key, now), now) + rate.interval
@@ -110,6 +112,13 @@ class MemoryCounters:
         return 0.0
 
     async def hold(self, scope: str, member: str, until: float, cap: int, now: float) -> bool:
+        if len(self._held) > PRUNE_AT:
+            # Scopes whose every member expired (users who never came back) are forgotten.
+            self._held = {
+                name: members
+                for name, members in self._held.items()
+                if any(end > now for end in members.values())
+            }
         held = self._held.setdefault(scope, {})
         for expired in [m for m, end in held.items() if end <= now]:
             del held[expired]

@@ -13,6 +13,7 @@ from starlette.requests import Request
 
 from app.config import ConfigError, load_settings
 from app.limits import (
+    PRUNE_AT,
     Counters,
     LimitReached,
     Limits,
@@ -213,3 +214,14 @@ async def test_open_sessions_and_conversations_are_capped_and_freed() -> None:
     with pytest.raises(LimitReached, match="This session already has 2 open conversations"):
         await rules.open_conversation(None, "h7", "C6", T0 + 500)
     await rules.open_conversation(None, "h8", "C6", T0 + 500)
+
+
+async def test_memory_counters_forget_scopes_that_expired_and_keep_live_ones() -> None:
+    counters = MemoryCounters()
+    for n in range(PRUNE_AT):
+        await counters.hold(f"gone-{n}", "m", T0 + 1, 1, T0)
+    assert await counters.hold("live", "m", T0 + 100, 1, T0)
+    # Later, past the sweep threshold: the expired users' scopes go, the live one still caps.
+    assert not await counters.hold("live", "other", T0 + 100, 1, T0 + 50)
+    assert len(counters._held) <= 2
+    assert await counters.hold("gone-1", "m", T0 + 100, 1, T0 + 50)
