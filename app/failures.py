@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from app.scrt import (
     ScrtAuthError,
+    ScrtCertificateError,
     ScrtConnectionError,
     ScrtError,
+    ScrtHostNotFoundError,
     ScrtNotFoundError,
     ScrtProtocolError,
     ScrtRateLimitError,
+    ScrtRefusedError,
     ScrtStatusError,
     ScrtTimeoutError,
 )
@@ -47,6 +50,20 @@ def describe(exc: ScrtError) -> str:
         return "Salesforce answered in a way this server does not understand; try again later."
     if isinstance(exc, ScrtTimeoutError):
         return "Salesforce did not answer in time. Try again shortly."
+    if isinstance(exc, ScrtCertificateError):
+        return (
+            "Salesforce's TLS certificate was not accepted, so this server will not connect to "
+            "it. This is a set-up problem for the server's operator (run `miaw-mcp doctor`); "
+            "trying again will not help."
+        )
+    if isinstance(exc, ScrtHostNotFoundError):
+        return (
+            "Salesforce's host name could not be found (DNS). This is a set-up problem for the "
+            "server's operator (check MIAW_SCRT_URL, run `miaw-mcp doctor`); trying again "
+            "will not help."
+        )
+    if isinstance(exc, ScrtRefusedError):
+        return "Salesforce refused the connection. Try again shortly."
     if isinstance(exc, ScrtConnectionError):
         return "Salesforce could not be reached. Try again shortly."
     return f"Salesforce could not be reached ({type(exc).__name__}). Try again shortly."

@@ -24,6 +24,7 @@ from app.conversations import BAD_CURSOR, HandoffService
 from app.failures import HandoffError
 from app.identity import CustomerIdentity
 from app.limits import Limits
+from app.scrt import ScrtConnectionError, ScrtError
 from app.scrt.deadline import call_deadline
 from app.sends import CLIENT_MESSAGE_ID_PATTERN
 from app.signin import signed_in_user
@@ -177,6 +178,7 @@ async def tool_call(
     Salesforce request of the call shares one deadline."""
     started = time.perf_counter()
     outcome = "ok"
+    failure: dict[str, str] = {}
     with (
         structlog.contextvars.bound_contextvars(tool=name, conversation_id=conversation_id),
         call_deadline(deadline),
@@ -189,6 +191,7 @@ async def tool_call(
                 yield
         except HandoffError as exc:
             outcome = "error"
+            failure = salesforce_failure(exc.__cause__)
             raise ToolError(str(exc)) from exc
         except ToolError:
             outcome = "error"
@@ -216,7 +219,19 @@ async def tool_call(
                 "tool.call",
                 outcome=outcome,
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                **failure,
             )
+
+
+def salesforce_failure(cause: BaseException | None) -> dict[str, str]:
+    """Log fields naming the Salesforce failure behind a tool error: its class and, for a
+    network failure, what the network said (a certificate problem, an unknown host)."""
+    if not isinstance(cause, ScrtError):
+        return {}
+    fields = {"error": type(cause).__name__}
+    if isinstance(cause, ScrtConnectionError) and cause.cause:
+        fields["cause"] = cause.cause
+    return fields
 
 
 def register_tools(

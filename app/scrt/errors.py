@@ -4,7 +4,10 @@ Everything the client raises for a failed Salesforce call is a `ScrtError`; http
 translated here, at the I/O boundary, so callers never import httpx to handle failures.
 
     ScrtError
-    ├── ScrtConnectionError          the request never got an HTTP answer (DNS, refused, reset)
+    ├── ScrtConnectionError          the request never got an HTTP answer (reset, network down)
+    │   ├── ScrtCertificateError         TLS certificate not accepted: permanent, never retried
+    │   ├── ScrtHostNotFoundError        the host name does not exist: permanent, never retried
+    │   └── ScrtRefusedError             nothing listens at the address (connection refused)
     ├── ScrtTimeoutError             no answer in time (httpx timeout, retry budget, SSE watchdog)
     ├── ScrtProtocolError            a 2xx whose body lacks what the call needs (no accessToken)
     └── ScrtStatusError              any non-2xx answer; other 4xx (412, 418, ...) stay this class
@@ -26,6 +29,8 @@ access token, the request body (message text) or the concrete URL, so it is safe
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 from typing import Any
 
 import httpx
@@ -40,10 +45,33 @@ class ScrtError(Exception):
 class ScrtConnectionError(ScrtError):
     """The request failed before an HTTP status arrived."""
 
-    def __init__(self, message: str = "", *, request_sent: bool = True) -> None:
+    permanent = False
+    """True when repeating the request cannot help (a certificate, a host name that does not
+    exist): it is not retried, and the operator has to fix the set-up."""
+
+    def __init__(self, message: str = "", *, request_sent: bool = True, cause: str = "") -> None:
         super().__init__(message)
         self.request_sent = request_sent
         """False only when the request surely never left (refused connection, DNS, pool)."""
+        self.cause = cause
+        """What the network layer said (e.g. "self-signed certificate"): safe to log, never
+        holds a token or a message."""
+
+
+class ScrtCertificateError(ScrtConnectionError):
+    """TLS: the server's certificate was refused (self-signed, expired, for another host)."""
+
+    permanent = True
+
+
+class ScrtHostNotFoundError(ScrtConnectionError):
+    """DNS: the host name does not exist (a temporary DNS failure stays a ScrtConnectionError)."""
+
+    permanent = True
+
+
+class ScrtRefusedError(ScrtConnectionError):
+    """Nothing accepts connections at the address (wrong port, server down)."""
 
 
 class ScrtTimeoutError(ScrtError):
@@ -149,6 +177,54 @@ def outcome_unknown(error: ScrtError) -> bool:
     if isinstance(error, ScrtConnectionError | ScrtTimeoutError):
         return error.request_sent
     return isinstance(error, ScrtServerError) and error.status in _UNKNOWN_OUTCOME_STATUSES
+
+
+def transport_error(exc: httpx.TransportError, what: str) -> ScrtConnectionError | ScrtTimeoutError:
+    """The ScrtError for an httpx failure, by its cause: certificate, unknown host, refused
+    connection, timeout, or another connection failure. `what` names the request ("GET /route")."""
+    sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+    if isinstance(exc, httpx.TimeoutException):
+        return ScrtTimeoutError(f"{what}: {type(exc).__name__}", request_sent=sent)
+    kind: type[ScrtConnectionError] = ScrtConnectionError
+    cause = ""
+    for link in _causes(exc):
+        if isinstance(link, ssl.SSLCertVerificationError):
+            kind, cause = ScrtCertificateError, link.verify_message or "certificate verify failed"
+            break
+        if isinstance(link, socket.gaierror):
+            if link.errno in _NAME_NOT_FOUND:
+                kind = ScrtHostNotFoundError
+            cause = link.strerror or "name resolution failed"
+            break
+        if isinstance(link, ConnectionRefusedError):
+            kind, cause = ScrtRefusedError, "connection refused"
+            break
+    else:
+        cause = type(exc).__name__
+    return kind(f"{what}: {cause}", request_sent=sent, cause=cause)
+
+
+# getaddrinfo's "no such name" answers; EAI_AGAIN (a resolver that did not answer) may pass.
+_NAME_NOT_FOUND = frozenset(
+    code
+    for code in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None))
+    if code is not None
+)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception and what caused it, outermost first (httpx → httpcore → OSError/ssl)."""
+    chain: list[BaseException] = []
+    link: BaseException | None = exc
+    while link is not None and link not in chain and len(chain) < 10:
+        chain.append(link)
+        link = link.__cause__ or link.__context__
+    return chain
+
+
+def is_permanent(error: ScrtError) -> bool:
+    """Whether no retry can help: the set-up is wrong (certificate, host name)."""
+    return isinstance(error, ScrtConnectionError) and error.permanent
 
 
 def error_from_response(response: httpx.Response, *, method: str, route: str) -> ScrtStatusError:

@@ -38,6 +38,8 @@ from app.scrt.errors import (
     ScrtServerError,
     ScrtTimeoutError,
     error_from_response,
+    is_permanent,
+    transport_error,
 )
 from app.scrt.models import Entry
 from app.scrt.sse import SseFrame, SseParser
@@ -183,22 +185,22 @@ class ScrtEventStream:
                 reason = error
             except TimeoutError:
                 reason = ScrtTimeoutError(f"no data for {self._read_timeout:g} s")
-            except httpx.TimeoutException as exc:
-                reason = ScrtTimeoutError(type(exc).__name__)
             except httpx.TransportError as exc:
-                reason = ScrtConnectionError(type(exc).__name__)
+                reason = transport_error(exc, f"GET {routes.SSE}")
             finally:
                 self._connected = False
             if not opened:
                 failures += 1
                 limit = self._reconnect.max_failures
-                if limit is not None and failures >= limit:
+                # A certificate or a host name that does not exist will not fix itself.
+                if is_permanent(reason) or (limit is not None and failures >= limit):
                     raise reason
             pause = self._reconnect.delay(failures)
             log.info(
                 "scrt.sse.reconnect",
                 reason=type(reason).__name__,
                 status=getattr(reason, "status", None),
+                cause=getattr(reason, "cause", None) or None,
                 failures=failures,
                 delay=round(pause, 3),
             )

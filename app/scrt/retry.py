@@ -27,6 +27,7 @@ from app.scrt.errors import (
     ScrtRateLimitError,
     ScrtServerError,
     ScrtTimeoutError,
+    is_permanent,
     outcome_unknown,
 )
 
@@ -69,7 +70,7 @@ class RetryPolicy:
 
 
 def is_retryable(error: ScrtError, retry_on: RetryOn) -> bool:
-    if retry_on is RetryOn.NEVER:
+    if retry_on is RetryOn.NEVER or is_permanent(error):
         return False
     if isinstance(error, ScrtServerError | ScrtConnectionError | ScrtTimeoutError):
         return True

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import httpx
 
-from app.scrt.errors import ScrtConnectionError, ScrtTimeoutError, error_from_response
+from app.scrt.errors import error_from_response, transport_error
 
 Params = Mapping[str, str | int]
 
@@ -53,22 +53,11 @@ async def send(
             json=json_body,
             files=dict(files) if files else None,
         )
-    except httpx.TimeoutException as exc:
-        raise ScrtTimeoutError(
-            f"{method} {route}: {type(exc).__name__}", request_sent=_may_have_left(exc)
-        ) from exc
     except httpx.TransportError as exc:
-        raise ScrtConnectionError(
-            f"{method} {route}: {type(exc).__name__}", request_sent=_may_have_left(exc)
-        ) from exc
+        raise transport_error(exc, f"{method} {route}") from exc
     if not response.is_success:
         raise error_from_response(response, method=method, route=route)
     return response
-
-
-def _may_have_left(exc: httpx.TransportError) -> bool:
-    """False when the request surely never reached Salesforce: no connection was made."""
-    return not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
 
 
 def json_or_none(response: httpx.Response) -> Any:

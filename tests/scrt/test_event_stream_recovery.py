@@ -6,6 +6,8 @@ event loop's, fast-forwarded (looptime) where the stream waits."""
 from __future__ import annotations
 
 import asyncio
+import ssl
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,6 +16,7 @@ import respx
 from app.scrt import (
     ReconnectPolicy,
     ScrtBadRequestError,
+    ScrtCertificateError,
     ScrtClient,
     ScrtConfig,
     ScrtConnectionError,
@@ -22,7 +25,10 @@ from app.scrt import (
     ScrtRateLimitError,
     ScrtTimeoutError,
 )
+from tests.certificates import self_signed
+from tests.scrt.conftest import DEPLOYMENT, ORG_18
 from tests.scrt.test_events import FAST, SSE, SseBody, frame, sse
+from tests.servers import silent_listener
 
 
 async def take(stream: ScrtEventStream, count: int) -> list[ScrtEvent]:
@@ -129,6 +135,26 @@ async def test_a_stream_that_never_opens_gives_up_naming_the_failure(
 
     assert name in str(caught.value)
     assert route.call_count == FAST.max_failures
+
+
+async def test_a_certificate_failure_ends_the_stream_at_once_even_without_a_failure_limit(
+    http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    cert, key = self_signed(tmp_path)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    forever = ReconnectPolicy(base_delay=0.05, max_delay=0.05, max_failures=None)
+    async with silent_listener(tls) as listener:
+        config = ScrtConfig(
+            scrt_url=listener.url("https"), org_id=ORG_18, es_developer_name=DEPLOYMENT
+        )
+        stream = ScrtClient(http, config).event_stream("tok", reconnect=forever)
+        with pytest.raises(ScrtCertificateError) as caught:
+            async with asyncio.timeout(10), stream:  # retrying forever would hit this bound
+                await anext(stream)
+
+    assert caught.value.cause == "self-signed certificate"
+    assert listener.connections == 1
 
 
 @pytest.mark.looptime
