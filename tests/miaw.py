@@ -1,5 +1,6 @@
-"""SSE event names as scrt-api.md 6.5 lists them, written out independently of the simulator's own
-table, so tests check the simulator against the reference rather than against itself."""
+"""SSE event names as Salesforce's documentation lists them, written out independently of the
+simulator's own table, so tests check the simulator against the reference rather than against
+itself."""
 
 MESSAGE = "CONVERSATION_MESSAGE"
 PARTICIPANT_CHANGED = "CONVERSATION_PARTICIPANT_CHANGED"

@@ -1,7 +1,8 @@
 """Request bodies for SCRT writes, as pure functions of their inputs.
 
-Kept apart from the HTTP calls so every body shape (reference sections 2-4) reads in one place,
-and so each body is built once, before the first attempt: a retry re-sends the very same ids.
+Kept apart from the HTTP calls so every body shape (tokens, conversations, sends) reads in one
+place, and so each body is built once, before the first attempt: a retry re-sends the very same
+ids.
 """
 
 from __future__ import annotations

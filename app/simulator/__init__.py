@@ -1,8 +1,8 @@
 """A faithful local fake of a Salesforce org's SCRT messaging endpoints (MIAW REST v2 + SSE).
 
-Built from `shared/docs/scrt-api.md` (sections 1-10 and the checklist in section 12), not from what
-our client happens to send. It ships with the product: tests, benchmarks and demo mode run
-against it.
+Built from Salesforce's public documentation of the API and its official sample app (see
+docs/simulator.md), not from what our client happens to send. It ships with the product: tests,
+benchmarks and demo mode run against it.
 
     app = build_simulator(SimulatorOptions(...))   # a Starlette app; app.state.simulator is the org
 
@@ -29,8 +29,8 @@ Real API surface (paths relative to the app root):
 Not Salesforce: the control API under /control (see `control.py`) and the agent console at /console
 (a page for a person playing the human agent, see `console.py`).
 
-Choices where the reference marks a fact GUESS are documented where they are made, and listed in
-docs/simulator.md.
+Choices where the documentation leaves a fact uncertain (GUESS) are documented where they are
+made, and listed in docs/simulator.md. How the simulator fits the rest: docs/architecture.md.
 """
 
 from app.simulator.app import build_simulator

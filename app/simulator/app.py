@@ -20,7 +20,7 @@ from app.simulator.org import SimulatedOrg
 V2 = "/iamessage/api/v2"
 CONV = V2 + "/conversation/{conversationId}"
 
-# Headers real MIAW browser clients send (scrt-api.md 6.1); allowed on every endpoint.
+# Headers real MIAW browser clients send; allowed on every endpoint.
 CORS_HEADERS = [
     "Authorization",
     "Content-Type",

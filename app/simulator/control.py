@@ -22,7 +22,8 @@ from app.simulator.rest import actors_of, json_body, org_of
 
 Json = dict[str, Any]
 
-# Long-polls answer before Heroku's 30 s router limit (design.md: server waits stay under it).
+# Long-polls answer before Heroku's 30 s router limit (docs/delivery.md, "Every call answers in
+# time": server waits stay under it).
 MAX_WAIT_SECONDS = 25.0
 
 

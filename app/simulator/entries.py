@@ -1,7 +1,7 @@
 """Conversation entries as Salesforce shapes them: payloads, senders and the SSE envelope.
 
-An entry is kept with `entryPayload` as an object (the REST form, scrt-api.md 3.4); the SSE form
-re-encodes it as a JSON string (6.4). Keeping one dict and converting at the edge mirrors the API.
+An entry is kept with `entryPayload` as an object (the REST form); the SSE form re-encodes it as a
+JSON string. Keeping one dict and converting at the edge mirrors the API.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Errors the simulator answers with, in Salesforce's body shapes (scrt-api.md 10.2)."""
+"""Errors the simulator answers with, in Salesforce's body shapes."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def conflict(message: str) -> SimError:
 
 
 def spring_error(status: int, error: str, message: str, path: str) -> Response:
-    """The event router answers like a Spring Boot service (scrt-api.md 6.3)."""
+    """The event router answers like a Spring Boot service."""
     body = {
         "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "status": status,

@@ -1,4 +1,4 @@
-"""End-user sends: messages, files, typing indicators and acknowledgements (scrt-api.md 4)."""
+"""End-user sends: messages, files, typing indicators and acknowledgements."""
 
 from __future__ import annotations
 

@@ -91,7 +91,7 @@ def claims_of(token: str) -> Json:
 
 
 def assert_error(response: httpx.Response, status: int, error_code: str | None = None) -> Json:
-    """A REST error: the status and a `{"message", "errorCode"}` body (scrt-api.md 10.2)."""
+    """A REST error: the status and a `{"message", "errorCode"}` body."""
     assert response.status_code == status, response.text
     body = response.json()
     assert isinstance(body, dict), body

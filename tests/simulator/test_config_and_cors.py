@@ -1,4 +1,4 @@
-"""Embedded-service configuration endpoints (scrt-api.md 8) and CORS for browser clients (1.2)."""
+"""Embedded-service configuration endpoints and CORS for browser clients."""
 
 from __future__ import annotations
 

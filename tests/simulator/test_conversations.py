@@ -1,4 +1,4 @@
-"""Conversation endpoints: create, status, list, entries, close, end session (scrt-api.md 3)."""
+"""Conversation endpoints: create, status, list, entries, close, end session."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""scrt-api.md section 12 ("Simulator checklist"), walked item by item.
+"""The simulator's fidelity checklist against Salesforce's documented API, walked item by item.
 
 Each numbered item of "Endpoints and behaviours" has a test named `test_item_NN_…`; the
 state-model bullets are `test_state_…`; the scripted-actor rule is `test_actor_…`. Where the

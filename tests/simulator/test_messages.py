@@ -1,4 +1,4 @@
-"""End-user sends: messages, files, typing indicators, acknowledgements (scrt-api.md 4)."""
+"""End-user sends: messages, files, typing indicators, acknowledgements."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Scripted actors and their event order (docs/simulator.md "Scripted actors", scrt-api.md 9)."""
+"""Scripted actors and their event order (docs/simulator.md "Scripted actors")."""
 
 from __future__ import annotations
 

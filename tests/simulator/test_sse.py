@@ -1,4 +1,4 @@
-"""The event stream `GET /eventrouter/v1/sse` (scrt-api.md 6; simulator.md "Behaviour")."""
+"""The event stream `GET /eventrouter/v1/sse` (docs/simulator.md "Behaviour")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Authorization endpoints (scrt-api.md 2; simulator.md "Behaviour")."""
+"""Authorization endpoints (docs/simulator.md "Behaviour")."""
 
 from __future__ import annotations
 
