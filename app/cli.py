@@ -16,6 +16,7 @@ from uvicorn.supervisors import Multiprocess
 
 from app import __version__
 from app.config import ConfigError, Settings, load_settings
+from app.contract import add_contract_parser, run_contract
 from app.demo import build_demo_app, demo_banner
 from app.logs import configure_logging
 from app.main import build_app, build_runtime
@@ -184,6 +185,7 @@ def simulator_options(args: argparse.Namespace) -> SimulatorOptions:
         cut_streams_every=args.cut_streams_every,
         identity_jwks_url=args.identity_jwks_url,
         identity_fallback_to_guest=args.identity_fallback_to_guest,
+        sse_accepts_org_id18=args.sse_accepts_18_char_org_id,
     )
 
 
@@ -228,6 +230,12 @@ def add_simulator_parser(subparsers: argparse._SubParsersAction[argparse.Argumen
         action="store_true",
         help="answer a bad identity token with an anonymous token (200), as real orgs are "
         "reported to, instead of 401",
+    )
+    sim.add_argument(
+        "--sse-accepts-18-char-org-id",
+        action="store_true",
+        help="open the event stream also for the 18-character org id in X-Org-Id (400 by "
+        "default), reproducing a report that a real org accepted it",
     )
     sim.add_argument("--ssl-certfile", help="serve HTTPS with this certificate (PEM)")
     sim.add_argument("--ssl-keyfile", help="private key for --ssl-certfile (PEM)")
@@ -400,6 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_simulator_parser(subparsers)
     add_serve_parser(subparsers)
     add_demo_parser(subparsers)
+    add_contract_parser(subparsers)
     args = parser.parse_args(argv)
     if args.command == "simulator":
         return run_simulator(args)
@@ -407,5 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_serve(args)
     if args.command == "demo":
         return run_demo(args)
+    if args.command == "contract":
+        return run_contract(args)
     parser.error(f"unknown command {args.command}")
     return 2

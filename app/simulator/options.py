@@ -116,6 +116,9 @@ class SimulatorOptions:
     """Seed of the random draws of faults with a probability below 1, so runs are reproducible."""
     cut_streams_every: float | None = None
     """Cut every open SSE stream every this many seconds (None: never)."""
+    sse_accepts_org_id18: bool = False
+    """The event stream also accepts the 18-character org id in `X-Org-Id` (one source reports a
+    real org did; by default only the 15-character form is accepted)."""
 
     def __post_init__(self) -> None:
         if self.cut_streams_every is not None and not (

@@ -25,7 +25,10 @@ async def event_stream(request: Request) -> Response:
     org_header = request.headers.get("x-org-id")
     if not org_header:
         return spring_error(400, "Bad Request", "OrgId is required", PATH)
-    if org_header != org.options.org_id15:
+    accepted = {org.options.org_id15}
+    if org.options.sse_accepts_org_id18:
+        accepted.add(org.options.org_id)
+    if org_header not in accepted:
         return spring_error(400, "Bad Request", "OrgId in the header and token must match", PATH)
     stream = org.open_stream(token, request.headers.get("last-event-id"))
     return StreamingResponse(
