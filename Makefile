@@ -1,4 +1,11 @@
-PYTHON ?= python3.11
+# The interpreter .venv is made with: PYTHON when given (make test PYTHON=python3.12), else the first of
+# python3.11, python3.12, python3.13 and python3 that is Python 3.11 to 3.13 (.ci/find-python says
+# which it tried when none is). To switch an existing .venv to another Python: make clean first.
+PYTHON ?=
+# Where `make test` finds no chromium on PATH (nor Playwright's own): auto installs Debian's as root
+# and otherwise stops at once with the command to run; playwright downloads Playwright's Chromium;
+# none never installs one (.ci/ensure-browser).
+BROWSER_INSTALL ?= auto
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -8,11 +15,14 @@ MUTATION_STAMP := $(VENV)/.installed-mutation
 MUTANTS ?=
 DEMO_PORT ?= 8000
 
-.PHONY: venv test check fmt bench demo simulator mutation clean
+.PHONY: venv test browser check fmt bench demo simulator mutation clean
 
-# The venv is rebuilt when the pinned requirements or the project metadata change.
+# The venv is rebuilt when the pinned requirements or the project metadata change, and made anew when
+# it has no working pip or is not Python 3.11 to 3.13.
 $(STAMP): pyproject.toml requirements.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip --version >/dev/null 2>&1 && bash .ci/find-python $(BIN)/python >/dev/null 2>&1 \
+	  || { python=$$(bash .ci/find-python $(PYTHON)) && rm -rf $(VENV) \
+	       && echo "creating $(VENV) with $$python" && $$python -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.txt -e '.[test]'
 	touch $(STAMP)
@@ -24,9 +34,14 @@ $(MUTATION_STAMP): $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[test,mutation]'
 	touch $(MUTATION_STAMP)
 
-test: $(STAMP)
+# The browser comes first: without one, make test stops at once, before installing anything (except
+# with BROWSER_INSTALL=playwright, which needs the venv's Playwright).
+test: browser $(STAMP)
 	bash .ci/ensure-redis
 	$(BIN)/pytest -n 4 --dist load
+
+browser: $(if $(filter playwright,$(BROWSER_INSTALL)),$(STAMP))
+	@BROWSER_INSTALL=$(BROWSER_INSTALL) bash .ci/ensure-browser $(BIN)/python
 
 check: $(STAMP)
 	$(BIN)/ruff format --check app tests bench

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import platform
 import re
+import shlex
 import subprocess
 import sys
+import tomllib
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from packaging.specifiers import SpecifierSet
 
 from app.config import ConfigError, Settings
 
@@ -47,10 +51,51 @@ def test_requirements_pin_exactly_what_the_tests_run_on() -> None:
     assert mismatched == {}
 
 
-def test_runtime_matches_the_python_the_tests_run_on() -> None:
-    runtime = (ROOT / "runtime.txt").read_text().strip()
-    assert runtime == "python-3.11"  # pyproject.toml: requires-python = ">=3.11,<3.12"
-    assert sys.version_info[:2] == (3, 11)
+def version_lines(path: Path) -> list[str]:
+    """The lines Heroku's Python buildpack reads from a version file: stripped, without blank lines
+    and `#` comments."""
+    lines = (line.strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def test_heroku_deploys_python_3_11_whichever_version_file_it_reads() -> None:
+    # The buildpack reads runtime.txt first (deprecated, but kept: `python-3.X`), then
+    # .python-version (`3.X`, what it recommends); both name 3.11, so the deploy stays on 3.11 when
+    # runtime.txt goes. A major version only: each build gets 3.11's latest patch release.
+    assert version_lines(ROOT / "runtime.txt") == ["python-3.11"]
+    assert version_lines(ROOT / ".python-version") == ["3.11"]
+
+
+def test_supported_pythons_are_3_11_to_3_13_and_include_heroku_and_this_one() -> None:
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert requires == ">=3.11,<3.14"
+    supported = SpecifierSet(requires)
+    assert "3.11.99" in supported  # what Heroku deploys (above), at any patch release
+    assert platform.python_version() in supported
+
+
+@pytest.mark.parametrize("minor", [10, 11, 12, 13, 14])
+def test_make_builds_the_venv_only_with_a_python_requires_python_allows(
+    minor: int, tmp_path: Path
+) -> None:
+    # .ci/find-python picks or checks make's interpreter; a stand-in reports version 3.<minor>.
+    fake = tmp_path / f"python3.{minor}"
+    pretend = f'import sys; sys.version_info = (3, {minor}, 0, "final", 0); exec(sys.argv[1])'
+    fake.write_text(
+        f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -c {shlex.quote(pretend)} "$2"\n'
+    )
+    fake.chmod(0o755)
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    found = subprocess.run(
+        ["bash", ".ci/find-python", str(fake)], capture_output=True, text=True, cwd=ROOT
+    )
+    if f"3.{minor}.0" in SpecifierSet(requires):
+        assert (found.returncode, found.stdout.strip()) == (0, sys.executable), found.stderr
+    else:
+        assert found.returncode == 1
+        assert f"PYTHON={fake} is not Python 3.11, 3.12 or 3.13 ({fake}: Python 3.{minor})" in (
+            found.stderr
+        )
 
 
 def test_app_json_is_valid_and_names_every_required_setting(
