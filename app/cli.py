@@ -18,6 +18,7 @@ from app import __version__
 from app.config import ConfigError, Settings, load_settings
 from app.contract import add_contract_parser, run_contract
 from app.demo import build_demo_app, demo_banner
+from app.doctor import add_doctor_parser, run_doctor
 from app.logs import configure_logging
 from app.main import build_app, build_runtime
 from app.simulator import SimulatorOptions, build_simulator
@@ -175,6 +176,10 @@ def simulator_options(args: argparse.Namespace) -> SimulatorOptions:
         auto_agent_name=args.auto_agent,
         auto_agent_delay=args.auto_agent_delay,
         prechat_display_context="Session" if args.prechat_per_session else "Conversation",
+        prechat_required=tuple(args.prechat_required or ()),
+        deployment_type=args.deployment_type,
+        deployment_published=not args.unpublished,
+        routing_failure=args.routing_fails,
         rate_limits=not args.no_rate_limits,
         ping_interval=args.ping_interval,
         guest_token_ttl=args.guest_token_ttl,
@@ -211,6 +216,30 @@ def add_simulator_parser(subparsers: argparse._SubParsersAction[argparse.Argumen
         help="pre-chat per messaging session (sends after a session ended get 417)",
     )
     sim.add_argument("--no-rate-limits", action="store_true")
+    setup = sim.add_argument_group(
+        "misconfigurations", "Reproduce an org set up wrongly (what `miaw-mcp doctor` finds)."
+    )
+    setup.add_argument(
+        "--deployment-type",
+        default="Api",
+        metavar="TYPE",
+        help='the deployment\'s type (default "Api", i.e. Custom Client; e.g. "Web" is refused)',
+    )
+    setup.add_argument("--unpublished", action="store_true", help="the deployment is not published")
+    setup.add_argument(
+        "--routing-fails",
+        nargs="?",
+        const="RoutingError",
+        metavar="FAILURE_TYPE",
+        help="initial routing fails with this failureType (default RoutingError) and no bot "
+        "joins, as when the channel's Omni-Channel flow routes nowhere",
+    )
+    setup.add_argument(
+        "--prechat-required",
+        action="append",
+        choices=["_firstName", "Topic", "Source"],
+        help="mark a pre-chat field required (repeat)",
+    )
     sim.add_argument("--ping-interval", type=float, default=15.0, metavar="SECONDS")
     sim.add_argument("--guest-token-ttl", type=float, default=3600.0, metavar="SECONDS")
     sim.add_argument(
@@ -409,6 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_serve_parser(subparsers)
     add_demo_parser(subparsers)
     add_contract_parser(subparsers)
+    add_doctor_parser(subparsers)
     args = parser.parse_args(argv)
     if args.command == "simulator":
         return run_simulator(args)
@@ -418,5 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_demo(args)
     if args.command == "contract":
         return run_contract(args)
+    if args.command == "doctor":
+        return run_doctor(args)
     parser.error(f"unknown command {args.command}")
     return 2

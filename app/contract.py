@@ -37,7 +37,7 @@ from starlette.types import ASGIApp, Message, Scope
 from app import __version__
 from app.config import Settings
 from app.scrt import payloads, routes
-from app.scrt.config import ScrtConfig
+from app.scrt.config import ScrtConfig, org_id_18
 from app.scrt.errors import error_from_response
 from app.scrt.models import Entry
 from app.scrt.sse import SseParser
@@ -103,18 +103,6 @@ class _Environment(BaseSettings):
 
 _ORG_ID = re.compile(r"00D[0-9A-Za-z]{12}(?:[0-9A-Za-z]{3})?")
 _HOST = re.compile(r"[A-Za-z0-9.-]+|[0-9A-Fa-f:.]+")
-_ID_SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
-
-
-def org_id_18(org_id: str) -> str:
-    """The 18-character form of a Salesforce id: the 15 characters and their case checksum."""
-    if len(org_id) == 18:
-        return org_id
-    suffix = ""
-    for start in (0, 5, 10):
-        chunk = org_id[start : start + 5]
-        suffix += _ID_SUFFIX[sum(1 << i for i, c in enumerate(chunk) if "A" <= c <= "Z")]
-    return org_id + suffix
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ from redis.exceptions import RedisError
 
 from app.store.redis import handle_key
 
-ORG = "00D000000000001AAA"
+ORG = "00D000000000001EAA"
 DEPLOYMENT = "Demo_Custom_Client"
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parent.parent

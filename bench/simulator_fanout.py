@@ -29,7 +29,7 @@ from pathlib import Path
 
 import httpx
 
-ORG = "00D000000000001AAA"
+ORG = "00D000000000001EAA"
 DEPLOYMENT = "Demo_Custom_Client"
 V2 = "/iamessage/api/v2"
 

@@ -162,6 +162,27 @@ def test_simulator_fault_flags_reach_the_options() -> None:
     )
 
 
+def test_simulator_misconfiguration_flags_reach_the_options() -> None:
+    options = simulator_options(
+        simulator_args(
+            "--deployment-type", "Web",
+            "--unpublished",
+            "--routing-fails",
+            "--prechat-required", "_firstName",
+            "--prechat-required", "Topic",
+        )
+    )  # fmt: skip
+    assert options.deployment_type == "Web"
+    assert options.deployment_published is False
+    assert options.routing_failure == "RoutingError"
+    assert options.prechat_required == ("_firstName", "Topic")
+    healthy = simulator_options(simulator_args())
+    assert (healthy.deployment_type, healthy.deployment_published) == ("Api", True)
+    assert (healthy.routing_failure, healthy.prechat_required) == (None, ())
+    named = simulator_options(simulator_args("--routing-fails", "Cancelled"))
+    assert named.routing_failure == "Cancelled"
+
+
 def test_simulator_without_fault_flags_has_no_faults() -> None:
     options = simulator_options(simulator_args())
     assert (options.replay, options.faults, options.fault_seed, options.cut_streams_every) == (

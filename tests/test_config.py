@@ -12,7 +12,7 @@ def make(**values: object) -> Settings:
 
 
 def test_missing_salesforce_settings_are_named() -> None:
-    settings = make(miaw_org_id="00D000000000001AAA")
+    settings = make(miaw_org_id="00D000000000001EAA")
     with pytest.raises(ConfigError) as caught:
         settings.require_salesforce()
     message = str(caught.value)

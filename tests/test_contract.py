@@ -21,12 +21,12 @@ from app.contract import (
     Report,
     add_contract_parser,
     check_contract,
-    org_id_18,
     resolve_target,
     run_contract,
     shape_differences,
     shape_of,
 )
+from app.scrt.config import org_id_18
 from app.simulator import SimulatorOptions, build_simulator
 from tests.servers import serve
 

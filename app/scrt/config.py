@@ -15,6 +15,19 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from app import __version__
 
 _ORG_ID = re.compile(r"00D[0-9A-Za-z]{12}(?:[0-9A-Za-z]{3})?")
+_ID_SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+
+
+def org_id_18(org_id: str) -> str:
+    """The 18-character form of a Salesforce id: the 15 characters and their case checksum (an
+    18-character id is returned as it is)."""
+    if len(org_id) == 18:
+        return org_id
+    suffix = ""
+    for start in (0, 5, 10):
+        chunk = org_id[start : start + 5]
+        suffix += _ID_SUFFIX[sum(1 << i for i, c in enumerate(chunk) if "A" <= c <= "Z")]
+    return org_id + suffix
 
 
 class ScrtConfig(BaseModel):

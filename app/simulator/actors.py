@@ -91,8 +91,14 @@ class Actors:
                 await self._pause(self.options.actor_delay)
                 if not conv.open:
                     return
-                payload = E.routing_result_payload(E.new_id(), conv.session.session_id, "Initial")
+                failure = self.options.routing_failure
+                payload = E.routing_result_payload(
+                    E.new_id(), conv.session.session_id, "Initial", failure
+                )
                 self.org.emit(conv, payload, E.system_sender(), E.SYSTEM_NAME)
+                if failure is not None:
+                    conv.routing_status = "NEEDS_ROUTING"
+                    return
                 conv.routing_status = "ROUTED"
                 self._session_status(conv, "Active", "Waiting")
                 bot = self._bot()

@@ -113,13 +113,15 @@ def participant_changed_payload(
     }
 
 
-def routing_result_payload(entry_id: str, session_id: str, routing_type: str) -> Json:
+def routing_result_payload(
+    entry_id: str, session_id: str, routing_type: str, failure: str | None = None
+) -> Json:
     return {
         "entryType": "RoutingResult",
         "id": entry_id,
         "recordId": session_id,
         "routingType": routing_type,
-        "failureType": "None",
+        "failureType": failure or "None",
         "failureReason": None,
         "errorMessages": [],
         "estimatedWaitTime": {"isEWTRequested": False, "estimatedWaitTimeInSeconds": -1},

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Literal
 
-DEFAULT_ORG_ID = "00D000000000001AAA"
+DEFAULT_ORG_ID = "00D000000000001EAA"
 DEFAULT_DEPLOYMENT = "Demo_Custom_Client"
 
 
@@ -74,6 +74,11 @@ class SimulatorOptions:
     """Anything but "Api" makes token requests fail with 400, as for a plain Web deployment."""
     deployment_published: bool = True
     prechat_display_context: Literal["Conversation", "Session"] = "Conversation"
+    prechat_required: tuple[str, ...] = ()
+    """Pre-chat fields (`_firstName`, `Topic`, `Source`) the deployment marks required."""
+    routing_failure: str | None = None
+    """When set (e.g. "RoutingError"), initial routing fails with this `failureType` and no bot
+    joins: a messaging channel whose Omni-Channel flow routes nowhere."""
     """"Session" means pre-chat per messaging session: a send after the session ended gets 417."""
     guest_token_ttl: float = 3600.0
     verified_token_ttl: float = 3600.0

@@ -22,6 +22,7 @@ from app.logs import configure_logging
 from app.main import build_app
 from tests.certificates import self_signed
 from tests.mcp.conftest import ToolFailed, call, settings_for
+from tests.resolver import FailingLookups
 from tests.servers import free_port, serve, silent_listener
 
 UNKNOWN_HOST = "org.unknown-host.invalid"
@@ -88,34 +89,17 @@ async def test_a_certificate_for_another_host_is_named(
     assert failure_line(log_lines(json_logs))["error"] == "ScrtCertificateError"
 
 
-def named(host: Any) -> Any:
-    """The host as text (anyio passes it IDNA-encoded, as bytes)."""
-    return host.decode() if isinstance(host, bytes) else host
-
-
 @pytest.fixture
-def unknown_host(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    """UNKNOWN_HOST does not exist (answered like a resolver's NXDOMAIN, whatever this machine's
-    DNS is); lookups of it are counted."""
-    lookups = {"count": 0}
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if named(host) == UNKNOWN_HOST:
-            lookups["count"] += 1
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    return lookups
+def unknown_host(monkeypatch: pytest.MonkeyPatch) -> FailingLookups:
+    return FailingLookups(monkeypatch, UNKNOWN_HOST, socket.EAI_NONAME)
 
 
 async def test_an_unknown_host_is_named_and_looked_up_once(
-    unknown_host: dict[str, int], json_logs: pytest.CaptureFixture[str]
+    unknown_host: FailingLookups, json_logs: pytest.CaptureFixture[str]
 ) -> None:
     text = await mint_fails(f"https://{UNKNOWN_HOST}")
     assert "host name could not be found" in text and "MIAW_SCRT_URL" in text
-    assert unknown_host["count"] == 1
+    assert unknown_host.count == 1
     lines = log_lines(json_logs)
     assert not [line for line in lines if line.get("event") == "scrt.retry"]
     logged = failure_line(lines)
@@ -127,19 +111,10 @@ async def test_a_temporary_dns_failure_is_retried(
     monkeypatch: pytest.MonkeyPatch, json_logs: pytest.CaptureFixture[str]
 ) -> None:
     """A resolver that did not answer (EAI_AGAIN) may answer next time."""
-    lookups = {"count": 0}
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if named(host) == UNKNOWN_HOST:
-            lookups["count"] += 1
-            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    lookups = FailingLookups(monkeypatch, UNKNOWN_HOST, socket.EAI_AGAIN)
     text = await mint_fails(f"https://{UNKNOWN_HOST}")
     assert "could not be reached. Try again shortly" in text
-    assert lookups["count"] > 1
+    assert lookups.count > 1
 
 
 async def test_a_refused_connection_is_named_and_retried(

@@ -48,7 +48,7 @@ API = "/iamessage/api/v2"
 SSE_PATH = "/eventrouter/v1/sse"
 DEADLINE = 30.0  # a safety deadline: generous, since it only bounds a failing wait
 
-ORG_ID = "00D000000000001AAA"
+ORG_ID = "00D000000000001EAA"
 ORG_ID15 = ORG_ID[:15]
 DEPLOYMENT = "Demo_Custom_Client"
 JWT_SECRET = "test-secret-of-the-simulated-org-0123456789"
