@@ -19,10 +19,11 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import math
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -47,14 +48,25 @@ from app.scrt import (
     routes,
 )
 from app.scrt.config import org_id_18
-from app.scrt.errors import error_from_response, transport_error
-from app.scrt.events import parse_event
-from app.scrt.sse import SseParser
+from app.scrt.errors import outcome_unknown, transport_error
+from app.scrt.events import parse_event, raise_for_stream_status, sse_frames, sse_headers
+from app.scrt.payloads import new_id
 
 Status = Literal["pass", "warn", "fail", "skip"]
 
 SCRT_DOMAIN = "salesforce-scrt.com"
 _SETUP_DEPLOYMENTS = "Setup → Embedded Service Deployments"
+_STREAM_CUT = (
+    "Something between this server and Salesforce cuts streaming responses (a proxy?); the "
+    "event stream must stay open."
+)
+
+
+@dataclass
+class Progress:
+    checks: list[Check] = field(default_factory=list)
+    unclosed: set[str] = field(default_factory=set)
+    """Test conversations created (or perhaps created) and not closed yet."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,18 @@ class Check:
     status: Status
     detail: str
     fix: str = ""
+
+
+_SITE_SUFFIXES = (".my.salesforce.com", ".lightning.force.com", ".salesforce.com", ".force.com")
+
+
+def scrt_host_for_site(host: str) -> str | None:
+    """The messaging host that goes with an org's site host (`acme.my.salesforce.com` →
+    `acme.my.salesforce-scrt.com`, sandbox labels kept), or None when `host` is not a site."""
+    for suffix in _SITE_SUFFIXES:
+        if host.endswith(suffix):
+            return f"{host[: -len(suffix)]}.my.{SCRT_DOMAIN}"
+    return None
 
 
 def is_loopback(host: str) -> bool:
@@ -88,7 +112,10 @@ class Doctor:
         timeout: float = 30.0,
         create_conversation: bool = False,
         on_heroku: bool = False,
+        progress: Progress | None = None,
     ) -> None:
+        self.progress = progress or Progress()
+        """What was found so far (the caller's when given: an interrupted run leaves it)."""
         self._settings = settings
         self._on_heroku = on_heroku
         self._http = http
@@ -116,14 +143,13 @@ class Doctor:
         ]
         if self._create:
             steps.append(self.conversation)
-        checks: list[Check] = []
         async with self._exit:
             for step in steps:
                 check = await step()
-                checks.append(check)
+                self.progress.checks.append(check)
                 if check.status == "fail":
                     break
-        return checks
+        return self.progress.checks
 
     # -- offline ---------------------------------------------------------------------------------
 
@@ -164,6 +190,16 @@ class Doctor:
         parts = urlsplit(config.scrt_url)
         host = parts.hostname or ""
         title = "Salesforce URL"
+        try:
+            parts.port  # noqa: B018 (raises for a port out of range)
+        except ValueError:
+            return Check(
+                "url",
+                title,
+                "fail",
+                f"{config.scrt_url} has an invalid port.",
+                f"Set MIAW_SCRT_URL to https://{host} (Salesforce needs no port).",
+            )
         if parts.path not in ("", "/") or parts.query:
             return Check(
                 "url",
@@ -172,15 +208,15 @@ class Doctor:
                 f"{config.scrt_url} has a path; the SCRT URL is a host only.",
                 f"Set MIAW_SCRT_URL to https://{host} (no path).",
             )
-        if host.endswith((".salesforce.com", ".force.com", ".lightning.force.com")):
-            my_domain = host.split(".")[0]
+        site = scrt_host_for_site(host)
+        if site is not None:
             return Check(
                 "url",
                 title,
                 "fail",
                 f"{host} is your org's site, not its messaging (SCRT) host.",
                 f"Set MIAW_SCRT_URL to the SCRT URL of the deployment's code snippet, usually "
-                f"https://{my_domain}.my.{SCRT_DOMAIN}.",
+                f"https://{site}.",
             )
         if parts.scheme == "http" and not is_loopback(host):
             return Check(
@@ -229,8 +265,17 @@ class Doctor:
         host = parts.hostname or ""
         port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
-            addresses = await asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM
+            async with asyncio.timeout(self._timeout):
+                addresses = await asyncio.get_running_loop().getaddrinfo(
+                    host, port, type=socket.SOCK_STREAM
+                )
+        except TimeoutError:
+            return Check(
+                "dns",
+                "DNS",
+                "fail",
+                f"Looking up {host} took longer than {self._timeout:g} s.",
+                "This machine's DNS resolver does not answer; check its network settings.",
             )
         except socket.gaierror as exc:
             return Check(
@@ -277,26 +322,18 @@ class Doctor:
                 "the same messaging channel, publish it, and set MIAW_ES_DEVELOPER_NAME to its "
                 "API name.",
             )
+        kind_text = "Custom Client" if kind == "Api" else "type not stated (the token step tells)"
         return Check(
-            "deployment",
-            title,
-            "pass",
-            f"{config.es_developer_name}: published, Custom Client.",
+            "deployment", title, "pass", f"{config.es_developer_name}: published, {kind_text}."
         )
 
     async def prechat(self) -> Check:
-        fields = [
-            f
-            for form in _list(self._site.get("forms"))
-            if isinstance(form, dict) and form.get("formType") == "PreChat"
-            for f in _list(form.get("formFields"))
-            if isinstance(f, dict) and isinstance(f.get("name"), str)
-        ]
+        fields = self._prechat_fields()
         title = "Pre-chat"
         if not fields:
             return Check("prechat", title, "pass", "No pre-chat form.")
         names = ", ".join(f["name"] + (" (hidden)" if f.get("isHidden") else "") for f in fields)
-        required = [f["name"] for f in fields if f.get("required")]
+        required = self._required_prechat()
         if required:
             return Check(
                 "prechat",
@@ -320,35 +357,32 @@ class Doctor:
         return Check("token", title, "pass", f"Minted a guest token{expires}.")
 
     async def event_stream(self) -> Check:
-        config = self._require_config()
-        token = self._token
+        config, token = self._require_config(), self._token
         assert token is not None
         title = "Event stream"
-        headers = {
-            "Accept": "text/event-stream",
-            "Authorization": f"Bearer {token.bearer}",
-            "X-Org-Id": config.org_id_15,
-            "Cache-Control": "no-cache",
-            "Accept-Encoding": "identity",
-        }
-        if token.last_event_id:
-            headers["Last-Event-Id"] = token.last_event_id
+        headers = sse_headers(config, token.bearer, token.last_event_id)
+        request = self._http.stream("GET", config.url(routes.SSE), headers=headers)
         try:
             async with asyncio.timeout(self._timeout):
-                response = await self._exit.enter_async_context(
-                    self._http.stream(
-                        "GET", config.url(routes.SSE), headers=headers, timeout=self._timeout
-                    )
-                )
-                if not response.is_success:
-                    await response.aread()
-                    return Check(
-                        "event_stream",
-                        title,
-                        "fail",
-                        *self._explain_stream(response),
-                    )
-                self._frames = _frames(response)
+                response = await self._exit.enter_async_context(request)
+                await raise_for_stream_status(response)
+        except TimeoutError:
+            return Check(
+                "event_stream",
+                title,
+                "fail",
+                f"Salesforce did not answer the stream request within {self._timeout:g} s.",
+                "Something on the way holds streaming requests (a proxy?), or Salesforce is "
+                "slow: run doctor again with a longer --timeout.",
+            )
+        except httpx.TransportError as exc:
+            error = transport_error(exc, f"GET {routes.SSE}")
+            return Check("event_stream", title, "fail", *self._explain_network(error))
+        except ScrtStatusError as exc:
+            return Check("event_stream", title, "fail", *self._explain_stream(exc))
+        self._frames = sse_frames(response)
+        try:
+            async with asyncio.timeout(self._timeout):
                 # Any frame proves events get through; on a fresh subject it is a ping.
                 await anext(self._frames)
         except StopAsyncIteration:
@@ -357,22 +391,21 @@ class Doctor:
                 title,
                 "fail",
                 "The stream opened and closed at once, before sending anything.",
-                "Something between this server and Salesforce cuts streaming responses (a "
-                "proxy?); the stream must stay open.",
+                _STREAM_CUT,
             )
         except TimeoutError:
             return Check(
                 "event_stream",
                 title,
                 "fail",
-                f"The stream opened but sent no ping within {self._timeout:g} s.",
-                "Something between this server and Salesforce buffers or cuts streaming "
-                "responses (a proxy?). Salesforce pings every few seconds.",
+                f"The stream opened but sent nothing within {self._timeout:g} s.",
+                "Salesforce pings an open stream about every 15 s (not documented): run doctor "
+                "again with --timeout 60. If it still fails, something on the way (a proxy) "
+                "buffers streaming responses.",
             )
         except httpx.TransportError as exc:
-            return Check(
-                "event_stream", title, "fail", *self._explain_network(transport_error(exc, "SSE"))
-            )
+            error = transport_error(exc, f"GET {routes.SSE}")
+            return Check("event_stream", title, "fail", *self._explain_network(error))
         return Check(
             "event_stream",
             title,
@@ -424,53 +457,89 @@ class Doctor:
     async def conversation(self) -> Check:
         """Open a conversation, watch its routing on the stream, close it again."""
         client, token = self._require_client(), self._token
-        assert token is not None and self._frames is not None
+        assert token is not None
         title = "Conversation"
-        try:
-            conversation_id = await client.create_conversation(token)
-        except ScrtError as exc:
-            return Check("conversation", title, "fail", *self._explain(exc))
-        try:
-            outcome = await self._watch_routing(conversation_id)
-        finally:
-            closed = await self._close(conversation_id)
-        if not closed:
+        required = self._required_prechat()
+        if required:
             return Check(
                 "conversation",
                 title,
-                "fail",
-                f"{outcome.detail} Closing the test conversation failed; it stays open until "
-                "Salesforce's inactivity timeout.",
-                "Close it from the Omni-Channel console if an agent sees it.",
+                "skip",
+                f"Not tried: the deployment requires pre-chat fields ({', '.join(required)}) and "
+                "doctor does not make up values for them.",
+            )
+        conversation_id = new_id()
+        self.progress.unclosed.add(conversation_id)
+        try:
+            try:
+                await client.create_conversation(token, conversation_id=conversation_id)
+            except ScrtError as exc:
+                # It may exist although the call failed (no answer, a gateway error).
+                if outcome_unknown(exc) and not await self._close(conversation_id):
+                    return self._left_open(self._explain(exc)[0])
+                return Check("conversation", title, "fail", *self._explain(exc))
+            outcome = await self._watch_routing(conversation_id)
+        except BaseException:
+            # Interrupted (Ctrl+C): the conversation must not stay open.
+            await asyncio.shield(self._close(conversation_id))
+            raise
+        if not await self._close(conversation_id):
+            return self._left_open(outcome.detail)
+        if outcome.status == "pass":
+            return Check(
+                "conversation", title, "pass", f"{outcome.detail}; the test conversation is closed."
             )
         return outcome
 
+    def _left_open(self, found: str) -> Check:
+        return Check(
+            "conversation",
+            "Conversation",
+            "fail",
+            f"{found} Closing the test conversation failed; if Salesforce created it, it stays "
+            "open until Salesforce's inactivity timeout.",
+            "Close it from the Omni-Channel console if an agent sees it.",
+        )
+
+    def _required_prechat(self) -> list[str]:
+        return [str(f["name"]) for f in self._prechat_fields() if f.get("required")]
+
+    def _prechat_fields(self) -> list[dict[str, Any]]:
+        return [
+            f
+            for form in _list(self._site.get("forms"))
+            if isinstance(form, dict) and form.get("formType") == "PreChat"
+            for f in _list(form.get("formFields"))
+            if isinstance(f, dict) and isinstance(f.get("name"), str)
+        ]
+
     async def _watch_routing(self, conversation_id: str) -> Check:
         title = "Conversation"
-        failure: str | None = None
+        assert self._frames is not None
         try:
             async with asyncio.timeout(self._timeout):
-                assert self._frames is not None
                 async for frame in self._frames:
                     event = parse_event(frame)
                     entry = event.entry
                     if event.conversation_id != conversation_id or entry is None:
                         continue
-                    if entry.routing is not None and entry.routing.failure_type not in (
-                        None,
-                        "None",
-                    ):
-                        failure = entry.routing.failure_type
-                        break
+                    routing = entry.routing
+                    if routing is not None and routing.failure_type not in (None, "None"):
+                        return Check(
+                            "conversation",
+                            title,
+                            "fail",
+                            f"Routing failed ({routing.failure_type}).",
+                            "Check the Omni-Channel flow of the deployment's messaging channel "
+                            "(Setup → Messaging Settings → the channel → Routing): it must "
+                            "route to a bot or a queue.",
+                        )
                     for change in entry.participant_changes:
                         if change.operation == "add" and change.role in ("Chatbot", "Agent"):
                             who = "bot" if change.role == "Chatbot" else "agent"
+                            name = change.display_name or "(no name)"
                             return Check(
-                                "conversation",
-                                title,
-                                "pass",
-                                f"Routed to the {who} {change.display_name or '(no name)'}; "
-                                "the test conversation was closed.",
+                                "conversation", title, "pass", f"Routed to the {who} {name}"
                             )
         except TimeoutError:
             return Check(
@@ -481,13 +550,15 @@ class Doctor:
                 "Check the Omni-Channel flow of the deployment's messaging channel: it should "
                 "route new conversations to a bot (or to a queue with agents online).",
             )
+        except httpx.TransportError as exc:
+            error = transport_error(exc, f"GET {routes.SSE}")
+            return Check("conversation", title, "fail", *self._explain_network(error))
         return Check(
             "conversation",
             title,
             "fail",
-            f"Routing failed ({failure or 'stream ended'}).",
-            "Check the Omni-Channel flow of the deployment's messaging channel (Setup → "
-            "Messaging Settings → the channel → Routing): it must route to a bot or a queue.",
+            "The event stream closed before the conversation was routed.",
+            _STREAM_CUT,
         )
 
     async def _close(self, conversation_id: str) -> bool:
@@ -496,6 +567,7 @@ class Doctor:
             await self._require_client().close_conversation(self._token, conversation_id)
         except ScrtError:
             return False
+        self.progress.unclosed.discard(conversation_id)
         return True
 
     # -- explanations ----------------------------------------------------------------------------
@@ -559,8 +631,9 @@ class Doctor:
             return (
                 f"The TLS certificate was not accepted: {cause}.",
                 "Something between this server and Salesforce presents its own certificate (a "
-                "proxy or firewall inspecting TLS), or the URL points at the wrong server; "
-                "connect without the interception, or check MIAW_SCRT_URL.",
+                "proxy or firewall inspecting TLS), or the URL points at the wrong server. If "
+                "your network inspects TLS on purpose, point SSL_CERT_FILE at its CA bundle; "
+                "otherwise check MIAW_SCRT_URL.",
             )
         if isinstance(error, ScrtHostNotFoundError):
             return (f"{host} could not be resolved: {cause}.", "Check MIAW_SCRT_URL's spelling.")
@@ -576,14 +649,12 @@ class Doctor:
             )
         return (f"{host} could not be reached: {cause}.", "Check the network and try again.")
 
-    def _explain_stream(self, response: httpx.Response) -> tuple[str, str]:
-        error = error_from_response(response, method="GET", route=routes.SSE)
+    def _explain_stream(self, error: ScrtStatusError) -> tuple[str, str]:
         if "must match" in error.message:
-            config = self._require_config()
             return (
                 f"Salesforce answered {error.status}: {error.message}",
-                f"The org id does not belong to this org: check MIAW_ORG_ID ({config.org_id}) "
-                "against Setup → Company Information.",
+                f"The org id does not belong to this org: check MIAW_ORG_ID "
+                f"({self._require_config().org_id}) against Setup → Company Information.",
             )
         return self._explain(error)
 
@@ -600,31 +671,47 @@ def _list(value: object) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-async def _frames(response: httpx.Response) -> AsyncIterator[Any]:
-    parser = SseParser()
-    async for chunk in response.aiter_bytes():
-        for frame in parser.feed(chunk):
-            yield frame
-
-
 # -- command line ------------------------------------------------------------------------------
 
 SYMBOLS = {"pass": "ok", "warn": "warn", "fail": "FAIL", "skip": "skip"}
 
 
-def render(checks: list[Check]) -> str:
-    width = max(len(c.title) for c in checks)
+def render(
+    checks: list[Check], *, interrupted: bool = False, unclosed: set[str] | None = None
+) -> str:
+    width = max((len(c.title) for c in checks), default=0)
     lines = [f"miaw-mcp {__version__} doctor"]
     for check in checks:
         lines.append(f"  {SYMBOLS[check.status]:<4}  {check.title:<{width}}  {check.detail}")
         if check.fix:
             lines.append(f"        {'':<{width}}  fix: {check.fix}")
     failed = [c for c in checks if c.status == "fail"]
-    if failed:
+    for conversation_id in sorted(unclosed or ()):
+        # The id is no secret: the operator needs it to find and close the conversation.
+        lines.append(f"The test conversation {conversation_id} may still be open.")
+    if interrupted:
+        lines.append("Interrupted.")
+    elif failed:
         lines.append(f'Stopped at "{failed[0].title}": fix it and run doctor again.')
     else:
         lines.append("Everything checked works.")
     return "\n".join(lines)
+
+
+MAX_STEP_SECONDS = 300.0
+
+
+def step_seconds(raw: str) -> float:
+    """A --timeout value: seconds above 0, at most MAX_STEP_SECONDS."""
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_STEP_SECONDS:  # also rejects nan
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds above 0, at most {MAX_STEP_SECONDS:g}, got {raw!r}"
+        )
+    return value
 
 
 def add_doctor_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -633,7 +720,7 @@ def add_doctor_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         help="check the Salesforce set-up step by step",
         description="Check the settings (environment, .env or flags) against the org, step by "
         "step, stopping at the first problem with what is wrong and how to fix it. Exit status "
-        "0 when nothing failed, 1 otherwise.",
+        "0 when nothing failed, 1 otherwise, 130 when interrupted.",
     )
     doctor.add_argument("--scrt-url", help="overrides MIAW_SCRT_URL")
     doctor.add_argument("--org-id", help="overrides MIAW_ORG_ID")
@@ -641,10 +728,10 @@ def add_doctor_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     doctor.add_argument("--public-url", help="overrides PUBLIC_URL")
     doctor.add_argument(
         "--timeout",
-        type=float,
+        type=step_seconds,
         default=30.0,
         metavar="SECONDS",
-        help="how long each step may wait (default 30)",
+        help="how long each request or wait may take (default 30)",
     )
     doctor.add_argument(
         "--create-conversation",
@@ -665,21 +752,39 @@ def run_doctor(args: argparse.Namespace) -> int:
         )
         if value is not None
     }
+    progress = Progress()
+    interrupted = False
     try:
         settings = load_settings(**overrides)
     except ConfigError as exc:
-        checks = [Check("settings", "Settings", "fail", str(exc), "Correct the value named.")]
+        progress.checks.append(
+            Check("settings", "Settings", "fail", str(exc), "Correct the value named.")
+        )
     else:
-        checks = asyncio.run(diagnose(settings, args.timeout, args.create_conversation))
+        try:
+            asyncio.run(diagnose(settings, args.timeout, args.create_conversation, progress))
+        except KeyboardInterrupt:
+            interrupted = True
+    checks = progress.checks
+    failed = any(c.status == "fail" for c in checks)
     if args.json:
-        ok = all(c.status != "fail" for c in checks)
-        print(json.dumps({"ok": ok, "checks": [asdict(c) for c in checks]}, indent=2))
+        report = {
+            "ok": not failed and not interrupted and not progress.unclosed,
+            "interrupted": interrupted,
+            "unclosedConversations": sorted(progress.unclosed),
+        }
+        print(json.dumps({**report, "checks": [asdict(c) for c in checks]}, indent=2))
     else:
-        print(render(checks))
-    return 1 if any(c.status == "fail" for c in checks) else 0
+        print(render(checks, interrupted=interrupted, unclosed=progress.unclosed))
+    if interrupted:
+        return 130
+    return 1 if failed else 0
 
 
-async def diagnose(settings: Settings, seconds: float, create_conversation: bool) -> list[Check]:
+async def diagnose(
+    settings: Settings, seconds: float, create_conversation: bool, progress: Progress
+) -> list[Check]:
+    """Run every step into `progress` (filled as it goes, so an interrupted run keeps it)."""
     async with httpx.AsyncClient(timeout=seconds) as http:
         doctor = Doctor(
             settings,
@@ -687,5 +792,6 @@ async def diagnose(settings: Settings, seconds: float, create_conversation: bool
             timeout=seconds,
             create_conversation=create_conversation,
             on_heroku="DYNO" in os.environ,
+            progress=progress,
         )
         return await doctor.run()

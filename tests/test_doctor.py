@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import ssl
 import sys
@@ -55,7 +56,8 @@ def settings(scrt_url: str, **values: Any) -> Settings:
     return Settings(_env_file=None, **base)  # type: ignore[call-arg]
 
 
-Simulated = Callable[..., AsyncIterator[str]]
+SIMULATORS: dict[Any, None] = {}
+"""The simulators the running test started, oldest first."""
 
 
 @pytest.fixture
@@ -71,6 +73,7 @@ async def sim() -> AsyncIterator[Callable[..., Any]]:
         app = build_simulator(SimulatorOptions(**options))
         server = serve(app, tls=tls)
         apps.append(app)
+        SIMULATORS[app] = None
         servers.append(server)
         url: str = await server.__aenter__()
         return url
@@ -78,6 +81,7 @@ async def sim() -> AsyncIterator[Callable[..., Any]]:
     yield start
     for server in reversed(servers):
         await server.__aexit__(None, None, None)
+    SIMULATORS.clear()
     for app in apps:
         assert not [c for c in app.state.simulator.conversations.values() if c.open], (
             "doctor left a conversation open"
@@ -236,7 +240,58 @@ async def test_a_stream_without_pings_fails_the_event_stream_step(
     url = await sim(ping_interval=3600)
     found = failure(await run(settings(url), seconds=0.5))
     assert found.name == "event_stream"
-    assert "sent no ping within 0.5 s" in found.detail and "buffers" in found.fix
+    assert "sent nothing within 0.5 s" in found.detail and "--timeout 60" in found.fix
+
+
+async def until_a_conversation_exists(url: str) -> str:
+    """Long-poll the simulator's control API until a conversation exists; its id."""
+    version = 0
+    async with httpx.AsyncClient(base_url=url, timeout=30) as control, asyncio.timeout(30):
+        while True:
+            listing = (
+                await control.get(
+                    "/control/conversations", params={"since": version, "waitSeconds": 10}
+                )
+            ).json()
+            if listing["conversations"]:
+                return str(listing["conversations"][0]["conversationId"])
+            version = listing["version"]
+
+
+async def test_a_stream_cut_while_routing_is_named_as_such_and_the_conversation_closed(
+    sim: Callable[..., Any],
+) -> None:
+    url = await sim(actor_delay=3600)  # routing never happens while doctor watches
+    doctor = asyncio.create_task(run(settings(url), create=True))
+    await until_a_conversation_exists(url)
+    server = next(iter(SIMULATORS))
+    server.state.simulator.cut_streams()
+    found = failure(await doctor)
+    assert found.name == "conversation"
+    assert "event stream closed before the conversation was routed" in found.detail
+    assert "cuts streaming responses" in found.fix
+
+
+async def test_a_create_whose_outcome_is_unknown_is_closed_or_reported(
+    sim: Callable[..., Any],
+) -> None:
+    url = await sim()
+    async with httpx.AsyncClient(base_url=url) as control:
+        fault = {"path": "/iamessage/api/v2/conversation", "method": "POST", "status": 502}
+        assert (await control.post("/control/faults", json=fault)).status_code == 201
+    found = failure(await run(settings(url), create=True))
+    assert found.name == "conversation"
+    # The 502 came before Salesforce acted, so the close finds nothing and says so.
+    assert "502" in found.detail and "Closing the test conversation failed" in found.detail
+
+
+async def test_required_pre_chat_fields_skip_the_conversation_step_with_the_reason(
+    sim: Callable[..., Any],
+) -> None:
+    url = await sim(prechat_required=("Topic",))
+    checks = await run(settings(url), create=True)
+    assert (checks[-1].name, checks[-1].status) == ("conversation", "skip")
+    assert "requires pre-chat fields (Topic)" in checks[-1].detail
 
 
 # -- settings and the network, before Salesforce answers -------------------------------------------
@@ -252,6 +307,12 @@ async def test_a_stream_without_pings_fails_the_event_stream_step(
         ),
         ("http://acme.my.salesforce-scrt.com", "plain HTTP", "https://acme.my.salesforce-scrt.com"),
         ("https://acme.my.salesforce-scrt.com/chat", "has a path", "(no path)"),
+        (
+            "https://acme--uat.sandbox.my.salesforce.com",
+            "your org's site",
+            "https://acme--uat.sandbox.my.salesforce-scrt.com",
+        ),
+        ("https://acme.my.salesforce-scrt.com:99999", "invalid port", "needs no port"),
     ],
 )
 async def test_a_wrong_url_form_is_found_before_any_request(
@@ -367,3 +428,40 @@ async def test_the_command_names_a_malformed_setting(sim: Callable[..., Any]) ->
     assert code == 1 and report["ok"] is False
     assert report["checks"][0]["name"] == "settings"
     assert "MIAW_ORG_ID" in report["checks"][0]["detail"]
+
+
+async def test_an_interrupted_run_reports_what_it_found_closes_its_conversation_and_exits_130(
+    sim: Callable[..., Any],
+) -> None:
+    url = await sim(actor_delay=3600)  # routing never happens: doctor is still watching
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "app",
+        "doctor",
+        "--create-conversation",
+        env={
+            "PATH": os.environ["PATH"],
+            "MIAW_SCRT_URL": url,
+            "MIAW_ORG_ID": DEFAULT_ORG_ID,
+            "MIAW_ES_DEVELOPER_NAME": DEFAULT_DEPLOYMENT,
+            "PUBLIC_URL": PUBLIC,
+        },
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd="/",
+    )
+    conversation_id = await until_a_conversation_exists(url)
+    proc.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    text = out.decode()
+    assert proc.returncode == 130, err.decode()
+    assert "ok    Event stream" in text and "Interrupted." in text
+    assert conversation_id not in text  # closed, so not reported as possibly open
+    # The sim fixture checks that no conversation was left open.
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "1e9", "soon"])
+async def test_a_bad_timeout_exits_2_naming_the_flag(value: str) -> None:
+    code, out = await doctor_command("--timeout", value, env={})
+    assert code == 2 and "--timeout" in out and "seconds above 0" in out

@@ -189,7 +189,8 @@ def transport_error(exc: httpx.TransportError, what: str) -> ScrtConnectionError
     cause = ""
     for link in _causes(exc):
         if isinstance(link, ssl.SSLCertVerificationError):
-            kind, cause = ScrtCertificateError, link.verify_message or "certificate verify failed"
+            kind = ScrtCertificateError
+            cause = getattr(link, "verify_message", None) or "certificate verify failed"
             break
         if isinstance(link, socket.gaierror):
             if link.errno in _NAME_NOT_FOUND:
@@ -198,6 +199,9 @@ def transport_error(exc: httpx.TransportError, what: str) -> ScrtConnectionError
             break
         if isinstance(link, ConnectionRefusedError):
             kind, cause = ScrtRefusedError, "connection refused"
+            break
+        if isinstance(link, ssl.SSLError):
+            cause = f"TLS handshake failed ({link.reason or link})"
             break
     else:
         cause = type(exc).__name__
@@ -218,7 +222,11 @@ def _causes(exc: BaseException) -> list[BaseException]:
     link: BaseException | None = exc
     while link is not None and link not in chain and len(chain) < 10:
         chain.append(link)
-        link = link.__cause__ or link.__context__
+        if isinstance(link, BaseExceptionGroup) and link.exceptions:
+            # anyio tried every address of the host; the first attempt's failure says why.
+            link = link.exceptions[0]
+        else:
+            link = link.__cause__ or link.__context__
     return chain
 
 

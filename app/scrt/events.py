@@ -163,7 +163,7 @@ class ScrtEventStream:
                     headers=self._headers(bearer),
                     timeout=self._timeout,
                 ) as response:
-                    await _raise_for_status(response)
+                    await raise_for_stream_status(response)
                     opened, failures = True, 0
                     self._connected = True
                     self._opens += 1
@@ -192,8 +192,11 @@ class ScrtEventStream:
             if not opened:
                 failures += 1
                 limit = self._reconnect.max_failures
-                # A certificate or a host name that does not exist will not fix itself.
-                if is_permanent(reason) or (limit is not None and failures >= limit):
+                # A certificate or a host name that does not exist will not fix itself; once
+                # the stream has worked, the same failure is more likely passing (a resolver
+                # or a network that is down for a moment), so it only backs off.
+                first = self._opens == 0
+                if (first and is_permanent(reason)) or (limit is not None and failures >= limit):
                     raise reason
             pause = self._reconnect.delay(failures)
             log.info(
@@ -225,17 +228,7 @@ class ScrtEventStream:
                 await chunks.aclose()
 
     def _headers(self, bearer: str) -> dict[str, str]:
-        headers = {
-            "Accept": "text/event-stream",
-            "Authorization": f"Bearer {bearer}",
-            "X-Org-Id": self._config.org_id_15,
-            "Cache-Control": "no-cache",
-            # Compression would make the server buffer frames.
-            "Accept-Encoding": "identity",
-        }
-        if self._last_event_id:
-            headers["Last-Event-Id"] = self._last_event_id
-        return headers
+        return sse_headers(self._config, bearer, self._last_event_id)
 
     def _accept(self, frame: SseFrame) -> ScrtEvent | None:
         """Track the id; drop keep-alives and repeats; parse the rest best-effort."""
@@ -250,6 +243,29 @@ class ScrtEventStream:
             if len(self._seen) > _SEEN_IDS:
                 self._seen.popitem(last=False)
         return parse_event(frame)
+
+
+def sse_headers(config: ScrtConfig, bearer: str, last_event_id: str | None) -> dict[str, str]:
+    """The headers of an event-stream request (the org id in its 15-character form)."""
+    headers = {
+        "Accept": "text/event-stream",
+        "Authorization": f"Bearer {bearer}",
+        "X-Org-Id": config.org_id_15,
+        "Cache-Control": "no-cache",
+        # Compression would make the server buffer frames.
+        "Accept-Encoding": "identity",
+    }
+    if last_event_id:
+        headers["Last-Event-Id"] = last_event_id
+    return headers
+
+
+async def sse_frames(response: httpx.Response) -> AsyncGenerator[SseFrame, None]:
+    """The frames of an open event-stream response, as they arrive."""
+    parser = SseParser()
+    async for chunk in response.aiter_bytes():
+        for frame in parser.feed(chunk):
+            yield frame
 
 
 def parse_event(frame: SseFrame) -> ScrtEvent:
@@ -271,7 +287,7 @@ def parse_event(frame: SseFrame) -> ScrtEvent:
     )
 
 
-async def _raise_for_status(response: httpx.Response) -> None:
+async def raise_for_stream_status(response: httpx.Response) -> None:
     """Raise the ScrtError of a non-2xx open, reading at most a few KB of its body."""
     if response.is_success:
         return

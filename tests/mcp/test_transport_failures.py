@@ -76,17 +76,20 @@ async def test_a_self_signed_certificate_is_named_and_tried_once(
     assert "self-signed certificate" in logged["cause"]
 
 
-async def test_a_certificate_for_another_host_is_named(
-    tmp_path: Path, json_logs: pytest.CaptureFixture[str]
+async def test_a_trusted_certificate_for_another_host_is_named(
+    tmp_path: Path, json_logs: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cert, key = self_signed(tmp_path, "login.example.com")
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # trusted: only the host name is wrong
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(cert, key)
     async with silent_listener(tls) as listener:
         text = await mint_fails(listener.url("https"))
     assert "TLS certificate was not accepted" in text
     assert listener.connections == 1
-    assert failure_line(log_lines(json_logs))["error"] == "ScrtCertificateError"
+    logged = failure_line(log_lines(json_logs))
+    assert logged["error"] == "ScrtCertificateError"
+    assert "certificate is not valid for '127.0.0.1'" in logged["cause"]
 
 
 @pytest.fixture

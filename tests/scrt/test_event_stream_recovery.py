@@ -157,6 +157,30 @@ async def test_a_certificate_failure_ends_the_stream_at_once_even_without_a_fail
     assert listener.connections == 1
 
 
+async def test_a_certificate_failure_after_the_stream_worked_only_backs_off() -> None:
+    """Once the stream has opened, the same failure is more likely a passing one (a network
+    that is down for a moment): the stream keeps trying instead of giving up."""
+    answers: list[httpx.Response | Exception] = [sse(frame("1"))]
+    for _ in range(3):
+        error = httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED]")
+        error.__cause__ = ssl.SSLCertVerificationError(1, "certificate verify failed")
+        answers.append(error)
+    answers.append(sse(frame("2"), hang=True))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    config = ScrtConfig(scrt_url="https://sse.test", org_id=ORG_18, es_developer_name=DEPLOYMENT)
+    fast = ReconnectPolicy(base_delay=0.001, max_delay=0.002, max_failures=None)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        events = await take(ScrtClient(http, config).event_stream("tok", reconnect=fast), 2)
+
+    assert [e.id for e in events] == ["1", "2"]
+
+
 @pytest.mark.looptime
 async def test_replays_of_the_last_4096_events_are_dropped(
     scrt: ScrtClient, router: respx.MockRouter
