@@ -60,3 +60,41 @@ async def test_after_the_stream_reopens_the_gap_is_fetched_without_waiting_for_a
             assert cut.status_code == 200 and cut.json()["cut"] == 1
             async with asyncio.timeout(30):  # a safety deadline: the fetch is the event
                 await entries_fetched.wait()
+
+
+async def test_a_catch_up_that_fails_is_retried_until_it_gets_through() -> None:
+    """A catch-up fetch that fails (Salesforce answers 503 to each of the client's 4 attempts) is
+    tried again after a pause, without any reader asking, until the gap is fetched."""
+    answered: list[int] = []
+    fifth = asyncio.Event()
+
+    async def watch(response: httpx.Response) -> None:
+        if response.request.method == "GET" and response.request.url.path.endswith("/entries"):
+            answered.append(response.status_code)
+            if len(answered) == 5:
+                fifth.set()
+
+    sim = build_simulator(SimulatorOptions(rate_limits=False))
+    async with (
+        serve(sim) as sim_url,
+        httpx.AsyncClient(event_hooks={"response": [watch]}) as http,
+        httpx.AsyncClient(base_url=sim_url) as control,
+    ):
+        app = build_app(settings_for(sim_url), http=http)
+        async with serve(app, lifespan="on") as base, Client(base + "/mcp") as client:
+            session = await call(client, "generate_guest_access_token", {})
+            created = await call(client, "create_conversation", session)
+            ids = {**session, "conversationId": created["conversationId"]}
+            await read_until(client, ids, lambda entries, _: bool(entries))
+            answered.clear()
+            fault = {
+                "path": "/iamessage/api/v2/conversation/{conversationId}/entries",
+                "status": 503,
+                "count": 4,
+            }
+            assert (await control.post("/control/faults", json=fault)).status_code == 201
+            cut = await control.post("/control/faults", json={"cutStreams": True})
+            assert cut.status_code == 200 and cut.json()["cut"] == 1
+            async with asyncio.timeout(30):  # a safety deadline: the fifth answer is the event
+                await fifth.wait()
+    assert answered == [503, 503, 503, 503, 200]
