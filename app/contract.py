@@ -13,7 +13,11 @@ printed: tokens, org ids and conversation ids appear in the report as placeholde
 of a conversation that could not be closed, which the operator needs).
 
 Every conversation the walk creates is closed afterwards, also when a probe fails or the run is
-interrupted; the report says if a close failed.
+interrupted (Ctrl+C). While closing, the first Ctrl+C is only noted (on stderr); the next quits at
+once. The report names (with its id) each conversation it could not close.
+
+A target that cannot be reached at all (its certificate is refused, its host name does not exist,
+it refuses the connection) stops the walk at the first such answer: every item would say the same.
 """
 
 from __future__ import annotations
@@ -24,13 +28,16 @@ import contextlib
 import json
 import math
 import re
+import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+import threading
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import httpx
+from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 from starlette.types import ASGIApp, Message, Scope
 
@@ -38,9 +45,17 @@ from app import __version__
 from app.config import Settings
 from app.scrt import payloads, routes
 from app.scrt.config import ScrtConfig, org_id_18
-from app.scrt.errors import error_from_response
+from app.scrt.errors import (
+    ScrtCertificateError,
+    ScrtConnectionError,
+    ScrtHostNotFoundError,
+    ScrtRefusedError,
+    ScrtTimeoutError,
+    error_from_response,
+    transport_error,
+)
+from app.scrt.events import sse_frames, sse_headers
 from app.scrt.models import Entry
-from app.scrt.sse import SseParser
 from app.scrt.transport import fill_route
 from app.simulator import SimulatorOptions, build_simulator
 
@@ -101,10 +116,6 @@ class _Environment(BaseSettings):
     miaw_es_developer_name: str | None = None
 
 
-_ORG_ID = re.compile(r"00D[0-9A-Za-z]{12}(?:[0-9A-Za-z]{3})?")
-_HOST = re.compile(r"[A-Za-z0-9.-]+|[0-9A-Fa-f:.]+")
-
-
 @dataclass(frozen=True)
 class Target:
     scrt_url: str
@@ -140,45 +151,35 @@ def _pick(flag: str, given: str | None, variable: str, fallback: str | None) -> 
     raise ArgumentProblem(f"{flag} is required (or set {variable})")
 
 
-def _scrt_url(value: str, name: str) -> str:
-    url = value if "://" in value else f"https://{value}"  # a bare host, as MIAW_SCRT_URL
-    url = url.rstrip("/")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018  (raises ValueError for a malformed port)
-    except ValueError:
-        parts = urlsplit("")
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or not _HOST.fullmatch(parts.hostname)
-        or parts.query
-        or parts.fragment
-    ):
-        raise ArgumentProblem(
-            f"{name} must be an http(s) URL with a host, such as "
-            f"https://acme.my.salesforce-scrt.com; got {value!r}"
-        )
-    return url
+# What each ScrtConfig field is called on the command line, and what it must be.
+_FIELDS = {
+    "scrt_url": "must be an http(s) URL with a host, such as "
+    "https://acme.my.salesforce-scrt.com; got {value!r}",
+    "org_id": "must be a 15- or 18-character org id starting with 00D, got {value!r}",
+    "es_developer_name": "must not be empty (the deployment's API name)",
+}
 
 
 def resolve_target(args: argparse.Namespace, environment: _Environment | None = None) -> Target:
     """The endpoint and deployment from the flags, else the server's settings; raises
-    ArgumentProblem naming the flag that is wrong."""
+    ArgumentProblem naming the flag that is wrong. Validated as the server's client does
+    (ScrtConfig), so the contract accepts what the server accepts."""
     env = environment if environment is not None else _Environment()
-    url, url_name = _pick("--scrt-url", args.scrt_url, "MIAW_SCRT_URL", env.miaw_scrt_url)
-    org_id, org_name = _pick("--org-id", args.org_id, "MIAW_ORG_ID", env.miaw_org_id)
-    deployment, deployment_name = _pick(
-        "--deployment", args.deployment, "MIAW_ES_DEVELOPER_NAME", env.miaw_es_developer_name
-    )
-    scrt_url = _scrt_url(url, url_name)
-    if not _ORG_ID.fullmatch(org_id):
-        raise ArgumentProblem(
-            f"{org_name} must be a 15- or 18-character org id starting with 00D, got {org_id!r}"
-        )
-    if not deployment:
-        raise ArgumentProblem(f"{deployment_name} must not be empty (the deployment's API name)")
-    return Target(scrt_url, org_id, deployment)
+    given = {
+        "scrt_url": _pick("--scrt-url", args.scrt_url, "MIAW_SCRT_URL", env.miaw_scrt_url),
+        "org_id": _pick("--org-id", args.org_id, "MIAW_ORG_ID", env.miaw_org_id),
+        "es_developer_name": _pick(
+            "--deployment", args.deployment, "MIAW_ES_DEVELOPER_NAME", env.miaw_es_developer_name
+        ),
+    }
+    try:
+        config = ScrtConfig(**{field: value for field, (value, _) in given.items()})
+    except ValidationError as exc:
+        wrong = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
+        field = next(name for name in _FIELDS if name in wrong)
+        value, name = given[field]
+        raise ArgumentProblem(f"{name} {_FIELDS[field].format(value=value)}") from None
+    return Target(config.scrt_url, config.org_id, config.es_developer_name)
 
 
 def _timeout(raw: str) -> float:
@@ -298,6 +299,9 @@ def _show(value: Any) -> Any:
         return [_show(v) for v in value]
     return value
 
+
+SSE_PER_SIDE = {"Authorization": BEARER, "X-Org-Id": ORG15, "Last-Event-Id": LAST_EVENT_ID}
+"""The event-stream headers (app.scrt.events.sse_headers) that hold a side's own values."""
 
 JSON_HEADERS: dict[str, Any] = {"Accept": "application/json"}
 AUTHORIZED: dict[str, Any] = {**JSON_HEADERS, "Authorization": BEARER}
@@ -447,7 +451,9 @@ class Answer:
     shape: Any = None
     first_event: str | None = None
     problem: str | None = None
-    """Why there is no HTTP answer (timeout, connection refused)."""
+    """Why there is no HTTP answer (timeout, certificate, connection refused)."""
+    sent: bool = True
+    """False when the request surely never left (no connection): it did nothing."""
     data: Any = field(default=None, repr=False)
     """The parsed body, for later steps (a token, an entry id); never reported."""
 
@@ -493,6 +499,31 @@ class Answer:
         if self.first_event is not None:
             shown["firstEvent"] = self.first_event
         return shown
+
+
+STOPS_THE_WALK = (ScrtCertificateError, ScrtHostNotFoundError, ScrtRefusedError)
+"""Network failures every later request to the target would repeat: the walk stops there."""
+
+
+def failure(
+    exc: Exception, what: str, timeout: float
+) -> tuple[str, ScrtConnectionError | ScrtTimeoutError | None]:
+    """Why a request got no HTTP answer, in the report's words, and the error the server's own
+    client makes of it (app.scrt.errors.transport_error), which tells the causes apart."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g} s", None
+    if not isinstance(exc, httpx.TransportError):
+        return f"no answer: {type(exc).__name__}", None
+    error = transport_error(exc, what)
+    if isinstance(error, ScrtTimeoutError):
+        return f"no answer within {timeout:g} s", error
+    if isinstance(error, ScrtCertificateError):
+        return f"no answer: the TLS certificate was not accepted ({error.cause})", error
+    if isinstance(error, ScrtHostNotFoundError):
+        return f"no answer: the host name was not found ({error.cause})", error
+    if isinstance(error, ScrtRefusedError):
+        return "no answer: the connection was refused", error
+    return f"no answer: the connection failed ({error.cause})", error
 
 
 def differences(simulator: Answer, target: Answer) -> list[str]:
@@ -596,6 +627,8 @@ class Report:
     items: list[Item] = field(default_factory=list)
     conversations: list[Created] = field(default_factory=list)
     interrupted: bool = False
+    stopped: str | None = None
+    """Why the walk stopped early: the target could not be reached at all."""
 
     def add(self, item: Item) -> None:
         self.items.append(item)
@@ -610,7 +643,7 @@ class Report:
     def exit_status(self) -> int:
         if self.interrupted:
             return EXIT_INTERRUPTED
-        return 1 if self.count("different") or self.close_failed else 0
+        return 1 if self.count("different") or self.close_failed or self.stopped else 0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -630,6 +663,7 @@ class Report:
             },
             "items": [item.as_json() for item in self.items],
             "conversations": [c.as_json() for c in self.conversations],
+            "stopped": self.stopped,
             "interrupted": self.interrupted,
         }
 
@@ -672,8 +706,17 @@ class Report:
                 f"WARNING: conversation {c.conversation_id} on the {c.side} could not be closed "
                 f"({c.how}); close it in Salesforce or wait for it to time out."
             )
+        if self.stopped is not None:
+            lines.append(
+                f"Stopped: {self.stopped}. The remaining items were not run: each would fail "
+                "the same way. Fix the URL or the network, then run it again."
+            )
         if self.interrupted:
-            lines.append("Interrupted: the remaining items were not run.")
+            lines.append(
+                "Interrupted: the remaining items were not run."
+                if len(self.items) < len(ITEMS)
+                else "Interrupted."
+            )
         return "\n".join(lines)
 
 
@@ -769,6 +812,10 @@ class _AppBody(httpx.AsyncByteStream):
 # -- the walk ----------------------------------------------------------------------------------
 
 
+class Stopped(Exception):
+    """The target cannot be reached; the walk ends (Report.stopped says why)."""
+
+
 class Group:
     """One independent part of the walk, with a guest token of its own on each side."""
 
@@ -812,20 +859,35 @@ class Walk:
             TEXT.name: PROBE_TEXT,
         }
         self.streams: list[httpx.Response] = []
+        self.cleaning = False
 
     # sending
 
     async def exchange(
         self, side: Side, call: Call, values: Mapping[str, str], depth: int | None = None
     ) -> Answer:
+        self.go_on()
         try:
             async with asyncio.timeout(self.timeout):
                 response = await side.http.send(call.build(side.http, values))
-        except TimeoutError:
-            return Answer(problem=f"no answer within {self.timeout:g} s")
-        except httpx.HTTPError as exc:
-            return Answer(problem=f"no answer: {type(exc).__name__}")
+        except (TimeoutError, httpx.HTTPError) as exc:
+            return self.no_answer(side, call, exc)
         return Answer.of(response, call, depth)
+
+    def no_answer(self, side: Side, call: Call, exc: Exception) -> Answer:
+        """The answer for a request that got no HTTP status; a target that cannot be reached at
+        all (certificate, host name, refused connection) stops the walk at the next request."""
+        what = f"{call.method} {call.route}"
+        problem, error = failure(exc, what, self.timeout)
+        stops = side.name == TARGET and isinstance(error, STOPS_THE_WALK) and not self.cleaning
+        if stops and self.report.stopped is None:
+            self.report.stopped = f"{what} got {problem}"
+        return Answer(problem=problem, sent=error.request_sent if error is not None else True)
+
+    def go_on(self) -> None:
+        """Raise Stopped once the target turned out unreachable (not while cleaning up)."""
+        if self.report.stopped is not None and not self.cleaning:
+            raise Stopped(self.report.stopped)
 
     async def probe(
         self,
@@ -839,6 +901,7 @@ class Walk:
         closes: bool = False,
     ) -> dict[str, Answer] | None:
         """Send `call` to both sides and report the item; None when it was skipped."""
+        self.go_on()
         missing = group.missing([*call.needs(), *needs])
         if missing is not None:
             self.report.add(Item(name, "skipped", request=call, reason=missing))
@@ -874,7 +937,9 @@ class Walk:
 
     def _created(self, created: Created, answer: Answer) -> None:
         status = answer.status
-        if status is not None and 200 <= status < 300:
+        if not answer.sent:
+            created.state, created.how = "not created", f"not sent: {answer.problem}"
+        elif status is not None and 200 <= status < 300:
             created.state = "open"
         elif status is not None and 400 <= status < 500 and status not in (408, 429):
             created.state, created.how = "not created", f"refused: {status}"
@@ -916,13 +981,12 @@ class Walk:
         self, side: Side, call: Call, values: Mapping[str, str]
     ) -> tuple[Answer, httpx.Response | None]:
         """Open the stream; an answer other than an event stream is read whole and closed."""
+        self.go_on()
         try:
             async with asyncio.timeout(self.timeout):
                 response = await side.streams.send(call.build(side.streams, values), stream=True)
-        except TimeoutError:
-            return Answer(problem=f"no answer within {self.timeout:g} s"), None
-        except httpx.HTTPError as exc:
-            return Answer(problem=f"no answer: {type(exc).__name__}"), None
+        except (TimeoutError, httpx.HTTPError) as exc:
+            return self.no_answer(side, call, exc), None
         self.streams.append(response)
         content = content_class(response.headers.get("content-type"), None)
         if response.status_code == 200 and content == "event-stream":
@@ -931,7 +995,8 @@ class Walk:
             async with asyncio.timeout(self.timeout):
                 await response.aread()
         except (TimeoutError, httpx.HTTPError) as exc:
-            return Answer(problem=f"the body did not come: {type(exc).__name__}"), None
+            problem, _ = failure(exc, f"{call.method} {call.route}", self.timeout)
+            return Answer(problem=f"the body did not come: {problem}"), None
         finally:
             await self.close_stream(response)
         return Answer.of(response, call), None
@@ -944,20 +1009,22 @@ class Walk:
                 await response.aclose()
 
     async def first_event(self, response: httpx.Response) -> str:
-        parser = SseParser()
         try:
-            async with asyncio.timeout(self.timeout):
-                async for chunk in response.aiter_bytes():
-                    if parser.feed(chunk):
-                        return "received"
+            async with (
+                asyncio.timeout(self.timeout),
+                contextlib.aclosing(sse_frames(response)) as frames,
+            ):
+                async for _ in frames:
+                    return "received"
         except TimeoutError:
             return f"none within {self.timeout:g} s"
         except httpx.HTTPError as exc:
-            return f"the stream failed: {type(exc).__name__}"
+            return f"the stream failed: {failure(exc, 'GET ' + routes.SSE, self.timeout)[0]}"
         return "the stream ended first"
 
     async def stream_item(self, group: Group, name: str, call: Call) -> None:
         """An event-stream request expected to be refused; a stream that opens is closed."""
+        self.go_on()
         missing = group.missing(call.needs())
         if missing is not None:
             self.report.add(Item(name, "skipped", request=call, reason=missing))
@@ -974,11 +1041,12 @@ class Walk:
     # the items
 
     async def walk(self) -> None:
-        await self.tokens()
-        await self.deployment()
-        await self.authorization()
-        await self.stream_refusals()
-        await self.conversation()
+        with contextlib.suppress(Stopped):  # the report says why
+            await self.tokens()
+            await self.deployment()
+            await self.authorization()
+            await self.stream_refusals()
+            await self.conversation()
 
     async def tokens(self) -> None:
         group = Group(self.shared)
@@ -1035,17 +1103,12 @@ class Walk:
         )
 
     def stream_call(self, note: str = "", changes: Mapping[str, Any] | None = None) -> Call:
-        """The event-stream request our client sends, with `changes` (None drops a header)."""
-        values = {
-            "Accept": "text/event-stream",
-            "Authorization": BEARER,
-            "X-Org-Id": ORG15,
-            "Cache-Control": "no-cache",
-            "Accept-Encoding": "identity",
-            "Last-Event-Id": LAST_EVENT_ID,
-        }
-        values.update(changes or {})
-        shown = {name: value for name, value in values.items() if value is not None}
+        """The event-stream request our client sends (app.scrt.events.sse_headers), with
+        `changes` (None drops a header); the per-side values are placeholders until sent."""
+        headers: dict[str, Any] = dict(sse_headers(self.config, "<token>", "<lastEventId>"))
+        headers.update((name, var) for name, var in SSE_PER_SIDE.items() if name in headers)
+        headers.update(changes or {})
+        shown = {name: value for name, value in headers.items() if value is not None}
         return Call("GET", routes.SSE, headers=shown, note=note)
 
     async def stream_refusals(self) -> None:
@@ -1223,6 +1286,7 @@ class Walk:
 
     async def clean_up(self) -> None:
         """Close the event streams and every conversation not known to be closed."""
+        self.cleaning = True
         for response in list(self.streams):
             await self.close_stream(response)
         by_name = {side.name: side for side in self.sides}
@@ -1239,6 +1303,7 @@ class Walk:
             headers=AUTHORIZED,
         )
         values = {BEARER.name: created.bearer, CONVERSATION.name: created.conversation_id}
+        created.how = "the run was stopped before its close finished"
         answer = await self.exchange(side, call, values)
         status = answer.status
         if status is not None and 200 <= status < 300:
@@ -1263,6 +1328,54 @@ async def _to_the_end(work: Awaitable[None]) -> None:
     task.result()
     if cancelled:
         raise asyncio.CancelledError
+
+
+CLOSING_NOTICE = (
+    "miaw-mcp contract: closing the conversations this check created; "
+    "press Ctrl+C again to quit without closing them"
+)
+
+
+def _say_closing() -> None:
+    print(CLOSING_NOTICE, file=sys.stderr, flush=True)
+
+
+def _quit() -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _ctrl_c_waits_for_the_clean_up(report: Report) -> Iterator[None]:
+    """While the conversations are being closed, Ctrl+C does not cut the closing short.
+
+    asyncio.run obeys a second SIGINT by raising KeyboardInterrupt in the loop and cancelling every
+    task, the clean-up too. Here the first SIGINT that comes while cleaning up only marks the run
+    interrupted and says so on stderr; a further one quits at once (the report then names each
+    conversation not closed). Only the main thread can have a SIGINT handler; a run in another
+    thread (tests) is cancelled, not interrupted, and `_to_the_end` covers that.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous in (
+        signal.SIG_IGN,
+        None,
+    ):
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    presses = 0
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        nonlocal presses
+        presses += 1
+        report.interrupted = True
+        # Raised from a loop callback, not here: never inside a task, whose traceback would show.
+        loop.call_soon_threadsafe(_quit if presses > 1 else _say_closing)
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 async def check_contract(report: Report) -> Report:
@@ -1295,5 +1408,6 @@ async def check_contract(report: Report) -> Report:
         try:
             await walk.walk()
         finally:
-            await _to_the_end(walk.clean_up())
+            with _ctrl_c_waits_for_the_clean_up(report):
+                await _to_the_end(walk.clean_up())
     return report

@@ -1,7 +1,8 @@
 """`miaw-mcp contract` against simulators served on 127.0.0.1 (tests/servers.py).
 
 The command runs in a worker thread (it runs its own event loop, as from a shell) while the
-target simulator is served by the test's loop; its output is read through capsys.
+target simulator is served by the test's loop; its output is read through capsys. What Ctrl+C does
+is checked on a real process, since only a process's main thread gets SIGINT.
 """
 
 from __future__ import annotations
@@ -10,15 +11,25 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
+import signal
+import ssl
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.cli import add_simulator_parser, main, simulator_options
 from app.contract import (
+    CLOSING_NOTICE,
+    Answer,
+    Created,
     Report,
+    Walk,
     add_contract_parser,
     check_contract,
     resolve_target,
@@ -27,8 +38,11 @@ from app.contract import (
     shape_of,
 )
 from app.scrt.config import org_id_18
+from app.scrt.events import sse_headers
 from app.simulator import SimulatorOptions, build_simulator
-from tests.servers import serve
+from app.simulator.faults import template_regex
+from tests.certificates import self_signed
+from tests.servers import free_port, serve, silent_listener
 
 ORG_ID = "00D000000000042EAA"
 DEPLOYMENT = "Contract_Check"
@@ -225,7 +239,6 @@ def flags(**values: str | None) -> list[str]:
         (["contract"], {}, "--scrt-url is required (or set MIAW_SCRT_URL)"),
         (flags(scrt_url="ftp://sim.example"), {}, "--scrt-url must be an http(s) URL with a host"),
         (flags(scrt_url="http://"), {}, "--scrt-url must be an http(s) URL with a host"),
-        (flags(scrt_url="https://a b"), {}, "--scrt-url must be an http(s) URL with a host"),
         (flags(org_id="001000000000042"), {}, "--org-id must be a 15- or 18-character org id"),
         (flags(org_id="00D0000000000"), {}, "--org-id must be a 15- or 18-character org id"),
         (flags(org_id=""), {}, "--org-id must be a 15- or 18-character org id"),
@@ -364,30 +377,213 @@ async def test_e_a_probe_without_an_answer_is_reported_and_the_walk_goes_on(
     assert [c["open"] for c in left] == [False]
 
 
-async def requested(control: httpx.AsyncClient, route: str) -> None:
-    """Until the simulator has received a request for `route` (faults hold it there)."""
-    async with asyncio.timeout(DEADLINE):
-        while not (await control.get("/control/stats")).json()["requests"].get(route):
-            pass
+class Arrivals:
+    """The target simulator behind a door that notes each request as it arrives and can hold the
+    requests of a route until the test lets them through: the test waits for a request to arrive
+    instead of polling, and a held request keeps the walk where the test wants it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.seen: list[tuple[str, str]] = []
+        self.came = asyncio.Condition()
+        self.gates: list[tuple[str, str, asyncio.Event]] = []
+        self.closing = False
+
+    def hold(self, method: str, route: str) -> asyncio.Event:
+        """Hold the requests for `route` until the returned event is set."""
+        gate = asyncio.Event()
+        self.gates.append((method, route, gate))
+        return gate
+
+    def release_all(self) -> None:
+        """At the end: what is still held is answered 503 (its client is gone by now)."""
+        self.closing = True
+        for _, _, gate in self.gates:
+            gate.set()
+
+    async def arrived(self, method: str, route: str) -> None:
+        """Until a request for `route` (a template) has arrived, within the deadline."""
+        pattern = template_regex(route)
+        async with asyncio.timeout(DEADLINE), self.came:
+            await self.came.wait_for(
+                lambda: any(m == method and pattern.match(path) for m, path in self.seen)
+            )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            method, path = scope["method"], scope["path"]
+            async with self.came:
+                self.seen.append((method, path))
+                self.came.notify_all()
+            for held_method, route, gate in self.gates:
+                if held_method == method and template_regex(route).match(path):
+                    await gate.wait()
+            if self.closing:
+                await send({"type": "http.response.start", "status": 503, "headers": []})
+                await send({"type": "http.response.body", "body": b""})
+                return
+        await self.app(scope, receive, send)
 
 
-async def test_e_an_interrupted_walk_closes_its_conversation_even_if_interrupted_again() -> None:
-    async with simulator() as (url, control):
-        await arm(control, path=MESSAGE_ROUTE, method="POST", delay=20, count=1)
-        await arm(control, path=CONVERSATION_ROUTE, method="DELETE", delay=2, count=1)
-        report = Report(resolve_target(contract_args(*flags(scrt_url=url)[1:])), 15.0)
-        walk = asyncio.create_task(check_contract(report))
-        await requested(control, f"POST {MESSAGE_ROUTE}")  # the walk waits for the send
-        walk.cancel()
-        await requested(control, f"DELETE {CONVERSATION_ROUTE}")  # the close is held
-        walk.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await walk
-        left = await conversations(control)
+def target_simulator() -> Arrivals:
+    return Arrivals(build_simulator(SimulatorOptions(org_id=ORG_ID, es_developer_name=DEPLOYMENT)))
+
+
+async def test_e_a_cancelled_walk_closes_its_conversation_even_if_cancelled_again() -> None:
+    """Cancelling the task (as code that embeds check_contract would); Ctrl+C is below."""
+    app = target_simulator()
+    app.hold("POST", MESSAGE_ROUTE)  # the walk waits for its send-message
+    close = app.hold("DELETE", CONVERSATION_ROUTE)
+    async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=10.0) as control:
+        try:
+            report = Report(resolve_target(contract_args(*flags(scrt_url=url)[1:])), 15.0)
+            walk = asyncio.create_task(check_contract(report))
+            await app.arrived("POST", MESSAGE_ROUTE)
+            walk.cancel()
+            await app.arrived("DELETE", CONVERSATION_ROUTE)  # the clean-up's close, held
+            walk.cancel()
+            close.set()
+            with pytest.raises(asyncio.CancelledError):
+                await walk
+            left = await conversations(control)
+        finally:
+            app.release_all()
     assert [c["open"] for c in left] == [False]
     assert [item.name for item in report.items][-1] == "list-conversations"
     on_target = [c for c in report.conversations if c.side == "target" and c.how != "refused: 400"]
     assert [(c.state, c.how) for c in on_target] == [("closed", "closed after the walk")]
+
+
+async def interrupt(presses: int) -> tuple[int | None, str, str, list[dict[str, Any]]]:
+    """`miaw-mcp contract` as a process, Ctrl+C'd (SIGINT to its pid) `presses` times: once while
+    it waits for its send-message, then while its clean-up closes the conversation (held there
+    until the process said it goes on closing). Exit status, stdout, stderr, the conversations."""
+    app = target_simulator()
+    app.hold("POST", MESSAGE_ROUTE)
+    close = app.hold("DELETE", CONVERSATION_ROUTE)
+    async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=10.0) as control:
+        # SIGINT as in a terminal, even if this test runs with SIGINT ignored (a background job).
+        start = (
+            "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "from app.cli import main; raise SystemExit(main())"
+        )
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", start, "contract", "--scrt-url", url, "--org-id", ORG_ID,
+            "--deployment", DEPLOYMENT, "--timeout", str(DEADLINE),
+            env={"PATH": os.environ["PATH"]}, cwd="/",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert proc.stderr is not None
+        told = b""
+        try:
+            await app.arrived("POST", MESSAGE_ROUTE)
+            proc.send_signal(signal.SIGINT)
+            await app.arrived("DELETE", CONVERSATION_ROUTE)
+            for _ in range(presses - 1):
+                proc.send_signal(signal.SIGINT)
+                async with asyncio.timeout(DEADLINE):
+                    while CLOSING_NOTICE.encode() not in told:
+                        line = await proc.stderr.readline()
+                        assert line, f"exited with {await proc.wait()}: {told!r}"
+                        told += line
+            if presses <= 2:
+                close.set()
+            async with asyncio.timeout(DEADLINE):
+                out, err = await proc.communicate()
+            left = await conversations(control)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            app.release_all()
+    return proc.returncode, out.decode(), (told + err).decode(), left
+
+
+async def test_f_ctrl_c_twice_still_closes_the_conversation_and_says_so() -> None:
+    status, out, err, left = await interrupt(presses=2)
+    assert status == 130, err
+    assert [c["open"] for c in left] == [False]
+    assert err.count(CLOSING_NOTICE) == 1
+    assert "Conversations created on the target: 1, all closed." in out
+    assert "Interrupted: the remaining items were not run." in out
+    assert left[0]["conversationId"] not in out
+
+
+async def test_f_ctrl_c_a_third_time_quits_and_names_the_conversation_left_open() -> None:
+    status, out, err, left = await interrupt(presses=3)
+    assert status == 130, err
+    assert [c["open"] for c in left] == [True]
+    assert (
+        f"WARNING: conversation {left[0]['conversationId']} on the target could not be closed "
+        "(the run was stopped before its close finished)"
+    ) in out
+    assert "Interrupted: the remaining items were not run." in out
+
+
+def tls_context(tmp_path: Path) -> ssl.SSLContext:
+    cert, key = self_signed(tmp_path)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    return tls
+
+
+TOKEN_REQUEST = "POST /iamessage/api/v2/authorization/unauthenticated/access-token"
+
+
+async def test_g_a_refused_certificate_is_named_and_the_walk_stops_at_the_first_request(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    async with silent_listener(tls_context(tmp_path)) as listener:
+        status, out = await run(capsys, listener.url("https"), "--timeout", "5")
+    assert status == 1
+    assert results(out) == {"guest-token": "different"}, out
+    refused = "no answer: the TLS certificate was not accepted (self-signed certificate)"
+    assert f"target     {refused}" in block(out, "guest-token")
+    assert "1 items: 0 same, 1 different, 0 skipped; 24 not run" in out
+    assert f"Stopped: {TOKEN_REQUEST} got {refused}. The remaining items were not run" in out
+    assert listener.connections == 1
+
+
+async def test_g_a_refused_connection_is_named_and_stops_the_walk_in_the_json_report(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status, out = await run(capsys, f"http://127.0.0.1:{free_port()}", "--timeout", "5", "--json")
+    report = json.loads(out)
+    assert status == 1
+    assert [item["name"] for item in report["items"]] == ["guest-token"]
+    assert report["items"][0]["target"] == {"problem": "no answer: the connection was refused"}
+    assert report["stopped"] == f"{TOKEN_REQUEST} got no answer: the connection was refused"
+    assert report["summary"]["notRun"] == 24
+    assert report["conversations"] == []
+
+
+def test_g_a_create_that_never_left_needs_no_close() -> None:
+    target = resolve_target(contract_args(*flags()[1:]))
+    walk = Walk(target, 5.0, Report(target, 5.0), [])
+    created = Created("target", "c-1", "Bearer t")
+    refused = Answer(problem="no answer: the connection was refused", sent=False)
+    walk._created(created, refused)
+    assert (created.state, created.ok) == ("not created", True)
+    unknown = Created("target", "c-2", "Bearer t")
+    walk._created(unknown, Answer(problem="no answer within 5 s"))
+    assert (unknown.state, unknown.ok) == ("unknown", False)  # it may exist: closed after
+
+
+def test_the_event_stream_probe_sends_the_headers_our_client_sends() -> None:
+    target = resolve_target(contract_args(*flags()[1:]))
+    walk = Walk(target, 5.0, Report(target, 5.0), [])
+    values = {"bearer": "Bearer the-token", "lastEventId": "42", "org15": target.org_id15}
+    call = walk.stream_call()
+    request = call.build(httpx.AsyncClient(base_url=target.scrt_url), values)
+    expected = sse_headers(walk.config, "the-token", "42")
+    assert set(call.headers) == set(expected)
+    assert {name: request.headers[name] for name in expected} == expected
+    shown = call.as_json()["headers"]
+    assert (shown["Authorization"], shown["X-Org-Id"], shown["Last-Event-Id"]) == (
+        "Bearer <guest token>",
+        "<org id, 15 characters>",
+        "<the token's lastEventId>",
+    )
 
 
 async def test_error_messages_are_shown_with_tokens_redacted(
