@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     session_ttl_seconds: int = Field(default=4 * 3600, gt=0)
     max_sessions: int = Field(default=10_000, gt=0)
     scrt_timeout_seconds: float = Field(default=10.0, gt=0)
+    scrt_max_connections: int = Field(default=100, ge=1, le=10_000)
+    """Salesforce REST requests under way at once per process; more wait up to
+    SCRT_POOL_WAIT_SECONDS. Event streams have connections of their own (up to MAX_SESSIONS)."""
+    scrt_pool_wait_seconds: float = Field(default=5.0, gt=0, le=25)
     scrt_retry_total_seconds: float = Field(default=8.0, gt=0, lt=25)
     """Budget of one Salesforce request with its retries; at most TOOL_DEADLINE_SECONDS."""
 

@@ -141,6 +141,9 @@ class GuestFeed:
         self.last_used = time.monotonic()
         self._fetching: dict[str, asyncio.Lock] = {}
         self._given_up: set[str] = set()
+        self._backoff: dict[str, tuple[int, float]] = {}
+        """Conversations whose last fetch failed: (failures in a row, loop time before which
+        readers do not fetch again). The catch-up retries them meanwhile."""
         self._catch_up_task: asyncio.Task[None] | None = None
         self._stream: ScrtEventStream = client.event_stream(
             token,
@@ -264,15 +267,32 @@ class GuestFeed:
         lock = self._fetching.setdefault(conversation_id, asyncio.Lock())
         if share and lock.locked():
             return
+        loop = asyncio.get_running_loop()
+        failed = self._backoff.get(conversation_id)
+        if share and failed is not None and loop.time() < failed[1]:
+            # It failed moments ago: a reader waits for the catch-up's retry (or the stream)
+            # instead of paying for another attempt before every read.
+            return
         async with lock:
             target = await self.conversation(conversation_id)
             if not share and target.synced:
                 return
-            with target.fetching():
-                async with asyncio.timeout(budget):
-                    gaps = await self._fetch_pages(target)
-                    if gaps is not None:
-                        target.fetched_all(gaps)
+            try:
+                with target.fetching():
+                    async with asyncio.timeout(budget):
+                        gaps = await self._fetch_pages(target)
+                        if gaps is not None:
+                            target.fetched_all(gaps)
+            except PERMANENT_ERRORS:
+                raise  # readers report these at once, every time
+            except (ScrtError, TimeoutError):
+                count = (failed[0] if failed is not None else 0) + 1
+                pause = self._options.catch_up_retry.delay(count)
+                self._backoff[conversation_id] = (count, loop.time() + pause)
+                if self._stream.connected:
+                    self._start_catch_up()
+                raise
+            self._backoff.pop(conversation_id, None)
 
     async def _fetch_pages(self, target: ConversationLog) -> int | None:
         """Append pages until the newest entry; return the log's gap count when its last page

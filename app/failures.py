@@ -12,6 +12,7 @@ from app.scrt import (
     ScrtError,
     ScrtHostNotFoundError,
     ScrtNotFoundError,
+    ScrtPoolTimeoutError,
     ScrtProtocolError,
     ScrtRateLimitError,
     ScrtRefusedError,
@@ -48,6 +49,11 @@ def describe(exc: ScrtError) -> str:
         return f"Salesforce answered HTTP {exc.status}{detail}"
     if isinstance(exc, ScrtProtocolError):
         return "Salesforce answered in a way this server does not understand; try again later."
+    if isinstance(exc, ScrtPoolTimeoutError):
+        return (
+            "This server has as many Salesforce requests under way as it allows "
+            "(SCRT_MAX_CONNECTIONS); try again shortly."
+        )
     if isinstance(exc, ScrtTimeoutError):
         return "Salesforce did not answer in time. Try again shortly."
     if isinstance(exc, ScrtCertificateError):

@@ -82,6 +82,8 @@ class Runtime:
     store: SessionStore
     http: httpx.AsyncClient
     owns_http: bool
+    streams: httpx.AsyncClient | None = None
+    """The event streams' own HTTP client, when this runtime made one."""
     redis: SharedRedis | None = None
     identity: CustomerIdentity | None = None
     """Signs verified customers' identity tokens; its public key is served by the web app."""
@@ -117,6 +119,8 @@ class Runtime:
             await self.redis.aclose()
         if self.owns_http:
             await self.http.aclose()
+        if self.streams is not None:
+            await self.streams.aclose()
 
     async def health(self) -> tuple[int, dict[str, object]]:
         """HTTP status and body of `/health`: 503 naming Redis when it does not answer."""
@@ -191,12 +195,27 @@ def build_runtime(
 ) -> Runtime:
     """Everything but the web app. `http` lets tests or demo mode inject a transport."""
     config = scrt_config(settings)
+    # REST calls share a bounded pool; each guest session's event stream keeps a connection for
+    # its whole life, so streams get a client of their own sized by MAX_SESSIONS (one shared
+    # pool of 1,000 starved REST calls near 1,000 sessions).
     http_client = http or httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.scrt_timeout_seconds),
-        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+        timeout=httpx.Timeout(settings.scrt_timeout_seconds, pool=settings.scrt_pool_wait_seconds),
+        limits=httpx.Limits(
+            max_connections=settings.scrt_max_connections,
+            max_keepalive_connections=settings.scrt_max_connections,
+        ),
     )
+    stream_client = None
+    if http is None:
+        stream_client = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.scrt_timeout_seconds),
+            limits=httpx.Limits(max_connections=settings.max_sessions, max_keepalive_connections=0),
+        )
     client = ScrtClient(
-        http_client, config, retry=RetryPolicy(total_timeout=settings.scrt_retry_total_seconds)
+        http_client,
+        config,
+        retry=RetryPolicy(total_timeout=settings.scrt_retry_total_seconds),
+        streams=stream_client,
     )
     options = DeliveryOptions(
         poll_interval=settings.poll_interval_seconds,
@@ -254,6 +273,7 @@ def build_runtime(
         session_store,
         http_client,
         owns_http=http is None,
+        streams=stream_client,
         redis=redis,
         identity=identity,
     )

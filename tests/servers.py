@@ -68,6 +68,8 @@ class SilentListener:
 
     def __init__(self) -> None:
         self.connections = 0
+        self.connected = asyncio.Event()
+        """Set at the first connection."""
         self.port = 0
         self._transports: list[asyncio.BaseTransport] = []
 
@@ -76,6 +78,7 @@ class SilentListener:
 
     def _protocol(self) -> asyncio.Protocol:
         self.connections += 1
+        self.connected.set()
         transports = self._transports
 
         class Silent(asyncio.Protocol):

@@ -48,9 +48,17 @@ class ScrtClient:
     """One per process, shared by all users: every call takes the caller's token."""
 
     def __init__(
-        self, http: httpx.AsyncClient, config: ScrtConfig, *, retry: RetryPolicy | None = None
+        self,
+        http: httpx.AsyncClient,
+        config: ScrtConfig,
+        *,
+        retry: RetryPolicy | None = None,
+        streams: httpx.AsyncClient | None = None,
     ) -> None:
         self._http = http
+        self._streams = streams or http
+        """Event streams hold their connection for the session's life: on a client of their
+        own they never take a REST request's place in a bounded pool."""
         self._config = config
         self._retry = retry or RetryPolicy()
 
@@ -300,7 +308,7 @@ class ScrtClient:
     ) -> ScrtEventStream:
         """The SSE stream of every conversation of the token's subject (see `ScrtEventStream`)."""
         return ScrtEventStream(
-            self._http,
+            self._streams,
             self._config,
             token,
             last_event_id=last_event_id,

@@ -9,6 +9,7 @@ translated here, at the I/O boundary, so callers never import httpx to handle fa
     │   ├── ScrtHostNotFoundError        the host name does not exist: permanent, never retried
     │   └── ScrtRefusedError             nothing listens at the address (connection refused)
     ├── ScrtTimeoutError             no answer in time (httpx timeout, retry budget, SSE watchdog)
+    │   └── ScrtPoolTimeoutError         no free connection: SCRT_MAX_CONNECTIONS requests under way
     ├── ScrtProtocolError            a 2xx whose body lacks what the call needs (no accessToken)
     └── ScrtStatusError              any non-2xx answer; other 4xx (412, 418, ...) stay this class
         ├── ScrtBadRequestError            400  malformed request, wrong deployment, bad X-Org-Id
@@ -81,6 +82,11 @@ class ScrtTimeoutError(ScrtError):
         super().__init__(message)
         self.request_sent = request_sent
         """False only when the time ran out before the request left (connect or pool wait)."""
+
+
+class ScrtPoolTimeoutError(ScrtTimeoutError):
+    """This process has as many Salesforce requests under way as it allows, and none finished
+    in time to make room (the request never left)."""
 
 
 class ScrtProtocolError(ScrtError):
@@ -183,6 +189,8 @@ def transport_error(exc: httpx.TransportError, what: str) -> ScrtConnectionError
     """The ScrtError for an httpx failure, by its cause: certificate, unknown host, refused
     connection, timeout, or another connection failure. `what` names the request ("GET /route")."""
     sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+    if isinstance(exc, httpx.PoolTimeout):
+        return ScrtPoolTimeoutError(f"{what}: no free connection", request_sent=False)
     if isinstance(exc, httpx.TimeoutException):
         return ScrtTimeoutError(f"{what}: {type(exc).__name__}", request_sent=sent)
     kind: type[ScrtConnectionError] = ScrtConnectionError

@@ -10,7 +10,7 @@ from mcp.client import Client
 
 from app.delivery import DeliveryEngine, DeliveryOptions
 from app.main import build_app
-from app.scrt import ScrtClient, ScrtConfig
+from app.scrt import ReconnectPolicy, RetryPolicy, ScrtClient, ScrtConfig
 from app.simulator import SimulatorOptions, build_simulator
 from app.simulator.options import DEFAULT_DEPLOYMENT, DEFAULT_ORG_ID
 from tests.mcp.conftest import call, read_until, settings_for
@@ -98,3 +98,47 @@ async def test_a_catch_up_that_fails_is_retried_until_it_gets_through() -> None:
             async with asyncio.timeout(30):  # a safety deadline: the fifth answer is the event
                 await fifth.wait()
     assert answered == [503, 503, 503, 503, 200]
+
+
+async def test_a_failed_first_fetch_is_not_repeated_before_every_read() -> None:
+    """A conversation whose first fetch failed is retried with back-off (by the catch-up: once
+    at once, then after its pauses), not by every read that follows: each such read used to
+    wait for another failing fetch."""
+    entries_requests: list[int] = []
+    retried = asyncio.Event()
+
+    async def watch(response: httpx.Response) -> None:
+        if response.request.url.path.endswith("/entries"):
+            entries_requests.append(response.status_code)
+            if len(entries_requests) == 2:
+                retried.set()
+
+    sim = build_simulator(SimulatorOptions(rate_limits=False))
+    async with (
+        serve(sim) as base,
+        httpx.AsyncClient(event_hooks={"response": [watch]}) as http,
+        httpx.AsyncClient(base_url=base) as control,
+    ):
+        config = ScrtConfig(
+            scrt_url=base, org_id=DEFAULT_ORG_ID, es_developer_name=DEFAULT_DEPLOYMENT
+        )
+        client = ScrtClient(http, config, retry=RetryPolicy(max_attempts=1))
+        # A long back-off, so no retry falls inside the test whatever the machine's speed.
+        slow = ReconnectPolicy(base_delay=600, max_delay=600)
+        engine = DeliveryEngine(client, DeliveryOptions(poll_interval=0.05, catch_up_retry=slow))
+        token = await client.guest_token()
+        feed = await engine.feed("h", token.bearer, token.last_event_id, time.time() + 600)
+        conversation_id = await client.create_conversation(token)
+        fault = {
+            "path": "/iamessage/api/v2/conversation/{conversationId}/entries",
+            "status": 503,
+            "count": None,
+        }
+        assert (await control.post("/control/faults", json=fault)).status_code == 201
+        await engine.read_feed(feed, conversation_id, 0, 0.2)  # its fetch fails
+        async with asyncio.timeout(30):  # the catch-up's first retry is the event
+            await retried.wait()
+        for _ in range(3):
+            await engine.read_feed(feed, conversation_id, 0, 0.2)
+        await engine.aclose()
+    assert entries_requests == [503, 503]

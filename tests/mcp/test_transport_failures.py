@@ -7,6 +7,7 @@ timeout may pass: they are retried within the call's budget.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import ssl
@@ -14,14 +15,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import structlog
 from mcp.client import Client
 
+from app.failures import describe
 from app.logs import configure_logging
 from app.main import build_app
+from app.scrt import RetryPolicy, ScrtClient, ScrtConfig, ScrtPoolTimeoutError
+from app.simulator.options import DEFAULT_ORG_ID
 from tests.certificates import self_signed
-from tests.mcp.conftest import ToolFailed, call, settings_for
+from tests.mcp.conftest import StackFactory, ToolFailed, call, read_until, settings_for
 from tests.resolver import FailingLookups
 from tests.servers import free_port, serve, silent_listener
 
@@ -141,3 +146,44 @@ async def test_a_server_that_never_answers_times_out_and_is_retried(
     assert text.endswith(": Salesforce did not answer in time. Try again shortly.")
     assert listener.connections > 1
     assert failure_line(log_lines(json_logs))["error"] == "ScrtTimeoutError"
+
+
+async def test_event_streams_do_not_take_the_places_of_rest_calls(
+    stack_factory: StackFactory,
+) -> None:
+    """Each guest session's event stream keeps a connection for its whole life. With a REST
+    pool of 2, four open streams must not leave token minting and sends waiting for a place."""
+    stack = await stack_factory(scrt_max_connections=2, scrt_pool_wait_seconds=0.5)
+    async with Client(stack.mcp_url) as client:
+        for _ in range(4):
+            session = await call(client, "generate_guest_access_token", {})
+            created = await call(client, "create_conversation", session)
+            ids = {**session, "conversationId": created["conversationId"]}
+            await read_until(client, ids, lambda entries, _: bool(entries))
+        stats = (await stack.control.get("/control/stats")).json()
+        assert stats["openSseStreams"] == 4
+        sent = await call(client, "send_message", {**ids, "text": "still here"})
+    assert sent["conversationId"] == ids["conversationId"]
+
+
+async def test_a_request_that_finds_no_free_connection_says_so() -> None:
+    async with silent_listener() as listener:
+        http = httpx.AsyncClient(
+            timeout=httpx.Timeout(30, pool=0.2), limits=httpx.Limits(max_connections=1)
+        )
+        config = ScrtConfig(
+            scrt_url=listener.url("http"), org_id=DEFAULT_ORG_ID, es_developer_name="D"
+        )
+        scrt = ScrtClient(http, config, retry=RetryPolicy(max_attempts=1, total_timeout=5))
+        hanging = asyncio.create_task(scrt.guest_token())
+        async with asyncio.timeout(10):  # the first request holds the only connection
+            await listener.connected.wait()
+        with pytest.raises(ScrtPoolTimeoutError) as caught:
+            await scrt.guest_token()
+        hanging.cancel()
+        await http.aclose()
+    assert caught.value.request_sent is False
+    assert describe(caught.value) == (
+        "This server has as many Salesforce requests under way as it allows "
+        "(SCRT_MAX_CONNECTIONS); try again shortly."
+    )
