@@ -183,9 +183,15 @@ async def drain(stream: asyncio.StreamReader) -> None:
 
 @contextlib.asynccontextmanager
 async def run_server(
-    name: str, args: list[str], ready: bytes, env: dict[str, str], start_within: float = 30.0
+    name: str,
+    args: list[str],
+    ready: bytes,
+    env: dict[str, str],
+    start_within: float = 30.0,
+    cwd: Path = REPO,
 ) -> AsyncIterator[Server]:
-    """Start `python -m app <args>`; yield once it printed `ready`; terminate and wait on exit."""
+    """Start `python -m app <args>` in `cwd` (whose app/ it runs: bench/scale.py's --before runs
+    another checkout's); yield once it printed `ready`; terminate and wait on exit."""
     with tempfile.TemporaryFile() as errors:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -195,7 +201,7 @@ async def run_server(
             stdout=subprocess.PIPE,
             stderr=errors,
             env=env,
-            cwd=REPO,
+            cwd=cwd,
         )
         server = Server(name, proc, errors)
         assert proc.stdout is not None
