@@ -15,6 +15,7 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from app import __version__
+from app.collector import tune_collector
 from app.config import ConfigError, Settings, load_settings
 from app.contract import add_contract_parser, run_contract
 from app.demo import build_demo_app, demo_banner
@@ -389,6 +390,7 @@ def run_serve(args: argparse.Namespace) -> int:
         Multiprocess(config, sockets=[sock]).run()
         return 0
     app = build_app(settings)
+    tune_collector()
     config = uvicorn.Config(app, **options)  # type: ignore[arg-type]
     AnnouncingServer(config, announce, app.state.runtime.stopping).run()
     return 0

@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
 from app import __version__
+from app.collector import tune_collector
 from app.config import Settings, load_settings
 from app.conversations import HandoffService
 from app.delivery import Delivery, DeliveryEngine, DeliveryOptions
@@ -359,4 +360,6 @@ def app_from_environment() -> Starlette:
     environment, checked by the parent before it started the workers."""
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    return build_app(settings)
+    app = build_app(settings)
+    tune_collector()
+    return app
