@@ -142,3 +142,43 @@ async def test_a_failed_first_fetch_is_not_repeated_before_every_read() -> None:
             await engine.read_feed(feed, conversation_id, 0, 0.2)
         await engine.aclose()
     assert entries_requests == [503, 503]
+
+
+async def test_a_catch_up_sets_aside_a_conversation_salesforce_refuses_for_good() -> None:
+    """A 404 during a catch-up is not asked again and again while the stream is up: the catch-up
+    sets the conversation aside and the reader reports the refusal."""
+    answered: list[int] = []
+    first = asyncio.Event()
+
+    async def watch(response: httpx.Response) -> None:
+        if response.request.method == "GET" and response.request.url.path.endswith("/entries"):
+            answered.append(response.status_code)
+            first.set()
+
+    sim = build_simulator(SimulatorOptions(rate_limits=False))
+    async with (
+        serve(sim) as sim_url,
+        httpx.AsyncClient(event_hooks={"response": [watch]}) as http,
+        httpx.AsyncClient(base_url=sim_url) as control,
+    ):
+        app = build_app(settings_for(sim_url), http=http)
+        async with serve(app, lifespan="on") as base, Client(base + "/mcp") as client:
+            session = await call(client, "generate_guest_access_token", {})
+            created = await call(client, "create_conversation", session)
+            ids = {**session, "conversationId": created["conversationId"]}
+            await read_until(client, ids, lambda entries, _: bool(entries))
+            answered.clear()
+            first.clear()
+            fault = {
+                "path": "/iamessage/api/v2/conversation/{conversationId}/entries",
+                "status": 404,
+                "count": None,
+            }
+            assert (await control.post("/control/faults", json=fault)).status_code == 201
+            cut = await control.post("/control/faults", json={"cutStreams": True})
+            assert cut.status_code == 200 and cut.json()["cut"] == 1
+            async with asyncio.timeout(30):  # a safety deadline: the catch-up's 404 is the event
+                await first.wait()
+            read = await client.call_tool("list_conversation_entries", ids)
+    assert read.is_error
+    assert answered == [404, 404]  # the catch-up's one request, then the reader's
