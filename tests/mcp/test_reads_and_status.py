@@ -133,3 +133,25 @@ async def test_oversized_or_malformed_prechat_values_are_refused_naming_the_fiel
     text = result.content[0].text if result.content else ""
     assert named in text
     assert (await stack.control.get("/control/conversations")).json()["conversations"] == []
+
+
+async def test_typing_entries_come_only_when_asked_for(stack: Stack) -> None:
+    """list_conversation_entries' includeTyping: the agent's typing indicator is an entry only
+    for a read that asks for it (the widget does; the model does not need it)."""
+    async with Client(stack.mcp_url) as client:
+        ids = await start_chat(client)
+        await stack.agent(ids["conversationId"], "join", {"name": "Jane Agent"})
+        await read_until(client, ids, lambda e, _: has(e, "joined", "Agent"))
+        now = await call(client, "list_conversation_entries", {**ids, "waitSeconds": 0})
+        cursor = now["cursor"]
+        await stack.agent(ids["conversationId"], "typing", {"typing": True})
+        asked = await call(
+            client,
+            "list_conversation_entries",
+            {**ids, "cursor": cursor, "waitSeconds": 20, "includeTyping": True},
+        )
+        plain = await call(
+            client, "list_conversation_entries", {**ids, "cursor": cursor, "waitSeconds": 0}
+        )
+    assert has(asked["entries"], "typing_started", "Agent")
+    assert not has(plain["entries"], "typing_started")
