@@ -15,6 +15,7 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from app import __version__
+from app.arguments import seconds
 from app.collector import tune_collector
 from app.config import ConfigError, Settings, load_settings
 from app.contract import add_contract_parser, run_contract
@@ -86,23 +87,8 @@ def fraction(raw: str) -> float:
     return value
 
 
-def seconds_above_zero(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {raw!r}")
-    return value
-
-
-def delay_seconds(raw: str) -> float:
-    value = seconds_above_zero(raw)
-    if value > MAX_FAULT_DELAY:
-        raise argparse.ArgumentTypeError(
-            f"must be a number of seconds above 0, at most {MAX_FAULT_DELAY:g}, got {raw!r}"
-        )
-    return value
+seconds_above_zero = seconds()
+delay_seconds = seconds(MAX_FAULT_DELAY)
 
 
 def add_fault_arguments(sim: argparse.ArgumentParser) -> None:

@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import re
 import signal
 import sys
@@ -42,6 +41,7 @@ from pydantic_settings import BaseSettings
 from starlette.types import ASGIApp, Message, Scope
 
 from app import __version__
+from app.arguments import seconds
 from app.config import Settings
 from app.scrt import payloads, routes
 from app.scrt.config import ScrtConfig, org_id_18
@@ -182,18 +182,6 @@ def resolve_target(args: argparse.Namespace, environment: _Environment | None = 
     return Target(config.scrt_url, config.org_id, config.es_developer_name)
 
 
-def _timeout(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not 0 < value <= MAX_TIMEOUT:  # also rejects nan
-        raise argparse.ArgumentTypeError(
-            f"must be a number of seconds above 0, at most {MAX_TIMEOUT:g}, got {raw!r}"
-        )
-    return value
-
-
 def add_contract_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     contract = subparsers.add_parser(
         "contract",
@@ -220,7 +208,7 @@ def add_contract_parser(subparsers: argparse._SubParsersAction[argparse.Argument
     )
     contract.add_argument(
         "--timeout",
-        type=_timeout,
+        type=seconds(MAX_TIMEOUT),
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
         help=f"for each request, and for the first event (default {DEFAULT_TIMEOUT:g})",

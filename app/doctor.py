@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import ipaddress
 import json
-import math
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,6 +29,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from app import __version__
+from app.arguments import seconds
 from app.config import ConfigError, Settings, load_settings
 from app.scrt import (
     AccessToken,
@@ -376,8 +376,7 @@ class Doctor:
                 "slow: run doctor again with a longer --timeout.",
             )
         except httpx.TransportError as exc:
-            error = transport_error(exc, f"GET {routes.SSE}")
-            return Check("event_stream", title, "fail", *self._explain_network(error))
+            return self._stream_failed("event_stream", title, exc)
         except ScrtStatusError as exc:
             return Check("event_stream", title, "fail", *self._explain_stream(exc))
         self._frames = sse_frames(response)
@@ -404,8 +403,7 @@ class Doctor:
                 "buffers streaming responses.",
             )
         except httpx.TransportError as exc:
-            error = transport_error(exc, f"GET {routes.SSE}")
-            return Check("event_stream", title, "fail", *self._explain_network(error))
+            return self._stream_failed("event_stream", title, exc)
         return Check(
             "event_stream",
             title,
@@ -551,8 +549,7 @@ class Doctor:
                 "route new conversations to a bot (or to a queue with agents online).",
             )
         except httpx.TransportError as exc:
-            error = transport_error(exc, f"GET {routes.SSE}")
-            return Check("conversation", title, "fail", *self._explain_network(error))
+            return self._stream_failed("conversation", title, exc)
         return Check(
             "conversation",
             title,
@@ -617,6 +614,10 @@ class Doctor:
                 "its label).",
             )
         return (said, "")
+
+    def _stream_failed(self, name: str, title: str, exc: httpx.TransportError) -> Check:
+        error = transport_error(exc, f"GET {routes.SSE}")
+        return Check(name, title, "fail", *self._explain_network(error))
 
     def _explain_network(self, error: ScrtError) -> tuple[str, str]:
         host = urlsplit(self._require_config().scrt_url).hostname
@@ -701,19 +702,6 @@ def render(
 MAX_STEP_SECONDS = 300.0
 
 
-def step_seconds(raw: str) -> float:
-    """A --timeout value: seconds above 0, at most MAX_STEP_SECONDS."""
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not 0 < value <= MAX_STEP_SECONDS:  # also rejects nan
-        raise argparse.ArgumentTypeError(
-            f"must be a number of seconds above 0, at most {MAX_STEP_SECONDS:g}, got {raw!r}"
-        )
-    return value
-
-
 def add_doctor_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     doctor = subparsers.add_parser(
         "doctor",
@@ -728,7 +716,7 @@ def add_doctor_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     doctor.add_argument("--public-url", help="overrides PUBLIC_URL")
     doctor.add_argument(
         "--timeout",
-        type=step_seconds,
+        type=seconds(MAX_STEP_SECONDS),
         default=30.0,
         metavar="SECONDS",
         help="how long each request or wait may take (default 30)",
