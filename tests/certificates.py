@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import ssl
 from pathlib import Path
 
 from cryptography import x509
@@ -42,3 +43,10 @@ def self_signed(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
         )
     )
     return cert_path, key_path
+
+
+def server_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """A server's TLS context presenting `cert` (for listeners made with asyncio)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context

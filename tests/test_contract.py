@@ -41,7 +41,7 @@ from app.scrt.config import org_id_18
 from app.scrt.events import sse_headers
 from app.simulator import SimulatorOptions, build_simulator
 from app.simulator.faults import template_regex
-from tests.certificates import self_signed
+from tests.certificates import self_signed, server_context
 from tests.servers import free_port, serve, silent_listener
 
 ORG_ID = "00D000000000042EAA"
@@ -521,10 +521,7 @@ async def test_f_ctrl_c_a_third_time_quits_and_names_the_conversation_left_open(
 
 
 def tls_context(tmp_path: Path) -> ssl.SSLContext:
-    cert, key = self_signed(tmp_path)
-    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    tls.load_cert_chain(cert, key)
-    return tls
+    return server_context(*self_signed(tmp_path))
 
 
 TOKEN_REQUEST = "POST /iamessage/api/v2/authorization/unauthenticated/access-token"

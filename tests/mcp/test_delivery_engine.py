@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 from mcp.client import Client
@@ -15,6 +18,27 @@ from app.simulator import SimulatorOptions, build_simulator
 from app.simulator.options import DEFAULT_DEPLOYMENT, DEFAULT_ORG_ID
 from tests.mcp.conftest import call, read_until, settings_for
 from tests.servers import serve
+
+
+@contextlib.asynccontextmanager
+async def chat_read_once(
+    event_hooks: dict[str, list[Any]],
+) -> AsyncIterator[tuple[Client, dict[str, str], httpx.AsyncClient]]:
+    """The app (its Salesforce client with `event_hooks`) and a simulator, and a chat whose
+    first entries have been read: the MCP client, the chat's ids, the simulator's control API."""
+    sim = build_simulator(SimulatorOptions(rate_limits=False))
+    async with (
+        serve(sim) as sim_url,
+        httpx.AsyncClient(event_hooks=event_hooks) as http,
+        httpx.AsyncClient(base_url=sim_url) as control,
+    ):
+        app = build_app(settings_for(sim_url), http=http)
+        async with serve(app, lifespan="on") as base, Client(base + "/mcp") as client:
+            session = await call(client, "generate_guest_access_token", {})
+            created = await call(client, "create_conversation", session)
+            ids = {**session, "conversationId": created["conversationId"]}
+            await read_until(client, ids, lambda entries, _: bool(entries))
+            yield client, ids, control
 
 
 async def test_feeds_of_expired_sessions_are_closed_with_their_streams() -> None:
@@ -43,23 +67,12 @@ async def test_after_the_stream_reopens_the_gap_is_fetched_without_waiting_for_a
         if request.method == "GET" and request.url.path.endswith("/entries"):
             entries_fetched.set()
 
-    sim = build_simulator(SimulatorOptions(rate_limits=False))
-    async with (
-        serve(sim) as sim_url,
-        httpx.AsyncClient(event_hooks={"request": [watch]}) as http,
-        httpx.AsyncClient(base_url=sim_url) as control,
-    ):
-        app = build_app(settings_for(sim_url), http=http)
-        async with serve(app, lifespan="on") as base, Client(base + "/mcp") as client:
-            session = await call(client, "generate_guest_access_token", {})
-            created = await call(client, "create_conversation", session)
-            ids = {**session, "conversationId": created["conversationId"]}
-            await read_until(client, ids, lambda entries, _: bool(entries))
-            entries_fetched.clear()
-            cut = await control.post("/control/faults", json={"cutStreams": True})
-            assert cut.status_code == 200 and cut.json()["cut"] == 1
-            async with asyncio.timeout(30):  # a safety deadline: the fetch is the event
-                await entries_fetched.wait()
+    async with chat_read_once({"request": [watch]}) as (_, _, control):
+        entries_fetched.clear()
+        cut = await control.post("/control/faults", json={"cutStreams": True})
+        assert cut.status_code == 200 and cut.json()["cut"] == 1
+        async with asyncio.timeout(30):  # a safety deadline: the fetch is the event
+            await entries_fetched.wait()
 
 
 async def test_a_catch_up_that_fails_is_retried_until_it_gets_through() -> None:
@@ -74,29 +87,18 @@ async def test_a_catch_up_that_fails_is_retried_until_it_gets_through() -> None:
             if len(answered) == 5:
                 fifth.set()
 
-    sim = build_simulator(SimulatorOptions(rate_limits=False))
-    async with (
-        serve(sim) as sim_url,
-        httpx.AsyncClient(event_hooks={"response": [watch]}) as http,
-        httpx.AsyncClient(base_url=sim_url) as control,
-    ):
-        app = build_app(settings_for(sim_url), http=http)
-        async with serve(app, lifespan="on") as base, Client(base + "/mcp") as client:
-            session = await call(client, "generate_guest_access_token", {})
-            created = await call(client, "create_conversation", session)
-            ids = {**session, "conversationId": created["conversationId"]}
-            await read_until(client, ids, lambda entries, _: bool(entries))
-            answered.clear()
-            fault = {
-                "path": "/iamessage/api/v2/conversation/{conversationId}/entries",
-                "status": 503,
-                "count": 4,
-            }
-            assert (await control.post("/control/faults", json=fault)).status_code == 201
-            cut = await control.post("/control/faults", json={"cutStreams": True})
-            assert cut.status_code == 200 and cut.json()["cut"] == 1
-            async with asyncio.timeout(30):  # a safety deadline: the fifth answer is the event
-                await fifth.wait()
+    async with chat_read_once({"response": [watch]}) as (_, _, control):
+        answered.clear()
+        fault = {
+            "path": "/iamessage/api/v2/conversation/{conversationId}/entries",
+            "status": 503,
+            "count": 4,
+        }
+        assert (await control.post("/control/faults", json=fault)).status_code == 201
+        cut = await control.post("/control/faults", json={"cutStreams": True})
+        assert cut.status_code == 200 and cut.json()["cut"] == 1
+        async with asyncio.timeout(30):  # a safety deadline: the fifth answer is the event
+            await fifth.wait()
     assert answered == [503, 503, 503, 503, 200]
 
 
@@ -155,30 +157,19 @@ async def test_a_catch_up_sets_aside_a_conversation_salesforce_refuses_for_good(
             answered.append(response.status_code)
             first.set()
 
-    sim = build_simulator(SimulatorOptions(rate_limits=False))
-    async with (
-        serve(sim) as sim_url,
-        httpx.AsyncClient(event_hooks={"response": [watch]}) as http,
-        httpx.AsyncClient(base_url=sim_url) as control,
-    ):
-        app = build_app(settings_for(sim_url), http=http)
-        async with serve(app, lifespan="on") as base, Client(base + "/mcp") as client:
-            session = await call(client, "generate_guest_access_token", {})
-            created = await call(client, "create_conversation", session)
-            ids = {**session, "conversationId": created["conversationId"]}
-            await read_until(client, ids, lambda entries, _: bool(entries))
-            answered.clear()
-            first.clear()
-            fault = {
-                "path": "/iamessage/api/v2/conversation/{conversationId}/entries",
-                "status": 404,
-                "count": None,
-            }
-            assert (await control.post("/control/faults", json=fault)).status_code == 201
-            cut = await control.post("/control/faults", json={"cutStreams": True})
-            assert cut.status_code == 200 and cut.json()["cut"] == 1
-            async with asyncio.timeout(30):  # a safety deadline: the catch-up's 404 is the event
-                await first.wait()
-            read = await client.call_tool("list_conversation_entries", ids)
+    async with chat_read_once({"response": [watch]}) as (client, ids, control):
+        answered.clear()
+        first.clear()
+        fault = {
+            "path": "/iamessage/api/v2/conversation/{conversationId}/entries",
+            "status": 404,
+            "count": None,
+        }
+        assert (await control.post("/control/faults", json=fault)).status_code == 201
+        cut = await control.post("/control/faults", json={"cutStreams": True})
+        assert cut.status_code == 200 and cut.json()["cut"] == 1
+        async with asyncio.timeout(30):  # a safety deadline: the catch-up's 404 is the event
+            await first.wait()
+        read = await client.call_tool("list_conversation_entries", ids)
     assert read.is_error
     assert answered == [404, 404]  # the catch-up's one request, then the reader's

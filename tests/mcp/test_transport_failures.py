@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from app.logs import configure_logging
 from app.main import build_app
 from app.scrt import RetryPolicy, ScrtClient, ScrtConfig, ScrtPoolTimeoutError
 from app.simulator.options import DEFAULT_ORG_ID
-from tests.certificates import self_signed
+from tests.certificates import self_signed, server_context
 from tests.mcp.conftest import StackFactory, ToolFailed, call, read_until, settings_for
 from tests.resolver import FailingLookups
 from tests.servers import free_port, serve, silent_listener
@@ -67,9 +66,7 @@ def failure_line(lines: list[dict[str, Any]]) -> dict[str, Any]:
 async def test_a_self_signed_certificate_is_named_and_tried_once(
     tmp_path: Path, json_logs: pytest.CaptureFixture[str]
 ) -> None:
-    cert, key = self_signed(tmp_path)
-    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    tls.load_cert_chain(cert, key)
+    tls = server_context(*self_signed(tmp_path))
     async with silent_listener(tls) as listener:
         text = await mint_fails(listener.url("https"))
     assert "TLS certificate was not accepted" in text and "will not help" in text
@@ -86,9 +83,7 @@ async def test_a_trusted_certificate_for_another_host_is_named(
 ) -> None:
     cert, key = self_signed(tmp_path, "login.example.com")
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # trusted: only the host name is wrong
-    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    tls.load_cert_chain(cert, key)
-    async with silent_listener(tls) as listener:
+    async with silent_listener(server_context(cert, key)) as listener:
         text = await mint_fails(listener.url("https"))
     assert "TLS certificate was not accepted" in text
     assert listener.connections == 1

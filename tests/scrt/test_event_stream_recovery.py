@@ -25,7 +25,7 @@ from app.scrt import (
     ScrtRateLimitError,
     ScrtTimeoutError,
 )
-from tests.certificates import self_signed
+from tests.certificates import self_signed, server_context
 from tests.scrt.conftest import DEPLOYMENT, ORG_18
 from tests.scrt.test_events import FAST, SSE, SseBody, frame, sse
 from tests.servers import silent_listener
@@ -140,9 +140,7 @@ async def test_a_stream_that_never_opens_gives_up_naming_the_failure(
 async def test_a_certificate_failure_ends_the_stream_at_once_even_without_a_failure_limit(
     http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
-    cert, key = self_signed(tmp_path)
-    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    tls.load_cert_chain(cert, key)
+    tls = server_context(*self_signed(tmp_path))
     forever = ReconnectPolicy(base_delay=0.05, max_delay=0.05, max_failures=None)
     async with silent_listener(tls) as listener:
         config = ScrtConfig(
