@@ -2,16 +2,25 @@
 
 The entries endpoint sends `entryPayload` as an object; SSE sends it as a JSON string inside an
 envelope. Everything above this module sees only `Entry`. Parsing never raises: unknown entry
-types and unexpected shapes keep their raw dicts and leave the typed fields None.
+types pass through with their type, id, sender and timestamps, and unexpected shapes leave the
+typed fields None (or empty).
+
+An `Entry` keeps only what readers use, not the decoded JSON it came from: every conversation's
+log holds its entries for as long as the conversation lives, thousands of conversations per
+process. Slotted frozen dataclasses of tuples and shared strings take about a sixth of what a
+pydantic model holding the decoded dicts took (`tests/scrt/test_entry_storage.py` guards it).
+`ENTRY_JSON` turns one into JSON and back (the shared-state journal stores them so).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import TypeAdapter
 
 from app.scrt import shapes
 
@@ -34,23 +43,23 @@ class EntryType(StrEnum):
     PROGRESS_INDICATOR = "ProgressIndicator"
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True)
 
-
-class ChoiceOption(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChoiceOption:
     option_identifier: str
     title: str | None = None
 
 
-class Attachment(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attachment:
     id: str | None = None
     name: str | None = None
     mime_type: str | None = None
     url: str | None = None
 
 
-class ParticipantChange(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParticipantChange:
     operation: str | None = None
     """`add` or `remove`."""
     role: str | None = None
@@ -58,26 +67,30 @@ class ParticipantChange(_Frozen):
     subject: str | None = None
 
 
-class RoutingResult(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoutingResult:
     routing_type: str | None = None
     failure_type: str | None = None
     failure_reason: str | None = None
 
 
-class SessionStatus(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionStatus:
     session_id: str | None = None
     status: str | None = None
     previous_status: str | None = None
     ended_by_role: str | None = None
 
 
-class StreamingToken(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamingToken:
     target_message_id: str | None = None
     sequence_number: int | None = None
     text: str | None = None
 
 
-class Entry(_Frozen):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Entry:
     """One conversation entry. Type-specific fields are None (or empty) for other types."""
 
     identifier: str | None = None
@@ -88,17 +101,17 @@ class Entry(_Frozen):
     sender_subject: str | None = None
     transcripted_timestamp: int | None = None
     client_timestamp: int | None = None
-    related_records: list[str] = Field(default_factory=list)
+    related_records: tuple[str, ...] = ()
     # Message
     message_type: str | None = None
     format_type: str | None = None
     text: str | None = None
     in_reply_to_message_id: str | None = None
     message_reason: str | None = None
-    choices: list[ChoiceOption] = Field(default_factory=list)
-    attachments: list[Attachment] = Field(default_factory=list)
+    choices: tuple[ChoiceOption, ...] = ()
+    attachments: tuple[Attachment, ...] = ()
     # Other entry types
-    participant_changes: list[ParticipantChange] = Field(default_factory=list)
+    participant_changes: tuple[ParticipantChange, ...] = ()
     routing: RoutingResult | None = None
     work_type: str | None = None
     session: SessionStatus | None = None
@@ -106,11 +119,6 @@ class Entry(_Frozen):
     acknowledged_entry_id: str | None = None
     streaming_token: StreamingToken | None = None
     progress_text: str | None = None
-    # Always kept
-    payload: dict[str, Any] = Field(default_factory=dict)
-    """`entryPayload` parsed to a dict ({} when absent or unparsable)."""
-    raw: dict[str, Any] = Field(default_factory=dict)
-    """The entry exactly as received (for SSE, the `conversationEntry` with its string payload)."""
 
     @classmethod
     def from_rest(cls, entry: Any, conversation_id: str | None = None) -> Entry:
@@ -125,6 +133,11 @@ class Entry(_Frozen):
         )
 
 
+ENTRY_JSON: TypeAdapter[Entry] = TypeAdapter(Entry)
+"""`ENTRY_JSON.dump_json(entry)` and `ENTRY_JSON.validate_json(data)`; keys it does not know (an
+older process's `payload`) are ignored."""
+
+
 def chronological(entries: Iterable[Entry]) -> list[Entry]:
     """Oldest first by `transcriptedTimestamp` (the entries endpoint returns newest first)."""
     return sorted(entries, key=lambda entry: entry.transcripted_timestamp or 0)
@@ -134,25 +147,32 @@ def _get(value: Any, key: str) -> Any:
     return value.get(key) if isinstance(value, dict) else None
 
 
+def _word(value: Any) -> str | None:
+    """A text field from a small vocabulary (entry types, roles, statuses) or repeated on every
+    entry of a conversation (its id): one shared string instead of a copy per entry."""
+    text = shapes.text(value)
+    return sys.intern(text) if text is not None else None
+
+
 def _build(entry: Any, conversation_id: str | None) -> Entry:
     raw: dict[str, Any] = entry if isinstance(entry, dict) else {}
     payload = shapes.json_object(raw.get("entryPayload")) or {}
-    entry_type = shapes.text(raw.get("entryType")) or shapes.text(payload.get("entryType"))
+    entry_type = _word(raw.get("entryType")) or _word(payload.get("entryType"))
     sender = shapes.obj(raw, "sender")
     fields: dict[str, Any] = {
         "identifier": shapes.text(raw.get("identifier")) or shapes.text(payload.get("id")),
         "entry_type": entry_type or "Unknown",
-        "conversation_id": conversation_id
-        or shapes.text(payload.get("conversationIdentifier"))
-        or shapes.text(raw.get("conversationId")),
-        "role": shapes.text(sender.get("role")),
+        "conversation_id": _word(
+            conversation_id
+            or shapes.text(payload.get("conversationIdentifier"))
+            or shapes.text(raw.get("conversationId"))
+        ),
+        "role": _word(sender.get("role")),
         "sender_name": shapes.text(raw.get("senderDisplayName")),
-        "sender_subject": shapes.text(sender.get("subject")),
+        "sender_subject": _word(sender.get("subject")),
         "transcripted_timestamp": shapes.integer(raw.get("transcriptedTimestamp")),
         "client_timestamp": shapes.integer(raw.get("clientTimestamp")),
-        "related_records": shapes.texts(raw.get("relatedRecords")),
-        "payload": payload,
-        "raw": raw,
+        "related_records": tuple(shapes.texts(raw.get("relatedRecords"))),
     }
     parse = _PAYLOAD_PARSERS.get(entry_type or "")
     if parse is not None:
@@ -172,15 +192,15 @@ def _message(payload: dict[str, Any], _: dict[str, Any]) -> dict[str, Any]:
     )
     content = shapes.obj(message, content_key) if content_key else {}
     return {
-        "message_type": shapes.text(message.get("messageType")),
-        "format_type": shapes.text(content.get("formatType")),
+        "message_type": _word(message.get("messageType")),
+        "format_type": _word(content.get("formatType")),
         "text": shapes.text(content.get("text"))
         if content_key in ("staticContent", "choices")
         else None,
         "in_reply_to_message_id": shapes.text(message.get("inReplyToMessageId")),
-        "message_reason": shapes.text(payload.get("messageReason")),
-        "choices": _choice_options(content) if content_key == "choices" else [],
-        "attachments": [
+        "message_reason": _word(payload.get("messageReason")),
+        "choices": _choice_options(content) if content_key == "choices" else (),
+        "attachments": tuple(
             Attachment(
                 id=shapes.text(item.get("id")),
                 name=shapes.text(item.get("name")),
@@ -188,11 +208,11 @@ def _message(payload: dict[str, Any], _: dict[str, Any]) -> dict[str, Any]:
                 url=shapes.text(item.get("url")),
             )
             for item in shapes.objs(content.get("attachments"))
-        ],
+        ),
     }
 
 
-def _choice_options(choices: dict[str, Any]) -> list[ChoiceOption]:
+def _choice_options(choices: dict[str, Any]) -> tuple[ChoiceOption, ...]:
     """Buttons/QuickReplies have `optionItems`; a Carousel has `items[].interactionItems`."""
     items = shapes.objs(choices.get("optionItems"))
     for card in shapes.objs(choices.get("items")):
@@ -203,7 +223,7 @@ def _choice_options(choices: dict[str, Any]) -> list[ChoiceOption]:
         if identifier:
             title = shapes.text(shapes.obj(item, "titleItem").get("title"))
             options.append(ChoiceOption(option_identifier=identifier, title=title))
-    return options
+    return tuple(options)
 
 
 def _participant_changed(payload: dict[str, Any], _: dict[str, Any]) -> dict[str, Any]:
@@ -212,21 +232,21 @@ def _participant_changed(payload: dict[str, Any], _: dict[str, Any]) -> dict[str
         participant = shapes.obj(item, "participant")
         changes.append(
             ParticipantChange(
-                operation=shapes.text(item.get("operation")),
-                role=shapes.text(participant.get("role")),
+                operation=_word(item.get("operation")),
+                role=_word(participant.get("role")),
                 display_name=shapes.text(item.get("displayName")),
-                subject=shapes.text(participant.get("subject")),
+                subject=_word(participant.get("subject")),
             )
         )
-    return {"participant_changes": changes}
+    return {"participant_changes": tuple(changes)}
 
 
 def _routing_result(payload: dict[str, Any], _: dict[str, Any]) -> dict[str, Any]:
     reason = payload.get("failureReason") or payload.get("reasonForNotRouting")
     return {
         "routing": RoutingResult(
-            routing_type=shapes.text(payload.get("routingType")),
-            failure_type=shapes.text(payload.get("failureType")),
+            routing_type=_word(payload.get("routingType")),
+            failure_type=_word(payload.get("failureType")),
             failure_reason=shapes.text(reason),
         )
     }
@@ -236,16 +256,16 @@ def _session_status(payload: dict[str, Any], _: dict[str, Any]) -> dict[str, Any
     return {
         "session": SessionStatus(
             session_id=shapes.text(payload.get("sessionId")),
-            status=shapes.text(payload.get("sessionStatus")),
-            previous_status=shapes.text(payload.get("sessionStatusPrev")),
-            ended_by_role=shapes.text(payload.get("sessionEndedByRole")),
+            status=_word(payload.get("sessionStatus")),
+            previous_status=_word(payload.get("sessionStatusPrev")),
+            ended_by_role=_word(payload.get("sessionEndedByRole")),
         )
     }
 
 
 def _acknowledgement(payload: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
     acked = shapes.text(payload.get("acknowledgedConversationEntryIdentifier"))
-    related: list[str] = fields["related_records"]
+    related: tuple[str, ...] = fields["related_records"]
     return {"acknowledged_entry_id": acked or (related[0] if related else None)}
 
 
@@ -266,7 +286,7 @@ _PAYLOAD_PARSERS: dict[str, _PayloadParser] = {
     EntryType.MESSAGE: _message,
     EntryType.PARTICIPANT_CHANGED: _participant_changed,
     EntryType.ROUTING_RESULT: _routing_result,
-    EntryType.ROUTING_WORK_RESULT: lambda p, _: {"work_type": shapes.text(p.get("workType"))},
+    EntryType.ROUTING_WORK_RESULT: lambda p, _: {"work_type": _word(p.get("workType"))},
     EntryType.SESSION_STATUS_CHANGED: _session_status,
     EntryType.QUEUE_POSITION: lambda p, _: {"queue_position": shapes.integer(p.get("position"))},
     EntryType.DELIVERY_ACKNOWLEDGEMENT: _acknowledgement,

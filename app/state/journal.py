@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.scrt import ReconnectPolicy
-from app.scrt.models import Entry
+from app.scrt.models import ENTRY_JSON, Entry
 from app.state.ownership import Ownership
 from app.state.sealing import Sealer
 from app.transcript import HIDDEN_TYPES, ConversationView
@@ -187,7 +187,7 @@ class Journal:
             if entry.entry_type in HIDDEN_TYPES:
                 continue
             pairs.append(entry.identifier or "")
-            pairs.append(self._sealer.seal(entry.model_dump_json(exclude={"raw"}).encode()))
+            pairs.append(self._sealer.seal(ENTRY_JSON.dump_json(entry)))
         batch = _Batch(
             session,
             generation,
@@ -305,7 +305,7 @@ class Journal:
             pipe.hget(self._state_key(session, conversation_id), "v")
             items, view = await pipe.execute()
         entries = [
-            (text_of(stream_id), Entry.model_validate_json(self._sealer.open(fields[b"e"])))
+            (text_of(stream_id), ENTRY_JSON.validate_json(self._sealer.open(fields[b"e"])))
             for stream_id, fields in items
         ]
         return entries, load_view(self._sealer.open(view)) if view else ConversationView()
