@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 
 import httpx
 from mcp.server.mcpserver import MCPServer
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from mcp.server.transport_security import TransportSecuritySettings
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from app import __version__
@@ -290,7 +291,10 @@ def build_app(
     """The web app: `/health`, `/mcp`, `/playground` when enabled, and any `extra_routes`
     (demo mode mounts more)."""
     runtime = build_runtime(settings, http=http, store=store)
-    mcp_app = runtime.mcp.streamable_http_app(
+    # The SDK's Starlette app is built for its session manager (stateless, JSON responses, the
+    # DNS-rebinding check), but not mounted: /mcp goes straight to the manager's ASGI app, so a
+    # call passes through one router and one middleware stack (ours), not two.
+    runtime.mcp.streamable_http_app(
         streamable_http_path="/mcp",
         stateless_http=True,
         json_response=True,
@@ -300,6 +304,7 @@ def build_app(
             allowed_origins=settings.allowed_origins(),
         ),
     )
+    mcp_app: ASGIApp = StreamableHTTPASGIApp(runtime.mcp.session_manager)
 
     signin = settings.signin_settings()
     signin_http: httpx.AsyncClient | None = None
@@ -349,7 +354,7 @@ def build_app(
     routes += extra_routes or []
     if settings.playground_enabled:
         routes.append(playground_route())
-    routes.append(Mount("/", app=mcp_endpoint))
+    routes.append(Route("/mcp", mcp_endpoint))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.runtime = runtime
     return app
