@@ -6,7 +6,10 @@ runs its lifespan, and calls the ASGI app directly with a POST /mcp for each of:
   ping          the JSON-RPC ping: the stateless transport and dispatcher, nothing else;
   tools/list    the tool list the model reads at every connector refresh;
   tools/call    list_conversation_entries for a session this server never issued: the whole tool
-                path (argument validation, our handler, the tool error result) without Salesforce.
+                path (argument validation, our handler, the tool error result) without Salesforce;
+  tools/call@2026  the same call in protocol revision 2026-07-28, which the SDK serves inline
+                (one exchange: no per-request transport, dispatcher, task group or streams),
+                where the handshake revisions ChatGPT uses today take the per-request transport.
 
 For each it prints the CPU time per call (time.process_time over --calls calls, after --warmup
 calls; the median of --rounds rounds, each on a fresh app) and the allocations per call
@@ -22,7 +25,11 @@ request path's own.
 SDK's Starlette app mounted at /, its routing and middleware run on every request) for a
 side-by-side in one run.
 
-Usage: .venv/bin/python bench/calls.py [--calls 2000] [--warmup 200] [--rounds 5]
+Then the memory a waiting call holds: --waiting list_conversation_entries calls (waitSeconds 25)
+waiting at once on conversations of a simulator in this process, in the handshake revisions
+(what ChatGPT sends today) and in 2026-07-28: traced bytes and GC-tracked objects per call.
+
+Usage: .venv/bin/python bench/calls.py [--calls 2000] [--warmup 200] [--rounds 5] [--waiting 300]
            [--mount direct|sdk|both]
 """
 
@@ -48,11 +55,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import httpx  # noqa: E402
 from starlette.routing import Mount  # noqa: E402
 
 from app.config import Settings  # noqa: E402
 from app.logs import configure_logging  # noqa: E402
 from app.main import build_app  # noqa: E402
+from app.simulator import SimulatorOptions, build_simulator  # noqa: E402
+from app.simulator.options import DEFAULT_DEPLOYMENT, DEFAULT_ORG_ID  # noqa: E402
 
 Message = MutableMapping[str, Any]
 ASGI = Callable[
@@ -78,6 +88,28 @@ REQUESTS: dict[str, dict[str, Any]] = {
     },
 }
 
+# The same tool call in the 2026-07-28 revision (the SDK's "modern" stateless path: one exchange
+# served inline, no per-request transport): the envelope in params._meta and the routing headers.
+MODERN = "2026-07-28"
+REQUESTS["tools/call@2026"] = {
+    **REQUESTS["tools/call"],
+    "params": {
+        **REQUESTS["tools/call"]["params"],
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": MODERN,
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "1"},
+        },
+    },
+}
+HEADERS: dict[str, list[tuple[bytes, bytes]]] = {
+    "tools/call@2026": [
+        (b"mcp-protocol-version", MODERN.encode()),
+        (b"mcp-method", b"tools/call"),
+        (b"mcp-name", b"list_conversation_entries"),
+    ]
+}
+
 GROUPS = (
     ("mcp SDK", "/mcp/"),
     ("starlette", "/starlette/"),
@@ -89,19 +121,22 @@ GROUPS = (
 )
 
 
-def settings() -> Settings:
+SIM_URL = "http://sim.bench"
+
+
+def settings(scrt_url: str = "https://example.my.salesforce-scrt.com") -> Settings:
     return Settings(  # type: ignore[call-arg]
         _env_file=None,
-        miaw_scrt_url="https://example.my.salesforce-scrt.com",
-        miaw_org_id="00D000000000001EAA",
-        miaw_es_developer_name="Bench",
+        miaw_scrt_url=scrt_url,
+        miaw_org_id=DEFAULT_ORG_ID,
+        miaw_es_developer_name=DEFAULT_DEPLOYMENT,
         log_level="WARNING",
         rate_limit_per_ip="off",
         rate_limit_per_user="off",
     )
 
 
-def scope_for(body: bytes) -> Message:
+def scope_for(body: bytes, extra: list[tuple[bytes, bytes]]) -> Message:
     return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
@@ -117,6 +152,7 @@ def scope_for(body: bytes) -> Message:
             (b"content-type", b"application/json"),
             (b"accept", b"application/json, text/event-stream"),
             (b"content-length", str(len(body)).encode()),
+            *extra,
         ],
         "client": ("127.0.0.1", 40000),
         "server": ("127.0.0.1", 8000),
@@ -124,7 +160,7 @@ def scope_for(body: bytes) -> Message:
     }
 
 
-async def call(app: ASGI, body: bytes) -> tuple[int, bytes]:
+async def call(app: ASGI, body: bytes, extra: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:
     sent = False
     status = 0
     out = bytearray()
@@ -144,14 +180,14 @@ async def call(app: ASGI, body: bytes) -> tuple[int, bytes]:
         elif message["type"] == "http.response.body":
             out.extend(message.get("body", b""))
 
-    await app(scope_for(body), receive, send)
+    await app(scope_for(body, extra), receive, send)
     return status, bytes(out)
 
 
 def check(kind: str, status: int, body: bytes) -> None:
     answer = json.loads(body) if body else {}
     ok = status == 200 and "result" in answer
-    if kind == "tools/call":
+    if kind.startswith("tools/call"):
         ok = ok and answer["result"].get("isError") is True
     if not ok:
         raise SystemExit(f"{kind}: unexpected answer {status} {body[:300]!r}")
@@ -186,19 +222,20 @@ async def measure(mount: str, calls: int, warmup: int, profiled: bool) -> dict[s
     async with app.router.lifespan_context(app):
         for kind, request in REQUESTS.items():
             body = json.dumps(request).encode()
+            extra = HEADERS.get(kind, [])
             for _ in range(warmup):
-                check(kind, *await call(app, body))
+                check(kind, *await call(app, body, extra))
             gc.collect()
             started = time.process_time()
             for _ in range(calls):
-                await call(app, body)
+                await call(app, body, extra)
             cpu_us = (time.process_time() - started) / calls * 1e6
 
             gc.collect()
             tracemalloc.start()
             blocks_before = len(tracemalloc.take_snapshot().traces)
             for _ in range(200):
-                await call(app, body)
+                await call(app, body, extra)
             gc.collect()
             grown = len(tracemalloc.take_snapshot().traces) - blocks_before
             tracemalloc.stop()
@@ -209,10 +246,71 @@ async def measure(mount: str, calls: int, warmup: int, profiled: bool) -> dict[s
             profile = cProfile.Profile()
             profile.enable()
             for _ in range(calls):
-                await call(app, body)
+                await call(app, body, [])
             profile.disable()
             results["profile"] = profile
     return results
+
+
+async def tool(app: ASGI, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
+    body["params"] = {"name": name, "arguments": arguments}
+    status, answer = await call(app, json.dumps(body).encode(), [])
+    result = json.loads(answer).get("result", {}) if answer else {}
+    if status != 200 or result.get("isError") or "structuredContent" not in result:
+        raise SystemExit(f"{name}: unexpected answer {status} {answer[:300]!r}")
+    content: dict[str, Any] = result["structuredContent"]
+    return content
+
+
+def read_request(session_id: str, conversation_id: str, cursor: str, modern: bool) -> bytes:
+    request = json.loads(json.dumps(REQUESTS["tools/call@2026" if modern else "tools/call"]))
+    request["params"]["arguments"] = {
+        "sessionId": session_id,
+        "conversationId": conversation_id,
+        "cursor": cursor,
+        "waitSeconds": 25,
+    }
+    return json.dumps(request).encode()
+
+
+async def waiting_memory(k: int, modern: bool) -> tuple[float, float, int]:
+    """K list_conversation_entries calls waiting at once (a fresh simulator and app in this
+    process, each guest with a conversation and its history read), in the handshake revisions or
+    in 2026-07-28: traced KiB and GC-tracked objects per waiting call, and how many were still
+    waiting when measured."""
+    sim = build_simulator(SimulatorOptions(rate_limits=False))
+    async with (
+        sim.router.lifespan_context(sim),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=sim)) as sim_http,
+    ):
+        app = build_app(settings(SIM_URL), http=sim_http)
+        async with app.router.lifespan_context(app):
+            bodies = []
+            for _ in range(k):
+                session = (await tool(app, "generate_guest_access_token", {}))["sessionId"]
+                created = await tool(app, "create_conversation", {"sessionId": session})
+                ids = {"sessionId": session, "conversationId": created["conversationId"]}
+                page = await tool(app, "list_conversation_entries", {**ids, "waitSeconds": 0})
+                bodies.append(
+                    read_request(session, created["conversationId"], page["cursor"], modern)
+                )
+            extra = HEADERS["tools/call@2026"] if modern else []
+            gc.collect()
+            tracemalloc.start()
+            traced_before, _ = tracemalloc.get_traced_memory()
+            objects_before = len(gc.get_objects())
+            calls = [asyncio.create_task(call(app, body, extra)) for body in bodies]
+            await asyncio.sleep(1.0)  # every call reaches its wait
+            gc.collect()
+            traced, _ = tracemalloc.get_traced_memory()
+            objects = len(gc.get_objects())
+            tracemalloc.stop()
+            waiting = sum(not c.done() for c in calls)
+            for c in calls:
+                c.cancel()
+            await asyncio.gather(*calls, return_exceptions=True)
+    return (traced - traced_before) / k / 1024, (objects - objects_before) / k, waiting
 
 
 def grouped(
@@ -254,15 +352,23 @@ async def main(args: argparse.Namespace) -> None:
                 + ", ".join(f"{kind} {result[kind][0]:.0f} µs" for kind in REQUESTS),
                 flush=True,
             )
+    print(f"\n{args.waiting} list_conversation_entries calls waiting at once, per waiting call:")
+    for revision, modern in (("handshake", False), ("2026-07-28", True)):
+        with contextlib.redirect_stderr(devnull):
+            kib, objects, waiting = await waiting_memory(args.waiting, modern)
+        print(
+            f"  {revision:<11} {kib:6.1f} KiB traced, {objects:5.0f} GC-tracked objects "
+            f"({waiting} of {args.waiting} still waiting when measured)"
+        )
     for mount in mounts:
         results = rounds[mount]
         title = "through the SDK app mounted at /" if mount == "sdk" else "served directly"
         print(f"\n== /mcp {title}")
-        print(f"{'request':<12} {'CPU µs/call':>12} {'blocks kept/call':>17}")
+        print(f"{'request':<16} {'CPU µs/call':>12} {'blocks kept/call':>17}")
         for kind in REQUESTS:
             cpu_us = statistics.median(r[kind][0] for r in results)
             grown = statistics.median(r[kind][1] for r in results)
-            print(f"{kind:<12} {cpu_us:>12.0f} {grown:>17.1f}")
+            print(f"{kind:<16} {cpu_us:>12.0f} {grown:>17.1f}")
         groups, sdk = grouped(results[-1]["profile"], args.calls)
         total = sum(groups.values())
         print(
@@ -280,6 +386,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--waiting", type=int, default=300)
     parser.add_argument("--mount", choices=("direct", "sdk", "both"), default="both")
     return parser.parse_args()
 
