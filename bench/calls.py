@@ -25,11 +25,11 @@ request path's own.
 SDK's Starlette app mounted at /, its routing and middleware run on every request) for a
 side-by-side in one run.
 
-Then the memory a waiting call holds: --waiting list_conversation_entries calls (waitSeconds 25)
-waiting at once on conversations of a simulator in this process, in the handshake revisions
-(what ChatGPT sends today) and in 2026-07-28: traced bytes and GC-tracked objects per call.
+The memory a waiting call holds is measured where its event stream is live, with real
+sockets: bench/scale.py's "KiB/conv" (a waiting conversation's state plus its waiting call).
+Run with `PYTHONPATH=DIR` to measure a patched SDK in DIR (docs/performance.md).
 
-Usage: .venv/bin/python bench/calls.py [--calls 2000] [--warmup 200] [--rounds 5] [--waiting 300]
+Usage: .venv/bin/python bench/calls.py [--calls 2000] [--warmup 200] [--rounds 5]
            [--mount direct|sdk|both]
 """
 
@@ -55,13 +55,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import httpx  # noqa: E402
 from starlette.routing import Mount  # noqa: E402
 
+from app.collector import tune_collector  # noqa: E402
 from app.config import Settings  # noqa: E402
 from app.logs import configure_logging  # noqa: E402
 from app.main import build_app  # noqa: E402
-from app.simulator import SimulatorOptions, build_simulator  # noqa: E402
 from app.simulator.options import DEFAULT_DEPLOYMENT, DEFAULT_ORG_ID  # noqa: E402
 
 Message = MutableMapping[str, Any]
@@ -119,9 +118,6 @@ GROUPS = (
     ("structlog", "/structlog/"),
     ("asyncio", "/asyncio/"),
 )
-
-
-SIM_URL = "http://sim.bench"
 
 
 def settings(scrt_url: str = "https://example.my.salesforce-scrt.com") -> Settings:
@@ -252,67 +248,6 @@ async def measure(mount: str, calls: int, warmup: int, profiled: bool) -> dict[s
     return results
 
 
-async def tool(app: ASGI, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
-    body["params"] = {"name": name, "arguments": arguments}
-    status, answer = await call(app, json.dumps(body).encode(), [])
-    result = json.loads(answer).get("result", {}) if answer else {}
-    if status != 200 or result.get("isError") or "structuredContent" not in result:
-        raise SystemExit(f"{name}: unexpected answer {status} {answer[:300]!r}")
-    content: dict[str, Any] = result["structuredContent"]
-    return content
-
-
-def read_request(session_id: str, conversation_id: str, cursor: str, modern: bool) -> bytes:
-    request = json.loads(json.dumps(REQUESTS["tools/call@2026" if modern else "tools/call"]))
-    request["params"]["arguments"] = {
-        "sessionId": session_id,
-        "conversationId": conversation_id,
-        "cursor": cursor,
-        "waitSeconds": 25,
-    }
-    return json.dumps(request).encode()
-
-
-async def waiting_memory(k: int, modern: bool) -> tuple[float, float, int]:
-    """K list_conversation_entries calls waiting at once (a fresh simulator and app in this
-    process, each guest with a conversation and its history read), in the handshake revisions or
-    in 2026-07-28: traced KiB and GC-tracked objects per waiting call, and how many were still
-    waiting when measured."""
-    sim = build_simulator(SimulatorOptions(rate_limits=False))
-    async with (
-        sim.router.lifespan_context(sim),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=sim)) as sim_http,
-    ):
-        app = build_app(settings(SIM_URL), http=sim_http)
-        async with app.router.lifespan_context(app):
-            bodies = []
-            for _ in range(k):
-                session = (await tool(app, "generate_guest_access_token", {}))["sessionId"]
-                created = await tool(app, "create_conversation", {"sessionId": session})
-                ids = {"sessionId": session, "conversationId": created["conversationId"]}
-                page = await tool(app, "list_conversation_entries", {**ids, "waitSeconds": 0})
-                bodies.append(
-                    read_request(session, created["conversationId"], page["cursor"], modern)
-                )
-            extra = HEADERS["tools/call@2026"] if modern else []
-            gc.collect()
-            tracemalloc.start()
-            traced_before, _ = tracemalloc.get_traced_memory()
-            objects_before = len(gc.get_objects())
-            calls = [asyncio.create_task(call(app, body, extra)) for body in bodies]
-            await asyncio.sleep(1.0)  # every call reaches its wait
-            gc.collect()
-            traced, _ = tracemalloc.get_traced_memory()
-            objects = len(gc.get_objects())
-            tracemalloc.stop()
-            waiting = sum(not c.done() for c in calls)
-            for c in calls:
-                c.cancel()
-            await asyncio.gather(*calls, return_exceptions=True)
-    return (traced - traced_before) / k / 1024, (objects - objects_before) / k, waiting
-
-
 def grouped(
     profile: cProfile.Profile, calls: int
 ) -> tuple[dict[str, float], list[tuple[float, str]]]:
@@ -332,6 +267,7 @@ def grouped(
 async def main(args: argparse.Namespace) -> None:
     # As in production: a JSON line per tool call at INFO (to stderr, which is discarded here).
     configure_logging("INFO", "json")
+    tune_collector()  # the collector's settings of `miaw-mcp serve`
     mounts = ["sdk", "direct"] if args.mount == "both" else [args.mount]
     print(
         f"per-call cost of POST /mcp (in-process ASGI; {args.rounds} rounds of {args.calls} calls "
@@ -352,14 +288,6 @@ async def main(args: argparse.Namespace) -> None:
                 + ", ".join(f"{kind} {result[kind][0]:.0f} µs" for kind in REQUESTS),
                 flush=True,
             )
-    print(f"\n{args.waiting} list_conversation_entries calls waiting at once, per waiting call:")
-    for revision, modern in (("handshake", False), ("2026-07-28", True)):
-        with contextlib.redirect_stderr(devnull):
-            kib, objects, waiting = await waiting_memory(args.waiting, modern)
-        print(
-            f"  {revision:<11} {kib:6.1f} KiB traced, {objects:5.0f} GC-tracked objects "
-            f"({waiting} of {args.waiting} still waiting when measured)"
-        )
     for mount in mounts:
         results = rounds[mount]
         title = "through the SDK app mounted at /" if mount == "sdk" else "served directly"
@@ -386,7 +314,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--waiting", type=int, default=300)
     parser.add_argument("--mount", choices=("direct", "sdk", "both"), default="both")
     return parser.parse_args()
 
