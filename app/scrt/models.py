@@ -7,7 +7,7 @@ typed fields None (or empty).
 
 An `Entry` keeps only what readers use, not the decoded JSON it came from: every conversation's
 log holds its entries for as long as the conversation lives, thousands of conversations per
-process. Slotted frozen dataclasses of tuples and shared strings take about a sixth of what a
+process. Slotted frozen dataclasses of tuples and shared strings take about an eighth of what a
 pydantic model holding the decoded dicts took (`tests/scrt/test_entry_storage.py` guards it).
 `ENTRY_JSON` turns one into JSON and back (the shared-state journal stores them so).
 """
@@ -41,7 +41,6 @@ class EntryType(StrEnum):
     CLOSE_CONVERSATION = "CloseConversation"
     STREAMING_TOKEN = "StreamingToken"
     PROGRESS_INDICATOR = "ProgressIndicator"
-
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,7 +150,7 @@ def _word(value: Any) -> str | None:
     """A text field from a small vocabulary (entry types, roles, statuses) or repeated on every
     entry of a conversation (its id): one shared string instead of a copy per entry."""
     text = shapes.text(value)
-    return sys.intern(text) if text is not None else None
+    return sys.intern(str(text)) if text is not None else None
 
 
 def _build(entry: Any, conversation_id: str | None) -> Entry:

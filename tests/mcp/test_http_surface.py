@@ -64,7 +64,7 @@ async def test_foreign_origin_is_forbidden_and_chatgpt_is_allowed(base: str) -> 
 async def test_mcp_is_served_at_exactly_slash_mcp(base: str) -> None:
     async with httpx.AsyncClient() as http:
         r = await http.post(base + "/mcp/", json=LIST)
-    assert r.status_code == 307  # the SDK redirects /mcp/ to /mcp; /mcp itself answers directly
+    assert r.status_code == 307  # the router redirects /mcp/ to /mcp; /mcp itself answers directly
 
 
 async def test_tools_declare_schemas_annotations_and_widget_metadata(base: str) -> None:
