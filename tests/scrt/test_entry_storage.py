@@ -67,8 +67,7 @@ def test_an_entry_keeps_under_1500_bytes_of_what_it_was_parsed_from() -> None:
 
 def test_entries_of_one_conversation_share_its_id_and_their_vocabulary() -> None:
     first, second = (
-        parse_event(SseFrame(event="CONVERSATION_MESSAGE", data=envelope(i))).entry
-        for i in (0, 3)
+        parse_event(SseFrame(event="CONVERSATION_MESSAGE", data=envelope(i))).entry for i in (0, 3)
     )
 
     assert first is not None and second is not None
