@@ -33,6 +33,7 @@ from app.scrt import (
     ScrtBadRequestError,
     ScrtClient,
     ScrtError,
+    ScrtEvent,
     ScrtEventStream,
     ScrtNotFoundError,
     chronological,
@@ -216,6 +217,16 @@ class GuestFeed:
                 self._catch_up(), context=contextvars.Context()
             )
 
+    async def _take(self, event: ScrtEvent) -> None:
+        if event.entry is not None and event.conversation_id:
+            try:
+                target = await self.conversation(event.conversation_id.lower())
+            except Exception as exc:  # a shared store that is down: the catch-up after the log
+                # opens fetches what this event carried
+                log.warning("delivery.log_unavailable", error=type(exc).__name__)
+                return
+            target.live(event.entry)
+
     async def _catch_up(self) -> None:
         """Fetch every conversation with a gap until none is left, retrying with back-off; stops
         while the stream is down (its next open starts over) and for failures that would repeat
@@ -246,14 +257,8 @@ class GuestFeed:
     async def _consume(self) -> None:
         try:
             async for event in self._stream:
-                if event.entry is not None and event.conversation_id:
-                    try:
-                        target = await self.conversation(event.conversation_id.lower())
-                    except Exception as exc:  # a shared store that is down: the catch-up after
-                        # the log opens fetches what this event carried
-                        log.warning("delivery.log_unavailable", error=type(exc).__name__)
-                        continue
-                    target.live(event.entry)
+                await self._take(event)
+                del event  # not kept while the stream waits for the next one
         except ScrtError as exc:
             # 400/401 repeat forever; polling takes over and surfaces them to the reader.
             self.error = exc

@@ -175,6 +175,7 @@ class ScrtEventStream:
                     async with contextlib.aclosing(self._read(response)) as events:
                         async for event in events:
                             yield event
+                            del event  # not kept while the next one is awaited
                 reason: ScrtError = ScrtConnectionError("stream ended")
             except (
                 ScrtServerError,
@@ -219,10 +220,12 @@ class ScrtEventStream:
                         chunk = await anext(chunks)
                 except StopAsyncIteration:
                     return
-                for frame in parser.feed(chunk):
-                    event = self._accept(frame)
-                    if event is not None:
-                        yield event
+                # A stream waits for its next chunk most of its life: the last chunk, frame and
+                # event (with its parsed JSON) are not kept meanwhile, for every guest session.
+                events = [e for e in map(self._accept, parser.feed(chunk)) if e is not None]
+                del chunk
+                while events:
+                    yield events.pop(0)
         finally:
             if isinstance(chunks, AsyncGenerator):
                 await chunks.aclose()

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 from mcp.client import Client
 
-from app.delivery import DeliveryEngine, DeliveryOptions
+from app.delivery import DeliveryEngine, DeliveryOptions, GuestFeed
 from app.main import build_app
-from app.scrt import ReconnectPolicy, RetryPolicy, ScrtClient, ScrtConfig
+from app.scrt import ReconnectPolicy, RetryPolicy, ScrtClient, ScrtConfig, ScrtEvent
+from app.scrt.events import parse_event
+from app.scrt.sse import SseFrame
 from app.simulator import SimulatorOptions, build_simulator
 from app.simulator.options import DEFAULT_DEPLOYMENT, DEFAULT_ORG_ID
 from tests.mcp.conftest import call, read_until, settings_for
@@ -173,3 +177,56 @@ async def test_a_catch_up_sets_aside_a_conversation_salesforce_refuses_for_good(
         read = await client.call_tool("list_conversation_entries", ids)
     assert read.is_error
     assert answered == [404, 404]  # the catch-up's one request, then the reader's
+
+
+class OneEventStream:
+    """An event stream that delivers one event, then waits (`waiting` set) for good."""
+
+    def __init__(self, event: ScrtEvent) -> None:
+        self._event: ScrtEvent | None = event
+        self.waiting = asyncio.Event()
+
+    def __aiter__(self) -> OneEventStream:
+        return self
+
+    async def __anext__(self) -> ScrtEvent:
+        if self._event is not None:
+            event, self._event = self._event, None
+            return event
+        self.waiting.set()
+        await asyncio.Event().wait()
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        pass
+
+
+class OneEventClient:
+    def __init__(self, stream: OneEventStream) -> None:
+        self.stream = stream
+
+    def event_stream(self, token: str, **_: Any) -> OneEventStream:
+        return self.stream
+
+
+async def test_a_feed_keeps_an_events_entry_not_the_event_while_it_waits() -> None:
+    """Every guest session's feed waits on its stream most of its life: the last event (with its
+    parsed JSON) is not held meanwhile; its entry is in the conversation's log."""
+    data = (
+        '{"conversationId": "c1", "conversationEntry": {"identifier": "e1", "entryType": '
+        '"Message", "entryPayload": "{}", "sender": {"role": "Agent"}}}'
+    )
+    event = parse_event(SseFrame(event="CONVERSATION_MESSAGE", data=data))
+    delivered = weakref.ref(event)
+    stream = OneEventStream(event)
+    del event
+    feed = GuestFeed(OneEventClient(stream), "tok", None, DeliveryOptions())  # type: ignore[arg-type]
+    try:
+        async with asyncio.timeout(30):  # safety deadline
+            await stream.waiting.wait()
+        gc.collect()
+
+        assert feed.log("c1").has("e1")
+        assert delivered() is None
+    finally:
+        await feed.aclose()

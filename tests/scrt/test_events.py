@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -68,6 +70,8 @@ class SseBody(httpx.AsyncByteStream):
         self._chunks = chunks
         self._hang = hang
         self.closed = False
+        self.hanging = asyncio.Event()
+        """Set once every chunk was read and the body waits (with `hang`)."""
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         for chunk in self._chunks:
@@ -75,6 +79,7 @@ class SseBody(httpx.AsyncByteStream):
                 raise chunk
             yield chunk
         if self._hang:
+            self.hanging.set()
             await asyncio.Event().wait()
 
     async def aclose(self) -> None:
@@ -325,3 +330,25 @@ async def test_leaving_the_context_closes_the_http_stream(
 
     assert [e.id for e in events] == ["1"]
     assert body.closed
+
+
+async def test_a_delivered_event_is_not_kept_while_the_stream_waits_for_the_next(
+    scrt: ScrtClient, router: respx.MockRouter
+) -> None:
+    """A stream waits for its next chunk most of its life, one per guest session: the event it
+    last delivered (with its parsed JSON) is the consumer's, not kept by the stream meanwhile."""
+    body = SseBody(frame("1"), hang=True)
+    router.get(SSE).mock(return_value=sse(body=body))
+    stream = scrt.event_stream("tok", reconnect=FAST)
+    async with asyncio.timeout(30), stream:  # safety deadline
+        event = await anext(stream)
+        delivered = weakref.ref(event)
+        del event
+        following = asyncio.create_task(anext(stream))
+        await body.hanging.wait()
+        gc.collect()
+
+        assert delivered() is None
+        following.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await following
