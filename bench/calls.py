@@ -48,7 +48,6 @@ import sys
 import time
 import tracemalloc
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -56,18 +55,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from starlette.routing import Mount  # noqa: E402
+from starlette.types import ASGIApp, Message, Scope  # noqa: E402
 
 from app.collector import tune_collector  # noqa: E402
 from app.config import Settings  # noqa: E402
 from app.logs import configure_logging  # noqa: E402
 from app.main import build_app  # noqa: E402
 from app.simulator.options import DEFAULT_DEPLOYMENT, DEFAULT_ORG_ID  # noqa: E402
-
-Message = MutableMapping[str, Any]
-ASGI = Callable[
-    [Message, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
-    Awaitable[None],
-]
 
 REQUESTS: dict[str, dict[str, Any]] = {
     "ping": {"jsonrpc": "2.0", "id": 1, "method": "ping"},
@@ -120,10 +114,10 @@ GROUPS = (
 )
 
 
-def settings(scrt_url: str = "https://example.my.salesforce-scrt.com") -> Settings:
+def settings() -> Settings:
     return Settings(  # type: ignore[call-arg]
         _env_file=None,
-        miaw_scrt_url=scrt_url,
+        miaw_scrt_url="https://example.my.salesforce-scrt.com",
         miaw_org_id=DEFAULT_ORG_ID,
         miaw_es_developer_name=DEFAULT_DEPLOYMENT,
         log_level="WARNING",
@@ -132,7 +126,7 @@ def settings(scrt_url: str = "https://example.my.salesforce-scrt.com") -> Settin
     )
 
 
-def scope_for(body: bytes, extra: list[tuple[bytes, bytes]]) -> Message:
+def scope_for(body: bytes, extra: list[tuple[bytes, bytes]]) -> Scope:
     return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
@@ -156,7 +150,7 @@ def scope_for(body: bytes, extra: list[tuple[bytes, bytes]]) -> Message:
     }
 
 
-async def call(app: ASGI, body: bytes, extra: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:
+async def call(app: ASGIApp, body: bytes, extra: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:
     sent = False
     status = 0
     out = bytearray()
