@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.history import HISTORY_ENTRIES
 from app.identity import CustomerIdentity, load_signing_key
 from app.limits import LimitSettings, Rate
 from app.signin import AuthMode, SignInSettings
@@ -75,6 +76,9 @@ class Settings(BaseSettings):
     after each part), so the model relays it whole."""
     poll_interval_seconds: float = Field(default=2.0, gt=0)
     """Entries-endpoint polling interval, used only while the event stream is down."""
+    history_entries: int = Field(default=HISTORY_ENTRIES, ge=10, le=100_000)
+    """Entries of each conversation kept in memory; a reader asking for older ones gets them
+    from Salesforce again (app/history.py)."""
     session_ttl_seconds: int = Field(default=4 * 3600, gt=0)
     max_sessions: int = Field(default=10_000, gt=0)
     scrt_timeout_seconds: float = Field(default=10.0, gt=0)

@@ -27,7 +27,9 @@ from typing import Any, Protocol
 import structlog
 
 from app.failures import HandoffError
+from app.history import HISTORY_ENTRIES, HistoryUnavailable, fetch_retired
 from app.scrt import (
+    Entry,
     ReconnectPolicy,
     ScrtAuthError,
     ScrtBadRequestError,
@@ -39,7 +41,7 @@ from app.scrt import (
     chronological,
 )
 from app.store import SessionRecord
-from app.transcript import ConversationLog, RoleInfo, TranscriptEntry
+from app.transcript import ConversationLog, RoleInfo, TranscriptEntry, visible
 
 log = structlog.get_logger(__name__)
 
@@ -68,6 +70,9 @@ class DeliveryOptions:
     idle_feed_seconds: float = 900.0
     """A session nobody has read for this long has its event stream closed (reopened on demand,
     replaying from the start, so its log and cursors are rebuilt identically)."""
+    history_entries: int = HISTORY_ENTRIES
+    """Entries each conversation's log keeps in memory; older ones are fetched again from
+    Salesforce for a reader that asks for them (`app.history`)."""
 
 
 @dataclass(frozen=True)
@@ -162,7 +167,9 @@ class GuestFeed:
     def log(self, conversation_id: str) -> ConversationLog:
         existing = self.logs.get(conversation_id)
         if existing is None:
-            existing = self.logs[conversation_id] = ConversationLog(conversation_id)
+            existing = self.logs[conversation_id] = ConversationLog(
+                conversation_id, self._options.history_entries
+            )
         return existing
 
     async def conversation(self, conversation_id: str) -> ConversationLog:
@@ -263,6 +270,12 @@ class GuestFeed:
             # 400/401 repeat forever; polling takes over and surfaces them to the reader.
             self.error = exc
             log.warning("delivery.stream_stopped", error=type(exc).__name__)
+
+    async def retired(self, target: ConversationLog, cursor: int) -> tuple[list[Entry], int]:
+        """Entries the log let go, from `cursor` on, fetched again (`app.history`)."""
+        return await fetch_retired(
+            self._client, self._token, target.conversation_id, target.retired, cursor
+        )
 
     async def fetch(self, conversation_id: str, budget: float, *, share: bool = True) -> None:
         """Fetch what the stream may have missed, oldest first, from the last timestamp seen,
@@ -442,6 +455,8 @@ class DeliveryEngine:
         arrives (a bot's multi-part answer is gathered for `burst_window` first). The deadline
         holds even while polling."""
         target = await feed.conversation(conversation_id)
+        if cursor < len(target.retired):
+            return await self._read_retired(feed, target, cursor, include_typing)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_seconds
         if not feed.live(target):
@@ -460,6 +475,25 @@ class DeliveryEngine:
             cursor=str(max(cursor, target.position)),
             role_info=target.view.role_info(),
         )
+
+    async def _read_retired(
+        self, feed: GuestFeed, target: ConversationLog, cursor: int, include_typing: bool
+    ) -> ReadResult:
+        """A read from a position the log no longer holds: what Salesforce gives back of it, and
+        the entries in memory after it once the fetch reached them. Returns without waiting."""
+        try:
+            older, reached = await feed.retired(target, cursor)
+        except PERMANENT_ERRORS as exc:
+            raise FeedBroken(type(exc).__name__) from exc
+        except (ScrtError, TimeoutError) as exc:
+            raise HistoryUnavailable(exc) from exc
+        entries = visible(older, include_typing=include_typing)
+        # More may have been retired meanwhile: go on in memory only from where the log is now.
+        if reached >= len(target.retired):
+            entries += target.after(reached, include_typing=include_typing)
+            reached = target.position
+        feed.last_used = time.monotonic()
+        return ReadResult(entries=entries, cursor=str(reached), role_info=target.view.role_info())
 
     async def _wait_for_entries(
         self,

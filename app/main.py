@@ -222,6 +222,7 @@ def build_runtime(
     options = DeliveryOptions(
         poll_interval=settings.poll_interval_seconds,
         burst_window=settings.burst_window_seconds,
+        history_entries=settings.history_entries,
     )
     redis: SharedRedis | None = None
     delivery: Delivery

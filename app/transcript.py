@@ -2,6 +2,7 @@
 
 Every entry from Salesforce (event stream or entries endpoint) is appended once, deduplicated by
 its `identifier`. A reader holds a cursor (a log position) and gets everything after it, in order.
+Only the newest entries stay in memory (`app.history`: older ones are fetched again on demand).
 Who is on the other side and whether the chat ended come from structured signals only
 (ParticipantChanged, RoutingResult, SessionStatusChanged, CloseConversation), never from text.
 """
@@ -16,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from app.history import HISTORY_ENTRIES, Retired
 from app.scrt.models import Entry
 
 TYPING_TYPES = frozenset({"TypingStartedIndicator", "TypingStoppedIndicator"})
@@ -223,11 +225,17 @@ class ConversationLog:
     dropped and may have hidden entries) live entries are held back, and released only when a fetch
     has filled the gap before them, merged in Salesforce's order: a reader never sees a later entry
     before an earlier one.
+
+    At most `keep` entries stay in `entries` (the newest); older ones are `retired`, their
+    positions kept, so cursors keep their meaning and duplicates are still recognised.
     """
 
-    def __init__(self, conversation_id: str) -> None:
+    def __init__(self, conversation_id: str, keep: int = HISTORY_ENTRIES) -> None:
         self.conversation_id = conversation_id
+        self.keep = keep
         self.entries: list[Entry] = []
+        """The newest entries; the first is at position `len(retired)`."""
+        self.retired = Retired()
         self.view = ConversationView()
         self._ids: set[str] = set()
         self._changed = asyncio.Event()
@@ -300,6 +308,10 @@ class ConversationLog:
         if added:
             if self.on_commit is not None:
                 self.on_commit(self.entries[-added:])
+            excess = len(self.entries) - self.keep
+            if excess > 0:
+                self.retired.add(self.entries[:excess])
+                del self.entries[:excess]
             # Wake every current waiter; later waiters wait on a fresh event.
             self._changed.set()
             self._changed = asyncio.Event()
@@ -313,10 +325,13 @@ class ConversationLog:
 
     @property
     def position(self) -> int:
-        return len(self.entries)
+        return len(self.retired) + len(self.entries)
 
     def after(self, cursor: int, *, include_typing: bool) -> list[TranscriptEntry]:
-        return visible(self.entries[cursor:], include_typing=include_typing)
+        """What a reader at `cursor` is shown of the entries in memory (those before are
+        retired: a reader there fetches them first, `app.history.fetch_retired`)."""
+        start = max(cursor - len(self.retired), 0)
+        return visible(self.entries[start:], include_typing=include_typing)
 
     async def wait_for_append(self, seconds: float) -> bool:
         """Wait until something is appended, at most `seconds`; True if it was."""

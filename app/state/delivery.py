@@ -159,7 +159,7 @@ class SharedDelivery:
         journaled, with the stream's checkpoint."""
         session = handle_key(record.handle)
         stored = await self._journal.load(session, conversation_id)
-        target = ConversationLog(conversation_id)
+        target = ConversationLog(conversation_id, self._options.history_entries)
         target.restore(stored.ids, stored.view, stored.last_timestamp)
 
         def journal(entries: list[Entry]) -> None:

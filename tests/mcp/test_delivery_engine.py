@@ -20,6 +20,7 @@ from app.scrt.events import parse_event
 from app.scrt.sse import SseFrame
 from app.simulator import SimulatorOptions, build_simulator
 from app.simulator.options import DEFAULT_DEPLOYMENT, DEFAULT_ORG_ID
+from tests.markers import not_under_mutmut
 from tests.mcp.conftest import call, read_until, settings_for
 from tests.servers import serve
 
@@ -209,6 +210,7 @@ class OneEventClient:
         return self.stream
 
 
+@not_under_mutmut
 async def test_a_feed_keeps_an_events_entry_not_the_event_while_it_waits() -> None:
     """Every guest session's feed waits on its stream most of its life: the last event (with its
     parsed JSON) is not held meanwhile; its entry is in the conversation's log."""

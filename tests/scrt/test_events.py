@@ -22,6 +22,7 @@ from app.scrt import (
     ScrtEventStream,
     ScrtServerError,
 )
+from tests.markers import not_under_mutmut
 from tests.scrt.conftest import ORG_15
 
 CID = "0f8e2c1a-8d3b-4c55-b0a9-3c2f1e0d9a77"
@@ -332,6 +333,7 @@ async def test_leaving_the_context_closes_the_http_stream(
     assert body.closed
 
 
+@not_under_mutmut
 async def test_a_delivered_event_is_not_kept_while_the_stream_waits_for_the_next(
     scrt: ScrtClient, router: respx.MockRouter
 ) -> None:

@@ -1,0 +1,89 @@
+"""A long chat keeps only its newest entries in memory (HISTORY_ENTRIES); a reader from the start
+(the widget opening on it) still gets every entry once, in order, fetched again from Salesforce."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from mcp.client import Client
+
+from app.delivery import DeliveryEngine
+from tests.mcp.conftest import Stack, StackFactory, ToolFailed, call, read_until
+from tests.mcp.test_handoff_flow import messages, start_chat
+
+KEEP = 10
+AGENT_MESSAGES = 35
+
+
+def shown(entries: list[dict[str, Any]]) -> list[tuple[str, str, str | None]]:
+    """What a reader shows of each entry, whichever way it came (event stream or fetch)."""
+    return [(e["kind"], e["role"], e.get("text")) for e in entries]
+
+
+async def long_chat(stack: Stack, client: Client) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """A chat with more entries than the log keeps, read live to its end by the model."""
+    ids = await start_chat(client)
+    cid = ids["conversationId"]
+    seen, _ = await read_until(client, ids, lambda e, _: bool(messages(e, "Chatbot")))
+    await stack.agent(cid, "join", {"name": "Jane Agent"})
+    for n in range(AGENT_MESSAGES):
+        await stack.agent(cid, "message", {"text": f"agent says {n}"})
+    last = f"agent says {AGENT_MESSAGES - 1}"
+    await read_until(client, ids, lambda e, _: last in messages(e, "Agent"), seen=seen)
+    return ids, seen
+
+
+async def read_from_start(client: Client, ids: dict[str, str]) -> list[dict[str, Any]]:
+    """Read with explicit cursors from "0" until a read returns nothing new."""
+    entries: list[dict[str, Any]] = []
+    cursor = "0"
+    while True:
+        page = await call(
+            client, "list_conversation_entries", {**ids, "cursor": cursor, "waitSeconds": 0}
+        )
+        entries += page["entries"]
+        if page["cursor"] == cursor:
+            return entries
+        cursor = page["cursor"]
+
+
+async def test_a_long_chat_keeps_only_its_newest_entries_and_reads_whole_from_the_start(
+    stack_factory: StackFactory,
+) -> None:
+    stack = await stack_factory(history_entries=KEEP)
+    async with Client(stack.mcp_url) as client:
+        ids, live = await long_chat(stack, client)
+        delivery = stack.app.state.runtime.delivery
+        assert isinstance(delivery, DeliveryEngine)
+        feed = delivery.get(ids["sessionId"])
+        assert feed is not None
+        target = feed.logs[ids["conversationId"]]
+        assert len(target.entries) == KEEP
+        assert len(target.retired) > AGENT_MESSAGES - KEEP
+
+        # One read from the start (the widget opening on the chat) brings the whole of it: the
+        # retired entries fetched again, then those in memory.
+        first = await call(
+            client, "list_conversation_entries", {**ids, "cursor": "0", "waitSeconds": 0}
+        )
+        assert int(first["cursor"]) == target.position
+    assert shown(first["entries"]) == shown(live)
+    assert messages(first["entries"], "Agent") == [f"agent says {n}" for n in range(AGENT_MESSAGES)]
+
+
+async def test_a_failed_fetch_of_older_entries_is_an_error_and_the_same_cursor_works_after(
+    stack_factory: StackFactory,
+) -> None:
+    stack = await stack_factory(history_entries=KEEP)
+    async with Client(stack.mcp_url) as client:
+        ids, live = await long_chat(stack, client)
+        # Every attempt of the client's retries fails.
+        await stack.fault(
+            path="/iamessage/api/v2/conversation/{conversationId}/entries", status=503, count=4
+        )
+        with pytest.raises(ToolFailed) as failed:
+            await call(client, "list_conversation_entries", {**ids, "cursor": "0"})
+        assert "Read again with the same cursor" in str(failed.value)
+        again = await read_from_start(client, ids)
+    assert shown(again) == shown(live)
