@@ -41,7 +41,7 @@ from app.scrt import (
     chronological,
 )
 from app.store import SessionRecord
-from app.transcript import ConversationLog, RoleInfo, TranscriptEntry, visible
+from app.transcript import ConversationLog, CursorRetired, RoleInfo, TranscriptEntry, visible
 
 log = structlog.get_logger(__name__)
 
@@ -455,8 +455,25 @@ class DeliveryEngine:
         arrives (a bot's multi-part answer is gathered for `burst_window` first). The deadline
         holds even while polling."""
         target = await feed.conversation(conversation_id)
-        if cursor < len(target.retired):
+        try:
+            return await self._read_live(feed, target, cursor, wait_seconds, include_typing)
+        except CursorRetired:
+            # The cursor is older than the entries in memory, or became so while this read
+            # waited (a fetch or a release appended more than the log keeps): nothing was
+            # returned yet, so the read starts over from Salesforce's copy.
             return await self._read_retired(feed, target, cursor, include_typing)
+
+    async def _read_live(
+        self,
+        feed: GuestFeed,
+        target: ConversationLog,
+        cursor: int,
+        wait_seconds: float,
+        include_typing: bool,
+    ) -> ReadResult:
+        if cursor < len(target.retired):
+            raise CursorRetired(cursor)
+        conversation_id = target.conversation_id
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_seconds
         if not feed.live(target):

@@ -8,17 +8,22 @@ whose cursor lies among retired positions (a widget opened on a long chat reads 
 gets those entries from the entries endpoint, matched by id to their positions, in log order, a
 bounded number of pages per read: the cursor it is given then points past what was fetched, and
 its next read goes on from there. Entries Salesforce does not keep in the transcript (typing
-indicators) are not fetched again.
+indicators, receipts, queue positions: `EVENT_ONLY_TYPES`) are not looked for again.
 """
 
 from __future__ import annotations
 
 from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+import structlog
 
 from app.failures import HandoffError, describe
 from app.scrt import ScrtClient, ScrtError, chronological
 from app.scrt.models import Entry
+
+log = structlog.get_logger(__name__)
 
 HISTORY_ENTRIES = 200
 """Entries a conversation's log keeps in memory unless configured (`HISTORY_ENTRIES`)."""
@@ -26,6 +31,18 @@ HISTORY_PAGE = 50
 HISTORY_MAX_PAGES = 10
 """Entries-endpoint pages one read fetches of retired history (then it returns, and goes on at
 the next read)."""
+EVENT_ONLY_TYPES = frozenset(
+    {
+        "TypingStartedIndicator",
+        "TypingStoppedIndicator",
+        "DeliveryAcknowledgement",
+        "ReadAcknowledgement",
+        "QueuePosition",
+        "ProgressIndicator",
+        "StreamingToken",
+    }
+)
+"""Entries that come on the event stream only: not looked for in the transcript again."""
 
 
 @dataclass(slots=True)
@@ -36,9 +53,10 @@ class Retired:
     ids: list[str | None] = field(default_factory=list)
     times: array[int] = field(default_factory=lambda: array("q"))
 
-    def add(self, entries: list[Entry]) -> None:
+    def add(self, entries: Iterable[Entry]) -> None:
         for entry in entries:
-            self.ids.append(entry.identifier)
+            # An event-only entry keeps its place but is not looked for (None).
+            self.ids.append(None if entry.entry_type in EVENT_ONLY_TYPES else entry.identifier)
             self.times.append(entry.transcripted_timestamp or 0)
 
     def __len__(self) -> int:
@@ -77,6 +95,8 @@ async def fetch_retired(
     }
     dated = [t for t in retired.times[start:end] if t]
     if not wanted or not dated:
+        if wanted:
+            log.warning("history.skipped", reason="undated", skipped=len(wanted))
         return [], end
     newest = max(dated)
     # One millisecond early: whether startTimestamp is inclusive is not documented, and entries
@@ -101,6 +121,8 @@ async def fetch_retired(
                 found[position] = entry
         last = (page[-1].transcripted_timestamp or 0) if page else 0
         if len(page) < page_size or len(found) == len(wanted) or last > newest:
+            if len(found) < len(wanted):
+                log.info("history.not_returned", missing=len(wanted) - len(found))
             return _in_order(found, end), end
         # The next page starts a millisecond before this one's last entry (in case more share
         # it and the start is exclusive), or at it when that would not move on.
@@ -108,6 +130,9 @@ async def fetch_retired(
         if following <= since:
             # A full page within one millisecond: paging by timestamp cannot get past it. What
             # was found is returned; the rest of the range is skipped.
+            log.warning(
+                "history.skipped", reason="one_millisecond", skipped=len(wanted) - len(found)
+            )
             return _in_order(found, end), end
         since = following
         if pages >= max_pages:

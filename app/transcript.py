@@ -217,6 +217,10 @@ def _order(entry: Entry) -> int:
     return entry.transcripted_timestamp or 0
 
 
+class CursorRetired(LookupError):
+    """A read from a position whose entries the log no longer keeps in memory."""
+
+
 class ConversationLog:
     """Append-only, deduplicated entries of one conversation, with waiters woken on append.
 
@@ -328,10 +332,11 @@ class ConversationLog:
         return len(self.retired) + len(self.entries)
 
     def after(self, cursor: int, *, include_typing: bool) -> list[TranscriptEntry]:
-        """What a reader at `cursor` is shown of the entries in memory (those before are
-        retired: a reader there fetches them first, `app.history.fetch_retired`)."""
-        start = max(cursor - len(self.retired), 0)
-        return visible(self.entries[start:], include_typing=include_typing)
+        """What a reader at `cursor` is shown; CursorRetired if entries after it are no longer
+        in memory (the reader fetches them, `app.history.fetch_retired`)."""
+        if cursor < len(self.retired):
+            raise CursorRetired(cursor)
+        return visible(self.entries[cursor - len(self.retired) :], include_typing=include_typing)
 
     async def wait_for_append(self, seconds: float) -> bool:
         """Wait until something is appended, at most `seconds`; True if it was."""

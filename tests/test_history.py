@@ -164,9 +164,19 @@ async def test_a_full_page_within_one_millisecond_ends_the_read_instead_of_pagin
     assert reached == len(log.retired) == 3
 
 
-def test_retired_keeps_ids_and_times_in_log_order() -> None:
+def test_retired_keeps_ids_and_times_in_log_order_and_no_id_for_event_only_entries() -> None:
+    typing = Entry.from_rest(
+        {
+            "entryType": "TypingStartedIndicator",
+            "entryPayload": {"entryType": "TypingStartedIndicator"},
+            "sender": {"role": "Agent", "subject": "agent"},
+            "identifier": "t",
+            "transcriptedTimestamp": 4,
+        }
+    )
     retired = Retired()
-    retired.add([message("a", 5), message("b", 3)])
-    assert retired.ids == ["a", "b"]
-    assert list(retired.times) == [5, 3]
-    assert len(retired) == 2
+    retired.add([message("a", 5), typing, message("b", 3)])
+    # The typing indicator keeps its place, but is not looked for in the transcript.
+    assert retired.ids == ["a", None, "b"]
+    assert list(retired.times) == [5, 4, 3]
+    assert len(retired) == 3

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from mcp.client import Client
 
-from app.delivery import DeliveryEngine
+from app.delivery import DeliveryEngine, GuestFeed
+from app.scrt import Entry, RetryPolicy
+from app.transcript import ConversationLog
 from tests.mcp.conftest import Stack, StackFactory, ToolFailed, call, read_until
 from tests.mcp.test_handoff_flow import messages, start_chat
 
@@ -34,10 +37,19 @@ async def long_chat(stack: Stack, client: Client) -> tuple[dict[str, str], list[
     return ids, seen
 
 
-async def read_from_start(client: Client, ids: dict[str, str]) -> list[dict[str, Any]]:
-    """Read with explicit cursors from "0" until a read returns nothing new."""
+def feed_of(stack: Stack, ids: dict[str, str]) -> GuestFeed:
+    delivery = stack.app.state.runtime.delivery
+    assert isinstance(delivery, DeliveryEngine)
+    feed = delivery.get(ids["sessionId"])
+    assert feed is not None
+    return feed
+
+
+async def read_from_start(
+    client: Client, ids: dict[str, str], cursor: str = "0"
+) -> list[dict[str, Any]]:
+    """Read with explicit cursors from `cursor` until a read returns nothing new."""
     entries: list[dict[str, Any]] = []
-    cursor = "0"
     while True:
         page = await call(
             client, "list_conversation_entries", {**ids, "cursor": cursor, "waitSeconds": 0}
@@ -54,11 +66,7 @@ async def test_a_long_chat_keeps_only_its_newest_entries_and_reads_whole_from_th
     stack = await stack_factory(history_entries=KEEP)
     async with Client(stack.mcp_url) as client:
         ids, live = await long_chat(stack, client)
-        delivery = stack.app.state.runtime.delivery
-        assert isinstance(delivery, DeliveryEngine)
-        feed = delivery.get(ids["sessionId"])
-        assert feed is not None
-        target = feed.logs[ids["conversationId"]]
+        target = feed_of(stack, ids).logs[ids["conversationId"]]
         assert len(target.entries) == KEEP
         assert len(target.retired) > AGENT_MESSAGES - KEEP
 
@@ -80,10 +88,69 @@ async def test_a_failed_fetch_of_older_entries_is_an_error_and_the_same_cursor_w
         ids, live = await long_chat(stack, client)
         # Every attempt of the client's retries fails.
         await stack.fault(
-            path="/iamessage/api/v2/conversation/{conversationId}/entries", status=503, count=4
+            path="/iamessage/api/v2/conversation/{conversationId}/entries",
+            status=503,
+            count=RetryPolicy().max_attempts,
         )
         with pytest.raises(ToolFailed) as failed:
             await call(client, "list_conversation_entries", {**ids, "cursor": "0"})
         assert "Read again with the same cursor" in str(failed.value)
         again = await read_from_start(client, ids)
     assert shown(again) == shown(live)
+
+
+async def test_a_feed_rebuilt_after_an_idle_close_reads_the_whole_chat_from_the_start(
+    stack_factory: StackFactory,
+) -> None:
+    """A rebuilt feed's first read fetches the whole chat, more than the log keeps: a reader
+    from the start still gets all of it (it used to get only the newest HISTORY_ENTRIES)."""
+    stack = await stack_factory(history_entries=KEEP)
+    async with Client(stack.mcp_url) as client:
+        ids, live = await long_chat(stack, client)
+        delivery = stack.app.state.runtime.delivery
+        assert isinstance(delivery, DeliveryEngine)
+        await delivery.drop(ids["sessionId"])  # as the idle sweep does after 15 minutes
+        again = await read_from_start(client, ids)
+    assert messages(again, "Agent") == [f"agent says {n}" for n in range(AGENT_MESSAGES)]
+    assert shown(again) == [e for e in shown(live) if e[0] != "queue_position"]
+
+
+async def test_entries_retired_while_older_ones_are_fetched_are_read_next_once_each(
+    stack_factory: StackFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a read fetches older entries, more arrive than the log keeps: the read returns
+    what it fetched with a cursor before the newly retired ones, and the next reads bring
+    those, and the rest, each once."""
+    stack = await stack_factory(history_entries=KEEP)
+    async with Client(stack.mcp_url) as client:
+        ids, _ = await long_chat(stack, client)
+        cid = ids["conversationId"]
+        fetch = GuestFeed.retired
+        arrived: list[str] = []
+
+        async def retired_while_more_arrive(
+            feed: GuestFeed, target: ConversationLog, cursor: int
+        ) -> tuple[list[Entry], int]:
+            older = await fetch(feed, target, cursor)
+            if not arrived:
+                for n in range(KEEP + 5):
+                    await stack.agent(cid, "message", {"text": f"late {n}"})
+                    arrived.append(f"late {n}")
+                # They reach the log through the event stream: wait for the last.
+                async with asyncio.timeout(30):  # a safety deadline; the append is the event
+                    while not any(e.text == arrived[-1] for e in target.entries):
+                        await target.wait_for_append(5.0)
+            return older
+
+        monkeypatch.setattr(GuestFeed, "retired", retired_while_more_arrive)
+        first = await call(
+            client, "list_conversation_entries", {**ids, "cursor": "0", "waitSeconds": 0}
+        )
+        target = feed_of(stack, ids).logs[cid]
+        assert int(first["cursor"]) < len(target.retired)  # it stopped before the new ones
+        rest = await read_from_start(client, ids, first["cursor"])
+    everything = first["entries"] + rest
+    assert messages(everything, "Agent") == [
+        *(f"agent says {n}" for n in range(AGENT_MESSAGES)),
+        *arrived,
+    ]
