@@ -74,9 +74,15 @@ StackFactory = Callable[..., Awaitable[Stack]]
 async def stack_factory() -> AsyncIterator[StackFactory]:
     stacks: list[Any] = []
 
-    async def make(sim_options: SimulatorOptions | None = None, **settings: Any) -> Stack:
+    async def make(
+        sim_options: SimulatorOptions | None = None,
+        *,
+        wrap_simulator: Callable[[Starlette], Any] | None = None,
+        **settings: Any,
+    ) -> Stack:
+        """`wrap_simulator`: ASGI middleware in front of the simulator (its control API too)."""
         sim_app = build_simulator(sim_options or SimulatorOptions(rate_limits=False))
-        sim_cm = serve(sim_app)
+        sim_cm = serve(wrap_simulator(sim_app) if wrap_simulator else sim_app)
         sim_url = await sim_cm.__aenter__()
         stacks.append(sim_cm)
         app = build_app(settings_for(sim_url, **settings))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from mcp.client import Client
 
 from app.simulator import SimulatorOptions
@@ -57,3 +60,58 @@ async def test_a_keyed_message_that_opened_a_new_session_is_not_sent_again_on_re
 
         assert again["messageId"] == first["messageId"]
     assert await stack.user_texts(ids["conversationId"]) == ["are you still there?"]
+
+
+class AnswerHeld:
+    """In front of the simulator: a send is processed at once (its echo goes out on the event
+    stream) but its answer is held until `release` is set, as when Salesforce's reply is lost."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.release = asyncio.Event()
+        self.held = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or not path.endswith("/message")
+            or path.startswith("/control")
+        ):
+            await self.app(scope, receive, send)
+            return
+        answer: list[Any] = []
+
+        async def keep(message: Any) -> None:
+            answer.append(message)
+
+        await self.app(scope, receive, keep)
+        self.held += 1
+        await self.release.wait()
+        for message in answer:
+            await send(message)
+
+
+async def test_a_send_answered_too_late_whose_echo_arrived_is_reported_sent(
+    stack_factory: StackFactory,
+) -> None:
+    """Salesforce records the message (its echo arrives) but its answer comes after the send's
+    budget: the tool reports it sent, from the echo, instead of "may not have been sent"."""
+    held: list[AnswerHeld] = []
+
+    def hold(app: Any) -> AnswerHeld:
+        held.append(AnswerHeld(app))
+        return held[0]
+
+    stack = await stack_factory(wrap_simulator=hold, scrt_retry_total_seconds=1.0)
+    try:
+        async with Client(stack.mcp_url) as client:
+            ids = await start_chat(client)
+            await read_until(client, ids, lambda e, _: bool(messages(e, "Chatbot")))
+            sent = await call(client, "send_message", {**ids, "text": "where is my parcel?"})
+            assert sent["messageId"]
+            assert held[0].held == 1  # its answer never came back in time
+    finally:
+        held[0].release.set()
+    assert await stack.user_texts(ids["conversationId"]) == ["where is my parcel?"]
