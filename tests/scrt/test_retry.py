@@ -200,6 +200,22 @@ def test_policy_delays_grow_and_stay_under_the_cap() -> None:
     assert all(0.15 <= d <= 0.3 for d in delays[2:])
 
 
+@pytest.mark.parametrize("draw", ["low", "high"])
+def test_policy_delays_spread_over_the_whole_upper_half_of_the_ceiling(
+    draw: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Half fixed, half random: the jitter spans from half the ceiling to all of it (clients
+    retrying together spread out over the whole window), never beyond."""
+    monkeypatch.setattr("app.scrt.retry.random.uniform", lambda a, b: a if draw == "low" else b)
+    policy = RetryPolicy(base_delay=0.1, max_delay=0.3)
+
+    delays = [policy.delay(attempt) for attempt in (1, 2, 3, 4)]
+
+    ceilings = [0.1, 0.2, 0.3, 0.3]
+    expected = [c / 2 for c in ceilings] if draw == "low" else ceilings
+    assert delays == pytest.approx(expected)
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [{"max_attempts": 0}, {"base_delay": -1}, {"total_timeout": 0}],
