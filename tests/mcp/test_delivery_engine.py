@@ -8,6 +8,7 @@ import gc
 import time
 import weakref
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -232,3 +233,69 @@ async def test_a_feed_keeps_an_events_entry_not_the_event_while_it_waits() -> No
         assert delivered() is None
     finally:
         await feed.aclose()
+
+
+@dataclass(frozen=True)
+class CountedPauses(ReconnectPolicy):
+    """A back-off that records which failure in a row each pause is for, and pauses not at all."""
+
+    asked: list[int] = field(default_factory=list)
+
+    def delay(self, failures: int) -> float:
+        self.asked.append(failures)
+        return 0.0
+
+
+async def test_catch_up_pauses_follow_the_failures_in_a_row_and_start_over_after_a_success() -> (
+    None
+):
+    """docs/delivery.md step 5: after each failed catch-up round a pause for the number of
+    failures in a row (so it doubles), none after a round that got through, and the count starts
+    over after a success. Each failed fetch also sets the readers' back-off by the same count."""
+    fetched = asyncio.Event()
+
+    async def watch(response: httpx.Response) -> None:
+        if response.request.url.path.endswith("/entries") and response.status_code == 200:
+            fetched.set()
+
+    sim = build_simulator(SimulatorOptions(rate_limits=False))
+    async with (
+        serve(sim) as base,
+        httpx.AsyncClient(event_hooks={"response": [watch]}) as http,
+        httpx.AsyncClient(base_url=base) as control,
+    ):
+        config = ScrtConfig(
+            scrt_url=base, org_id=DEFAULT_ORG_ID, es_developer_name=DEFAULT_DEPLOYMENT
+        )
+        client = ScrtClient(http, config, retry=RetryPolicy(max_attempts=1))
+        pauses = CountedPauses()
+        engine = DeliveryEngine(client, DeliveryOptions(catch_up_retry=pauses))
+        token = await client.guest_token()
+        feed = await engine.feed("h", token.bearer, token.last_event_id, time.time() + 600)
+        conversation_id = await client.create_conversation(token)
+        await engine.read_feed(feed, conversation_id, 0, 0)  # the log exists and is synced
+        target = await feed.conversation(conversation_id)
+        for n, failing in enumerate((3, 1)):
+            # A message that reaches the log live: the stream is open, so the cut below hits it.
+            said = f"still there? {n}"
+            bot = await control.post(
+                f"/control/conversations/{conversation_id}/bot/message", json={"text": said}
+            )
+            assert bot.status_code == 200
+            async with asyncio.timeout(30):  # a safety deadline: the append is the event
+                while not any(e.text == said for e in target.entries):
+                    await target.wait_for_append(5.0)
+            fetched.clear()
+            fault = {
+                "path": "/iamessage/api/v2/conversation/{conversationId}/entries",
+                "status": 503,
+                "count": failing,
+            }
+            assert (await control.post("/control/faults", json=fault)).status_code == 201
+            cut = await control.post("/control/faults", json={"cutStreams": True})
+            assert cut.status_code == 200 and cut.json()["cut"] == 1
+            async with asyncio.timeout(30):  # a safety deadline: the fetch that gets through
+                await fetched.wait()
+        await engine.aclose()
+    # (the readers' back-off, the catch-up's pause) per failed round: 1, 2, 3; then 1 again.
+    assert pauses.asked == [1, 1, 2, 2, 3, 3, 1, 1]
