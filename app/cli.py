@@ -166,6 +166,7 @@ def simulator_options(args: argparse.Namespace) -> SimulatorOptions:
         prechat_required=tuple(args.prechat_required or ()),
         deployment_type=args.deployment_type,
         deployment_published=not args.unpublished,
+        business_hours=args.business_hours,
         routing_failure=args.routing_fails,
         rate_limits=not args.no_rate_limits,
         ping_interval=args.ping_interval,
@@ -213,6 +214,13 @@ def add_simulator_parser(subparsers: argparse._SubParsersAction[argparse.Argumen
         help='the deployment\'s type (default "Api", i.e. Custom Client; e.g. "Web" is refused)',
     )
     setup.add_argument("--unpublished", action="store_true", help="the deployment is not published")
+    setup.add_argument(
+        "--business-hours",
+        choices=["open", "closed", "unset"],
+        default="open",
+        help="the deployment's business hours now: open (default), closed (opening in two hours) "
+        "or unset (none configured)",
+    )
     setup.add_argument(
         "--routing-fails",
         nargs="?",

@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from app.delivery import BadCursor, Delivery, FeedBroken, ReadResult
 from app.failures import HandoffError, SendUnconfirmed, UnknownSession, describe
 from app.handles import HandleMaker
+from app.hours import HoursNow, SupportClosed, SupportHours
 from app.identity import is_verified
 from app.limits import Limits
 from app.scrt import (
@@ -89,8 +90,10 @@ class HandoffService:
         *,
         session_ttl: float,
         shared_state: bool = False,
+        hours: SupportHours | None = None,
     ) -> None:
         self._handles = HandleMaker()
+        self._hours = hours
         self._limits = limits
         self._shared_state = shared_state
         self._client = client
@@ -232,10 +235,25 @@ class HandoffService:
 
     # -- conversations ------------------------------------------------------------------------
 
+    async def support_hours(self) -> HoursNow | None:
+        """Whether support is open now (business hours); None when unknown."""
+        return await self._hours.now() if self._hours is not None else None
+
     async def create_conversation(
-        self, handle: str, owner: str | None, routing_attributes: dict[str, str]
+        self,
+        handle: str,
+        owner: str | None,
+        routing_attributes: dict[str, str],
+        *,
+        outside_hours: bool = False,
     ) -> str:
+        """Open a conversation; outside business hours only when `outside_hours` says so."""
         record = await self._session(handle, owner)
+        if not outside_hours:
+            hours = await self.support_hours()
+            if hours is not None and not hours.open:
+                log.info("conversation.support_closed")
+                raise SupportClosed(hours)
         conversation_id = new_id()
         await self._limits.open_conversation(
             record.owner, handle, conversation_id, record.expires_at

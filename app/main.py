@@ -29,6 +29,7 @@ from app.collector import tune_collector
 from app.config import Settings, load_settings
 from app.conversations import HandoffService
 from app.delivery import Delivery, DeliveryEngine, DeliveryOptions
+from app.hours import SupportHours
 from app.identity import CustomerIdentity
 from app.limits import Counters, Limits, MemoryCounters
 from app.logs import configure_logging
@@ -244,6 +245,7 @@ def build_runtime(
         abuse_limits,
         session_ttl=settings.session_ttl_seconds,
         shared_state=redis is not None,
+        hours=SupportHours(client),
     )
     mcp = MCPServer(
         "miaw-mcp",

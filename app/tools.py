@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from app.conversations import BAD_CURSOR, HandoffService
 from app.failures import HandoffError
+from app.hours import iso
 from app.identity import CustomerIdentity
 from app.limits import Limits
 from app.scrt import ScrtConnectionError, ScrtError
@@ -36,7 +37,8 @@ log = structlog.get_logger(__name__)
 
 INSTRUCTIONS = """\
 Hands the user's conversation to the company's Salesforce support chat.
-1. generate_guest_access_token → sessionId. 2. create_conversation(sessionId) → conversationId.
+1. generate_guest_access_token → sessionId (supportOpen false: support is closed, tell the user
+   when it opens, supportOpensAt). 2. create_conversation(sessionId) → conversationId.
 3. list_conversation_entries(sessionId, conversationId) waits for and returns new entries; relay
    every bot message to the user as written. 4. send_message relays what the user says.
 When roleInfo.isLiveAgent is true, call show_salesforce_chat once: the user then chats with the
@@ -72,6 +74,14 @@ class GuestSession(BaseModel):
         default_factory=list,
         description="A verified user's conversations still open from an earlier chat: continue "
         "one with list_conversation_entries (this sessionId) instead of creating another",
+    )
+    supportOpen: bool | None = Field(
+        default=None,
+        description="Whether the company's support is open now (its business hours); null when "
+        "unknown. When false, tell the user before opening a conversation",
+    )
+    supportOpensAt: str | None = Field(
+        default=None, description="When support opens next, if it is closed (ISO 8601, UTC)"
     )
 
 
@@ -269,6 +279,7 @@ def register_tools(
             identity_token = identity.token_for(user) if identity and user else None
             record = await service.start_session(owner, identity_token)
             expires = datetime.fromtimestamp(record.expires_at, UTC)
+            hours = await service.support_hours()
             return GuestSession(
                 sessionId=record.handle,
                 expiresAt=expires.isoformat().replace("+00:00", "Z"),
@@ -276,6 +287,8 @@ def register_tools(
                 openConversations=[
                     state.conversation_id for state in record.conversations.values()
                 ],
+                supportOpen=hours.open if hours is not None else None,
+                supportOpensAt=iso(hours.opens_at) if hours is not None else None,
             )
 
     @mcp.tool(annotations=open_world, meta=secured)
@@ -289,14 +302,25 @@ def register_tools(
                 description='Pre-chat values by field API name, e.g. {"_firstName": "Ana"}',
             ),
         ] = None,
+        outsideBusinessHours: Annotated[
+            bool,
+            Field(
+                description="Open it even though support is closed now (only when the user, told "
+                "so, wants to leave a message anyway)"
+            ),
+        ] = False,
     ) -> ConversationCreated:
         """Open a conversation with the company's support (its bot answers first). Then call
-        list_conversation_entries to get the bot's greeting."""
+        list_conversation_entries to get the bot's greeting. Outside business hours it is refused
+        with when support opens next, unless outsideBusinessHours is true."""
         async with call("create_conversation"):
             owner = owner_of(ctx)
             await abuse.admit("create_conversation", owner, ctx.request_context.request)
             conversation_id = await service.create_conversation(
-                sessionId, owner, dict(routingAttributes or {})
+                sessionId,
+                owner,
+                dict(routingAttributes or {}),
+                outside_hours=outsideBusinessHours,
             )
             return ConversationCreated(conversationId=conversation_id, status="created")
 

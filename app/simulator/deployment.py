@@ -207,9 +207,15 @@ async def embedded_service_config_endpoint(request: Request) -> Response:
     )
 
 
+HOUR_MS = 3_600_000
+
+
 async def business_hours(request: Request) -> Response:
-    config_deployment(request)
-    # Always open: a window from an hour ago to eight hours ahead.
+    setting = config_deployment(request).options.business_hours
     now = now_ms()
-    window = {"startTime": now - 3_600_000, "endTime": now + 8 * 3_600_000}
-    return JSONResponse({"businessHoursInfo": {"businessHours": [window]}})
+    windows = []
+    if setting == "open":
+        windows = [{"startTime": now - HOUR_MS, "endTime": now + 8 * HOUR_MS}]
+    elif setting == "closed":
+        windows = [{"startTime": now + 2 * HOUR_MS, "endTime": now + 10 * HOUR_MS}]
+    return JSONResponse({"businessHoursInfo": {"businessHours": windows}})

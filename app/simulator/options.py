@@ -76,6 +76,9 @@ class SimulatorOptions:
     prechat_display_context: Literal["Conversation", "Session"] = "Conversation"
     prechat_required: tuple[str, ...] = ()
     """Pre-chat fields (`_firstName`, `Topic`, `Source`) the deployment marks required."""
+    business_hours: Literal["open", "closed", "unset"] = "open"
+    """The deployment's business hours: "open" now (a window from an hour ago to eight hours
+    ahead), "closed" now (the next window starts in two hours) or "unset" (no window answered)."""
     routing_failure: str | None = None
     """When set (e.g. "RoutingError"), initial routing fails with this `failureType` and no bot
     joins: a messaging channel whose Omni-Channel flow routes nowhere."""

@@ -1,0 +1,103 @@
+"""Support hours: whether the deployment's business hours are open now, and when they next open.
+
+Salesforce answers `/embeddedservice/v1/businesshours` with the deployment's windows (epoch
+milliseconds). Outside every window nobody serves the queue, so the model is told before it opens a
+conversation (`generate_guest_access_token`'s result) and `create_conversation` refuses unless
+asked to open one anyway. A deployment that answers no window at all has no business hours set
+(assumed always open), and a failed lookup never stops a chat: both read as "unknown". The answer
+is kept for `ttl` seconds per process, so chats do not cost a request each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+
+from app.failures import HandoffError
+from app.scrt import ScrtClient, ScrtError
+from app.scrt.results import BusinessHours
+
+log = structlog.get_logger(__name__)
+
+HOURS_TTL = 60.0
+HOURS_WAIT = 2.0
+"""Longest a tool call waits for the answer: past it, the hours are unknown."""
+
+
+@dataclass(frozen=True)
+class HoursNow:
+    open: bool
+    opens_at: int | None
+    """Epoch ms of the next window's start when closed (None: no later window known)."""
+    closes_at: int | None
+    """Epoch ms of the current window's end when open."""
+
+
+def iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return (
+        datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="minutes").replace("+00:00", "Z")
+    )
+
+
+class SupportClosed(HandoffError):
+    """Outside business hours; the model may tell the user, or open the conversation anyway."""
+
+    def __init__(self, hours: HoursNow) -> None:
+        when = (
+            f" It opens next at {iso(hours.opens_at)}."
+            if hours.opens_at is not None
+            else " No next opening time is known."
+        )
+        super().__init__(
+            "Support is closed now (outside the company's business hours), so nobody would "
+            f"answer yet.{when} Tell the user. Only if they want to leave a message anyway, call "
+            "create_conversation again with outsideBusinessHours=true."
+        )
+
+
+class SupportHours:
+    def __init__(
+        self,
+        client: ScrtClient,
+        *,
+        ttl: float = HOURS_TTL,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._ttl = ttl
+        self._clock = clock
+        self._monotonic = monotonic
+        self._kept: tuple[float, BusinessHours | None] | None = None
+
+    async def now(self) -> HoursNow | None:
+        """Open or closed now; None when unknown (no hours set, or Salesforce did not say)."""
+        hours = await self._windows()
+        if hours is None or not hours.windows:
+            return None
+        at = int(self._clock() * 1000)
+        current = [w for w in hours.windows if w.start <= at < w.end]
+        if current:
+            return HoursNow(open=True, opens_at=None, closes_at=max(w.end for w in current))
+        later = [w.start for w in hours.windows if w.start > at]
+        return HoursNow(open=False, opens_at=min(later) if later else None, closes_at=None)
+
+    async def _windows(self) -> BusinessHours | None:
+        kept = self._kept
+        if kept is not None and self._monotonic() < kept[0]:
+            return kept[1]
+        try:
+            async with asyncio.timeout(HOURS_WAIT):
+                hours: BusinessHours | None = await self._client.business_hours()
+        except (ScrtError, TimeoutError) as exc:
+            log.warning("hours.unavailable", error=type(exc).__name__)
+            hours = None
+        self._kept = (self._monotonic() + self._ttl, hours)
+        return hours

@@ -1,0 +1,64 @@
+"""app/hours.py on its own: which window holds now, the next opening, and the answer kept for a
+minute (a controllable clock)."""
+
+from __future__ import annotations
+
+from app.hours import HoursNow, SupportHours
+from app.scrt import ScrtServerError
+from app.scrt.results import BusinessHours, BusinessHoursWindow
+
+HOUR = 3_600_000
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Hours:
+    """The business-hours endpoint: these windows, or a failure; counts the requests."""
+
+    def __init__(self, *windows: tuple[int, int], fail: bool = False) -> None:
+        self.windows = [BusinessHoursWindow(start=s, end=e) for s, e in windows]
+        self.fail = fail
+        self.requests = 0
+
+    async def business_hours(self) -> BusinessHours:
+        self.requests += 1
+        if self.fail:
+            raise ScrtServerError(status=503, message="Service Unavailable")
+        return BusinessHours(windows=self.windows)
+
+
+def support(client: Hours, clock: Clock, monotonic: Clock) -> SupportHours:
+    return SupportHours(client, clock=clock, monotonic=monotonic)  # type: ignore[arg-type]
+
+
+async def test_open_closed_and_the_next_opening_come_from_the_windows() -> None:
+    wall, mono = Clock(), Clock()
+    wall.now = 10 * HOUR / 1000  # 10:00 on day 0
+    client = Hours((8 * HOUR, 12 * HOUR), (20 * HOUR, 22 * HOUR), (14 * HOUR, 18 * HOUR))
+    hours = support(client, wall, mono)
+    assert await hours.now() == HoursNow(open=True, opens_at=None, closes_at=12 * HOUR)
+    wall.now = 12 * HOUR / 1000  # a window's end is not in it
+    assert await hours.now() == HoursNow(open=False, opens_at=14 * HOUR, closes_at=None)
+    wall.now = 23 * HOUR / 1000
+    assert await hours.now() == HoursNow(open=False, opens_at=None, closes_at=None)
+
+
+async def test_the_answer_is_kept_for_a_minute_and_failures_or_no_windows_are_unknown() -> None:
+    wall, mono = Clock(), Clock()
+    client = Hours((0, HOUR))
+    hours = support(client, wall, mono)
+    await hours.now()
+    mono.now = 59.0
+    await hours.now()
+    assert client.requests == 1
+    mono.now = 60.0
+    client.fail = True
+    assert await hours.now() is None  # asked again; the failure is unknown, not closed
+    assert client.requests == 2
+    assert await support(Hours(), wall, mono).now() is None  # no hours set
