@@ -164,6 +164,7 @@ def simulator_options(args: argparse.Namespace) -> SimulatorOptions:
         auto_agent_delay=args.auto_agent_delay,
         prechat_display_context="Session" if args.prechat_per_session else "Conversation",
         prechat_required=tuple(args.prechat_required or ()),
+        prechat_hidden_fields=tuple(args.prechat_hidden or ()),
         deployment_type=args.deployment_type,
         deployment_published=not args.unpublished,
         business_hours=args.business_hours,
@@ -228,6 +229,13 @@ def add_simulator_parser(subparsers: argparse._SubParsersAction[argparse.Argumen
         metavar="FAILURE_TYPE",
         help="initial routing fails with this failureType (default RoutingError) and no bot "
         "joins, as when the channel's Omni-Channel flow routes nowhere",
+    )
+    setup.add_argument(
+        "--prechat-hidden",
+        action="append",
+        metavar="FIELD",
+        help="add a hidden Text pre-chat field of at most 255 characters, e.g. "
+        "ChatGPT_Summary__c (repeat)",
     )
     setup.add_argument(
         "--prechat-required",

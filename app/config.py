@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from app.history import HISTORY_ENTRIES
 from app.identity import CustomerIdentity, load_signing_key
 from app.limits import LimitSettings, Rate
+from app.prechat import parse_field_map
 from app.signin import AuthMode, SignInSettings
 from app.state.sealing import HOW_TO_MAKE_A_KEY, Sealer
 
@@ -76,6 +77,10 @@ class Settings(BaseSettings):
     after each part), so the model relays it whole."""
     poll_interval_seconds: float = Field(default=2.0, gt=0)
     """Entries-endpoint polling interval, used only while the event stream is down."""
+    prechat_field_map: str = ""
+    """Where create_conversation's context for the agent goes: `summary:ChatGPT_Summary__c,
+    email:_email` sends the summary and the email to those pre-chat fields (names: summary, name,
+    email, details); what is mapped nowhere goes in a first message marked as the assistant's."""
     history_entries: int = Field(default=HISTORY_ENTRIES, ge=10, le=100_000)
     """Entries of each conversation kept in memory; a reader asking for older ones gets them
     from Salesforce again (app/history.py)."""
@@ -156,6 +161,16 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         # An empty config var (a Heroku form left blank) means "not set", not "malformed".
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("prechat_field_map")
+    @classmethod
+    def _field_map(cls, value: str) -> str:
+        parse_field_map(value)  # a malformed map fails at start, naming the variable
+        return value
+
+    @property
+    def field_map(self) -> dict[str, str]:
+        return parse_field_map(self.prechat_field_map)
 
     @field_validator("rate_limit_per_user", "rate_limit_per_ip")
     @classmethod

@@ -12,6 +12,7 @@ import hmac
 import math
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import structlog
@@ -23,6 +24,7 @@ from app.handles import HandleMaker
 from app.hours import HoursNow, SupportClosed, SupportHours
 from app.identity import is_verified
 from app.limits import Limits
+from app.prechat import AgentContext, PrechatForm, PrechatForms, place
 from app.scrt import (
     RoutingStatus,
     ScrtClient,
@@ -62,6 +64,14 @@ def cursor_order(cursor: str) -> tuple[int, ...]:
     return tuple(int(part) for part in cursor.split("-"))
 
 
+@dataclass(frozen=True)
+class ConversationOpened:
+    conversation_id: str
+    context_message: bool | None
+    """Whether the first message with the assistant's context reached Salesforce (None: there
+    was none to send)."""
+
+
 def new_conversation(
     conversation_id: str, routing_attributes: dict[str, str] | None = None
 ) -> ConversationState:
@@ -91,9 +101,13 @@ class HandoffService:
         session_ttl: float,
         shared_state: bool = False,
         hours: SupportHours | None = None,
+        prechat: PrechatForms | None = None,
+        field_map: Mapping[str, str] | None = None,
     ) -> None:
         self._handles = HandleMaker()
         self._hours = hours
+        self._prechat = prechat
+        self._field_map = dict(field_map or {})
         self._limits = limits
         self._shared_state = shared_state
         self._client = client
@@ -131,6 +145,8 @@ class HandoffService:
                 log.warning("session.identity_refused", status=exc.status)
                 raise HandoffError(IDENTITY_REFUSED) from exc
             raise HandoffError(describe(exc)) from exc
+        if self._prechat is not None:
+            self._prechat.learn(token.embedded_service_config)
         if identity_token is not None and not is_verified(token.subject):
             # Reported to happen for a bad identity token: never chat as a guest instead.
             log.warning("session.identity_not_verified")
@@ -239,6 +255,10 @@ class HandoffService:
         """Whether support is open now (business hours); None when unknown."""
         return await self._hours.now() if self._hours is not None else None
 
+    async def prechat_form(self) -> PrechatForm | None:
+        """The deployment's pre-chat form; None when unknown."""
+        return await self._prechat.form() if self._prechat is not None else None
+
     async def create_conversation(
         self,
         handle: str,
@@ -246,14 +266,23 @@ class HandoffService:
         routing_attributes: dict[str, str],
         *,
         outside_hours: bool = False,
-    ) -> str:
-        """Open a conversation; outside business hours only when `outside_hours` says so."""
+        context: AgentContext | None = None,
+    ) -> ConversationOpened:
+        """Open a conversation; outside business hours only when `outside_hours` says so. The
+        pre-chat values (the caller's, and the context PRECHAT_FIELD_MAP sends to fields) are
+        checked against the deployment's form first; context mapped nowhere follows as a first
+        marked message."""
         record = await self._session(handle, owner)
         if not outside_hours:
             hours = await self.support_hours()
             if hours is not None and not hours.open:
                 log.info("conversation.support_closed")
                 raise SupportClosed(hours)
+        placement = place(context or AgentContext(), routing_attributes, self._field_map)
+        form = await self.prechat_form()
+        if form is not None:
+            form.check(placement.routing_attributes, origin=placement.origin)
+        routing_attributes = placement.routing_attributes
         conversation_id = new_id()
         await self._limits.open_conversation(
             record.owner, handle, conversation_id, record.expires_at
@@ -281,7 +310,16 @@ class HandoffService:
         await self._store.update(handle, add)
         structlog.contextvars.bind_contextvars(conversation_id=conversation_id)
         log.info("conversation.created", routing_attributes=len(routing_attributes))
-        return conversation_id
+        if placement.message is None:
+            return ConversationOpened(conversation_id, context_message=None)
+        try:
+            await self._send(record, state, placement.message, new_id(), keyed=False)
+        except HandoffError as exc:
+            # The conversation is open: the model is told the context did not go, not asked to
+            # create another.
+            log.warning("conversation.context_not_sent", error=type(exc.__cause__).__name__)
+            return ConversationOpened(conversation_id, context_message=False)
+        return ConversationOpened(conversation_id, context_message=True)
 
     async def send_message(
         self,

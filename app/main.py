@@ -34,6 +34,7 @@ from app.identity import CustomerIdentity
 from app.limits import Counters, Limits, MemoryCounters
 from app.logs import configure_logging
 from app.playground import playground_route
+from app.prechat import PrechatForms
 from app.scrt import RetryPolicy, ScrtClient, ScrtConfig
 from app.signin import (
     IssuerKeys,
@@ -246,6 +247,8 @@ def build_runtime(
         session_ttl=settings.session_ttl_seconds,
         shared_state=redis is not None,
         hours=SupportHours(client),
+        prechat=PrechatForms(client),
+        field_map=settings.field_map,
     )
     mcp = MCPServer(
         "miaw-mcp",

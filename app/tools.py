@@ -25,6 +25,7 @@ from app.failures import HandoffError
 from app.hours import iso
 from app.identity import CustomerIdentity
 from app.limits import Limits
+from app.prechat import AgentContext
 from app.scrt import ScrtConnectionError, ScrtError
 from app.scrt.deadline import call_deadline
 from app.sends import CLIENT_MESSAGE_ID_PATTERN
@@ -63,6 +64,14 @@ ConversationId = Annotated[
 ]
 
 
+class PrechatFieldInfo(BaseModel):
+    name: str = Field(description="The field's API name: the key in routingAttributes")
+    required: bool
+    hidden: bool = Field(description="Not shown to users: set by the integration, not asked for")
+    type: str = Field(description="Text, Email, Number, Phone, Checkbox or ChoiceList")
+    maxLength: int | None = None
+
+
 class GuestSession(BaseModel):
     sessionId: str = Field(description="Opaque handle; pass it to every other tool")
     expiresAt: str = Field(description="When the session expires (ISO 8601, UTC)")
@@ -83,11 +92,23 @@ class GuestSession(BaseModel):
     supportOpensAt: str | None = Field(
         default=None, description="When support opens next, if it is closed (ISO 8601, UTC)"
     )
+    prechatFields: list[PrechatFieldInfo] | None = Field(
+        default=None,
+        description="The deployment's pre-chat form (null when unknown): ask the user for the "
+        "required ones that are not hidden, and pass them to create_conversation as "
+        "routingAttributes",
+    )
 
 
 class ConversationCreated(BaseModel):
     conversationId: str
     status: str = Field(description="'created': now call list_conversation_entries")
+    contextMessageSent: bool | None = Field(
+        default=None,
+        description="Whether the first message carrying your summary and the customer's "
+        "details reached the agent's side (null: none was needed; false: it failed, the "
+        "conversation is open anyway: send what matters with send_message)",
+    )
 
 
 class MessageSent(BaseModel):
@@ -280,6 +301,7 @@ def register_tools(
             record = await service.start_session(owner, identity_token)
             expires = datetime.fromtimestamp(record.expires_at, UTC)
             hours = await service.support_hours()
+            form = await service.prechat_form()
             return GuestSession(
                 sessionId=record.handle,
                 expiresAt=expires.isoformat().replace("+00:00", "Z"),
@@ -289,6 +311,18 @@ def register_tools(
                 ],
                 supportOpen=hours.open if hours is not None else None,
                 supportOpensAt=iso(hours.opens_at) if hours is not None else None,
+                prechatFields=None
+                if form is None
+                else [
+                    PrechatFieldInfo(
+                        name=f.name,
+                        required=f.required,
+                        hidden=f.hidden,
+                        type=f.type,
+                        maxLength=f.max_length,
+                    )
+                    for f in form.fields
+                ],
             )
 
     @mcp.tool(annotations=open_world, meta=secured)
@@ -309,20 +343,47 @@ def register_tools(
                 "so, wants to leave a message anyway)"
             ),
         ] = False,
+        summary: Annotated[
+            str | None,
+            Field(
+                max_length=2000,
+                description="For the human agent who takes over: a short account of what the "
+                "user asked and what was already tried, so they need not repeat it. Leave out "
+                "anything the user did not want shared, and confirm it with the user first",
+            ),
+        ] = None,
+        customerName: Annotated[str | None, Field(max_length=200)] = None,
+        customerEmail: Annotated[str | None, Field(max_length=320)] = None,
+        customerDetails: Annotated[
+            str | None,
+            Field(
+                max_length=2000,
+                description="Other details the user agreed to share (order number, account…)",
+            ),
+        ] = None,
     ) -> ConversationCreated:
         """Open a conversation with the company's support (its bot answers first). Then call
-        list_conversation_entries to get the bot's greeting. Outside business hours it is refused
-        with when support opens next, unless outsideBusinessHours is true."""
+        list_conversation_entries to get the bot's greeting. Pass a summary (and the customer's
+        details the user agreed to share) so the human agent who takes over starts informed.
+        Outside business hours it is refused with when support opens next, unless
+        outsideBusinessHours is true."""
         async with call("create_conversation"):
             owner = owner_of(ctx)
             await abuse.admit("create_conversation", owner, ctx.request_context.request)
-            conversation_id = await service.create_conversation(
+            opened = await service.create_conversation(
                 sessionId,
                 owner,
                 dict(routingAttributes or {}),
                 outside_hours=outsideBusinessHours,
+                context=AgentContext(
+                    summary=summary, name=customerName, email=customerEmail, details=customerDetails
+                ),
             )
-            return ConversationCreated(conversationId=conversation_id, status="created")
+            return ConversationCreated(
+                conversationId=opened.conversation_id,
+                status="created",
+                contextMessageSent=opened.context_message,
+            )
 
     @mcp.tool(annotations=open_world, meta=widget_callable)
     async def send_message(

@@ -69,6 +69,17 @@ def embedded_service_config(org: SimulatedOrg) -> Json:
                         "required": "Source" in o.prechat_required,
                         "isHidden": True,
                     },
+                    *(
+                        {
+                            "name": name,
+                            "order": 4 + n,
+                            "type": "Text",
+                            "required": False,
+                            "maxLength": 255,
+                            "isHidden": True,
+                        }
+                        for n, name in enumerate(o.prechat_hidden_fields)
+                    ),
                 ],
             }
         ],

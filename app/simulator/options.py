@@ -76,6 +76,8 @@ class SimulatorOptions:
     prechat_display_context: Literal["Conversation", "Session"] = "Conversation"
     prechat_required: tuple[str, ...] = ()
     """Pre-chat fields (`_firstName`, `Topic`, `Source`) the deployment marks required."""
+    prechat_hidden_fields: tuple[str, ...] = ()
+    """More hidden pre-chat fields (Text, at most 255 characters), e.g. `ChatGPT_Summary__c`."""
     business_hours: Literal["open", "closed", "unset"] = "open"
     """The deployment's business hours: "open" now (a window from an hour ago to eight hours
     ahead), "closed" now (the next window starts in two hours) or "unset" (no window answered)."""

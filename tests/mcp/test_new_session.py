@@ -15,8 +15,13 @@ PRECHAT = {"_firstName": "Ana", "_email": "ana@example.com", "Order_Number__c": 
 async def test_a_message_after_the_session_ended_starts_a_new_one_with_the_stored_prechat(
     stack_factory: StackFactory,
 ) -> None:
+    # A form with the fields PRECHAT uses (the server checks values against it).
     stack: Stack = await stack_factory(
-        SimulatorOptions(rate_limits=False, prechat_display_context="Session")
+        SimulatorOptions(
+            rate_limits=False,
+            prechat_display_context="Session",
+            prechat_hidden_fields=("_email", "Order_Number__c"),
+        )
     )
     async with Client(stack.mcp_url) as client:
         session = await call(client, "generate_guest_access_token", {})
