@@ -95,6 +95,7 @@ async def test_a_failed_fetch_of_older_entries_is_an_error_and_the_same_cursor_w
         with pytest.raises(ToolFailed) as failed:
             await call(client, "list_conversation_entries", {**ids, "cursor": "0"})
         assert "Read again with the same cursor" in str(failed.value)
+        assert "Salesforce answered HTTP 503" in str(failed.value)  # what failed, said
         again = await read_from_start(client, ids)
     assert shown(again) == shown(live)
 
@@ -154,3 +155,40 @@ async def test_entries_retired_while_older_ones_are_fetched_are_read_next_once_e
         *(f"agent says {n}" for n in range(AGENT_MESSAGES)),
         *arrived,
     ]
+
+
+async def test_a_read_from_the_start_with_typing_asked_for_shows_the_typing_in_memory(
+    stack_factory: StackFactory,
+) -> None:
+    """Typing indicators are not in Salesforce's transcript: those retired are gone, but one
+    still in memory comes with a read from the start that asks for typing."""
+    stack = await stack_factory(history_entries=KEEP)
+    async with Client(stack.mcp_url) as client:
+        ids, _ = await long_chat(stack, client)
+        await stack.agent(ids["conversationId"], "typing", {"typing": True})
+        target = feed_of(stack, ids).logs[ids["conversationId"]]
+        async with asyncio.timeout(30):  # a safety deadline; the append is the event
+            while not any(e.entry_type == "TypingStartedIndicator" for e in target.entries):
+                await target.wait_for_append(5.0)
+        args = {**ids, "cursor": "0", "waitSeconds": 0}
+        with_typing = await call(
+            client, "list_conversation_entries", {**args, "includeTyping": True}
+        )
+        without = await call(client, "list_conversation_entries", args)
+    kinds = [e["kind"] for e in with_typing["entries"]]
+    assert kinds.count("typing_started") == 1 and kinds[-1] == "typing_started"
+    assert "typing_started" not in [e["kind"] for e in without["entries"]]
+
+
+async def test_a_read_from_the_start_counts_as_use_for_the_idle_sweep(
+    stack_factory: StackFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = await stack_factory(history_entries=KEEP)
+    monkeypatch.setattr("app.delivery.IDLE_SWEEP_INTERVAL", 0.0)  # sweep at every call
+    async with Client(stack.mcp_url) as client:
+        ids, _ = await long_chat(stack, client)
+        feed = feed_of(stack, ids)
+        await call(client, "list_conversation_entries", {**ids, "cursor": "0", "waitSeconds": 0})
+        delivery = stack.app.state.runtime.delivery
+        await delivery.sweep()
+        assert delivery.get(ids["sessionId"]) is feed  # just read: not idle
