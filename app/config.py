@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     after each part), so the model relays it whole."""
     poll_interval_seconds: float = Field(default=2.0, gt=0)
     """Entries-endpoint polling interval, used only while the event stream is down."""
+    refuse_outside_business_hours: bool = True
+    """create_conversation outside the deployment's business hours is refused (the model is told
+    when support opens) unless the call says outsideBusinessHours; false for a deployment whose
+    bot serves around the clock."""
     prechat_field_map: str = ""
     """Where create_conversation's context for the agent goes: `summary:ChatGPT_Summary__c,
     email:_email` sends the summary and the email to those pre-chat fields (names: summary, name,

@@ -14,6 +14,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import structlog
 from pydantic import SecretStr
@@ -67,9 +68,8 @@ def cursor_order(cursor: str) -> tuple[int, ...]:
 @dataclass(frozen=True)
 class ConversationOpened:
     conversation_id: str
-    context_message: bool | None
-    """Whether the first message with the assistant's context reached Salesforce (None: there
-    was none to send)."""
+    context_message: Literal["sent", "failed", "unconfirmed"] | None
+    """How the first message with the assistant's context went (None: there was none)."""
 
 
 def new_conversation(
@@ -103,9 +103,11 @@ class HandoffService:
         hours: SupportHours | None = None,
         prechat: PrechatForms | None = None,
         field_map: Mapping[str, str] | None = None,
+        refuse_outside_hours: bool = True,
     ) -> None:
         self._handles = HandleMaker()
         self._hours = hours
+        self._refuse_outside_hours = refuse_outside_hours
         self._prechat = prechat
         self._field_map = dict(field_map or {})
         self._limits = limits
@@ -273,7 +275,7 @@ class HandoffService:
         checked against the deployment's form first; context mapped nowhere follows as a first
         marked message."""
         record = await self._session(handle, owner)
-        if not outside_hours:
+        if not outside_hours and self._refuse_outside_hours:
             hours = await self.support_hours()
             if hours is not None and not hours.open:
                 log.info("conversation.support_closed")
@@ -312,14 +314,18 @@ class HandoffService:
         log.info("conversation.created", routing_attributes=len(routing_attributes))
         if placement.message is None:
             return ConversationOpened(conversation_id, context_message=None)
+        # The conversation is open whatever happens to this message: the model is told how it
+        # went, never asked to create another.
         try:
             await self._send(record, state, placement.message, new_id(), keyed=False)
-        except HandoffError as exc:
-            # The conversation is open: the model is told the context did not go, not asked to
-            # create another.
-            log.warning("conversation.context_not_sent", error=type(exc.__cause__).__name__)
-            return ConversationOpened(conversation_id, context_message=False)
-        return ConversationOpened(conversation_id, context_message=True)
+        except SendUnconfirmed:
+            log.warning("conversation.context_unconfirmed")
+            return ConversationOpened(conversation_id, context_message="unconfirmed")
+        except Exception as exc:
+            cause = exc.__cause__ if isinstance(exc, HandoffError) else exc
+            log.warning("conversation.context_not_sent", error=type(cause).__name__)
+            return ConversationOpened(conversation_id, context_message="failed")
+        return ConversationOpened(conversation_id, context_message="sent")
 
     async def send_message(
         self,

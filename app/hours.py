@@ -25,6 +25,7 @@ from app.scrt.results import BusinessHours
 log = structlog.get_logger(__name__)
 
 HOURS_TTL = 60.0
+FAILED_TTL = 10.0
 HOURS_WAIT = 2.0
 """Longest a tool call waits for the answer: past it, the hours are unknown."""
 
@@ -34,16 +35,17 @@ class HoursNow:
     open: bool
     opens_at: int | None
     """Epoch ms of the next window's start when closed (None: no later window known)."""
-    closes_at: int | None
-    """Epoch ms of the current window's end when open."""
 
 
 def iso(ms: int | None) -> str | None:
+    """ISO 8601 in UTC to the second; None for none or a time no calendar holds."""
     if ms is None:
         return None
-    return (
-        datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="minutes").replace("+00:00", "Z")
-    )
+    try:
+        moment = datetime.fromtimestamp(ms / 1000, UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class SupportClosed(HandoffError):
@@ -63,6 +65,8 @@ class SupportClosed(HandoffError):
 
 
 class SupportHours:
+    """The deployment's business hours, asked at most once a `ttl` per process."""
+
     def __init__(
         self,
         client: ScrtClient,
@@ -85,9 +89,9 @@ class SupportHours:
         at = int(self._clock() * 1000)
         current = [w for w in hours.windows if w.start <= at < w.end]
         if current:
-            return HoursNow(open=True, opens_at=None, closes_at=max(w.end for w in current))
+            return HoursNow(open=True, opens_at=None)
         later = [w.start for w in hours.windows if w.start > at]
-        return HoursNow(open=False, opens_at=min(later) if later else None, closes_at=None)
+        return HoursNow(open=False, opens_at=min(later) if later else None)
 
     async def _windows(self) -> BusinessHours | None:
         kept = self._kept
@@ -98,6 +102,9 @@ class SupportHours:
                 hours: BusinessHours | None = await self._client.business_hours()
         except (ScrtError, TimeoutError) as exc:
             log.warning("hours.unavailable", error=type(exc).__name__)
-            hours = None
+            # The windows known before (absolute times) still hold; asked again in a while.
+            stale = kept[1] if kept is not None else None
+            self._kept = (self._monotonic() + FAILED_TTL, stale)
+            return stale
         self._kept = (self._monotonic() + self._ttl, hours)
         return hours

@@ -249,6 +249,7 @@ def build_runtime(
         hours=SupportHours(client),
         prechat=PrechatForms(client),
         field_map=settings.field_map,
+        refuse_outside_hours=settings.refuse_outside_business_hours,
     )
     mcp = MCPServer(
         "miaw-mcp",

@@ -52,6 +52,9 @@ class PrechatField:
     required: bool
     hidden: bool
     max_length: int | None
+    choices: tuple[str, ...] = ()
+    """A ChoiceList field's values (their names) when the configuration lists them."""
+    choice_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,25 @@ class PrechatForm:
         (an unknown configuration: nothing to check against)."""
         if not isinstance(config, dict) or not isinstance(config.get("forms"), list):
             return None
+        lists: dict[str, list[tuple[int, str, str]]] = {}
+        choice_config = config.get("choiceListConfig")
+        for item in (
+            choice_config.get("choiceList") or [] if isinstance(choice_config, dict) else []
+        ):
+            if isinstance(item, dict) and isinstance(item.get("choiceListId"), str):
+                values = lists.setdefault(item["choiceListId"], [])
+                for value in item.get("choiceListValues") or []:
+                    if isinstance(value, dict) and isinstance(
+                        value.get("choiceListValueName"), str
+                    ):
+                        order = value.get("order")
+                        values.append(
+                            (
+                                order if isinstance(order, int) else 0,
+                                value["choiceListValueName"],
+                                str(value.get("choiceListValueId") or ""),
+                            )
+                        )
         fields = []
         for form in config["forms"]:
             if not isinstance(form, dict) or form.get("formType") != "PreChat":
@@ -72,6 +94,7 @@ class PrechatForm:
                 if not isinstance(item, dict) or not isinstance(item.get("name"), str):
                     continue
                 length = item.get("maxLength")
+                options = sorted(lists.get(str(item.get("choiceListId")), []))
                 fields.append(
                     PrechatField(
                         name=item["name"],
@@ -79,6 +102,8 @@ class PrechatForm:
                         required=item.get("required") is True,
                         hidden=item.get("isHidden") is True,
                         max_length=length if isinstance(length, int) and length > 0 else None,
+                        choices=tuple(name for _, name, _ in options),
+                        choice_ids=tuple(i for _, _, i in options if i),
                     )
                 )
         return cls(tuple(fields))
@@ -103,6 +128,11 @@ class PrechatForm:
                     f"Pre-chat field {name!r} is not in this deployment's pre-chat form (its "
                     f"fields: {known}). Leave it out of routingAttributes."
                 )
+            if field.choices and value not in field.choices and value not in field.choice_ids:
+                raise PrechatInvalid(
+                    f"Pre-chat field {name!r} takes one of: {', '.join(field.choices)}. Pass one "
+                    "of these exactly."
+                )
             if field.max_length is not None and len(value) > field.max_length:
                 what = came if came is not None else "its value"
                 raise PrechatInvalid(
@@ -110,6 +140,13 @@ class PrechatForm:
                     f"{what} has {len(value)}. Shorten it."
                 )
         for field in self.fields:
+            if field.required and field.hidden and not values.get(field.name, "").strip():
+                raise PrechatInvalid(
+                    f"This deployment requires its hidden pre-chat field {field.name!r}, which "
+                    "users are never asked for: the server's operator must map a value to it "
+                    "(PRECHAT_FIELD_MAP) or make it optional. No conversation can be opened "
+                    "until then."
+                )
             if field.required and not values.get(field.name, "").strip():
                 raise PrechatInvalid(
                     f"Pre-chat field {field.name!r} is required by this deployment. Ask the user "

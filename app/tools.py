@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import structlog
 from mcp.server.mcpserver import Context, MCPServer
@@ -70,6 +70,9 @@ class PrechatFieldInfo(BaseModel):
     hidden: bool = Field(description="Not shown to users: set by the integration, not asked for")
     type: str = Field(description="Text, Email, Number, Phone, Checkbox or ChoiceList")
     maxLength: int | None = None
+    choices: list[str] | None = Field(
+        default=None, description="A ChoiceList field's values: pass one of these exactly"
+    )
 
 
 class GuestSession(BaseModel):
@@ -103,11 +106,12 @@ class GuestSession(BaseModel):
 class ConversationCreated(BaseModel):
     conversationId: str
     status: str = Field(description="'created': now call list_conversation_entries")
-    contextMessageSent: bool | None = Field(
+    contextMessage: Literal["sent", "failed", "unconfirmed"] | None = Field(
         default=None,
-        description="Whether the first message carrying your summary and the customer's "
-        "details reached the agent's side (null: none was needed; false: it failed, the "
-        "conversation is open anyway: send what matters with send_message)",
+        description="How the first message carrying your summary and the customer's details "
+        "went: 'sent'; 'failed' (the conversation is open anyway: say what matters with "
+        "send_message); 'unconfirmed' (Salesforce may have it: check the entries before "
+        "repeating it); null when none was needed",
     )
 
 
@@ -300,6 +304,8 @@ def register_tools(
             identity_token = identity.token_for(user) if identity and user else None
             record = await service.start_session(owner, identity_token)
             expires = datetime.fromtimestamp(record.expires_at, UTC)
+            # After minting: when Salesforce cannot be reached, the token's failure is the one
+            # reported, and nothing else is tried.
             hours = await service.support_hours()
             form = await service.prechat_form()
             return GuestSession(
@@ -320,6 +326,7 @@ def register_tools(
                         hidden=f.hidden,
                         type=f.type,
                         maxLength=f.max_length,
+                        choices=list(f.choices) if f.choices else None,
                     )
                     for f in form.fields
                 ],
@@ -382,7 +389,7 @@ def register_tools(
             return ConversationCreated(
                 conversationId=opened.conversation_id,
                 status="created",
-                contextMessageSent=opened.context_message,
+                contextMessage=opened.context_message,
             )
 
     @mcp.tool(annotations=open_world, meta=widget_callable)

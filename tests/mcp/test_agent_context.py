@@ -41,7 +41,7 @@ async def test_without_a_map_the_context_is_a_first_marked_message_from_the_user
                 "customerEmail": "ana@example.com",
             },
         )
-    assert created["contextMessageSent"] is True
+    assert created["contextMessage"] == "sent"
     [conversation] = await conversations(stack)
     assert conversation["routingAttributes"] == {}
     assert await stack.user_texts(created["conversationId"]) == [
@@ -85,7 +85,7 @@ async def test_with_everything_mapped_no_message_is_sent(stack_factory: StackFac
         created = await call(
             client, "create_conversation", {"sessionId": session["sessionId"], "summary": SUMMARY}
         )
-    assert created["contextMessageSent"] is None
+    assert created["contextMessage"] is None
     assert await stack.user_texts(created["conversationId"]) == []
 
 
@@ -125,6 +125,20 @@ async def test_with_everything_mapped_no_message_is_sent(stack_factory: StackFac
             {},
             {"routingAttributes": {"Favourite_Colour__c": "blue"}},
             ["'Favourite_Colour__c'", "not in this deployment's pre-chat form", "_firstName"],
+        ),
+        # A choice the list does not have.
+        (
+            SimulatorOptions(rate_limits=False),
+            {},
+            {"routingAttributes": {"Topic": "Sales"}},
+            ["'Topic'", "takes one of: Billing, Orders"],
+        ),
+        # A required hidden field: the operator's to fill, not the user's.
+        (
+            SimulatorOptions(rate_limits=False, prechat_required=("Source",)),
+            {},
+            {},
+            ["hidden pre-chat field 'Source'", "operator", "PRECHAT_FIELD_MAP"],
         ),
         # The same field given twice.
         (
@@ -167,9 +181,11 @@ async def test_the_model_sees_the_prechat_form_with_the_session(
         "hidden": False,
         "type": "Text",
         "maxLength": 40,
+        "choices": None,
     }
     assert fields["Source"]["hidden"] is True and fields["Source"]["required"] is False
     assert fields["Topic"]["type"] == "ChoiceList"
+    assert fields["Topic"]["choices"] == ["Billing", "Orders"]
     # It came with the guest token: the configuration endpoint was not asked.
     requests = (await stack.control.get("/control/stats")).json()["requests"]
     assert "GET /embeddedservice/v1/embedded-service-config" not in requests
@@ -186,3 +202,22 @@ async def test_a_value_of_exactly_the_fields_length_is_taken(stack: Stack) -> No
         )
     [conversation] = await conversations(stack)
     assert conversation["routingAttributes"] == {"_firstName": "C" * 40}
+
+
+async def test_when_the_context_message_fails_the_conversation_is_open_and_the_model_told(
+    stack: Stack,
+) -> None:
+    await stack.fault(
+        path="/iamessage/api/v2/conversation/{conversationId}/message",
+        method="POST",
+        status=400,
+        count=1,
+    )
+    async with Client(stack.mcp_url) as client:
+        session = await session_of(client)
+        created = await call(
+            client, "create_conversation", {"sessionId": session["sessionId"], "summary": SUMMARY}
+        )
+    assert created["contextMessage"] == "failed"
+    [conversation] = await conversations(stack)
+    assert conversation["conversationId"] == created["conversationId"]

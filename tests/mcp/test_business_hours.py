@@ -71,3 +71,18 @@ async def test_when_salesforce_does_not_say_the_hours_a_chat_still_opens(
         assert session["supportOpen"] is None
         created = await call(client, "create_conversation", {"sessionId": session["sessionId"]})
         assert created["status"] == "created"
+
+
+async def test_an_operator_can_let_chats_open_outside_business_hours(
+    stack_factory: StackFactory,
+) -> None:
+    """A deployment whose bot serves around the clock: REFUSE_OUTSIDE_BUSINESS_HOURS=false."""
+    stack = await stack_factory(
+        SimulatorOptions(rate_limits=False, business_hours="closed"),
+        refuse_outside_business_hours=False,
+    )
+    async with Client(stack.mcp_url) as client:
+        session = await call(client, "generate_guest_access_token", {})
+        assert session["supportOpen"] is False  # still said
+        created = await call(client, "create_conversation", {"sessionId": session["sessionId"]})
+        assert created["status"] == "created"
