@@ -19,6 +19,7 @@ from typing import Literal
 import structlog
 from pydantic import SecretStr
 
+from app.chat_copy import fetch_whole, shown
 from app.delivery import BadCursor, Delivery, FeedBroken, ReadResult
 from app.failures import HandoffError, SendUnconfirmed, UnknownSession, describe
 from app.handles import HandleMaker
@@ -39,6 +40,7 @@ from app.scrt.deadline import call_deadline, remaining
 from app.scrt.errors import outcome_unknown
 from app.sends import SharedCalls, message_id_for, unconfirmed_message
 from app.store import ConversationState, SessionRecord, SessionStore
+from app.transcript import TranscriptEntry
 
 __all__ = ["CloseReport", "HandoffError", "HandoffService", "UnknownSession"]
 
@@ -434,6 +436,20 @@ class HandoffService:
 
             await self._store.update(handle, advance)
         return result
+
+    async def chat_copy(
+        self, handle: str, owner: str | None, conversation_id: str
+    ) -> tuple[list[TranscriptEntry], bool]:
+        """The whole conversation as Salesforce keeps it, and whether it was cut short."""
+        record = await self._session(handle, owner)
+        state = self._conversation(record, conversation_id)
+        try:
+            entries, cut = await fetch_whole(
+                self._client, record.access_token.get_secret_value(), state.conversation_id
+            )
+        except ScrtError as exc:
+            raise HandoffError(describe(exc)) from exc
+        return shown(entries), cut
 
     async def routing_status(
         self, handle: str, owner: str | None, conversation_id: str

@@ -20,6 +20,7 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
+from app.chat_copy import as_text
 from app.conversations import BAD_CURSOR, HandoffService
 from app.failures import HandoffError
 from app.hours import iso
@@ -113,6 +114,13 @@ class ConversationCreated(BaseModel):
         "send_message); 'unconfirmed' (Salesforce may have it: check the entries before "
         "repeating it); null when none was needed",
     )
+
+
+class ChatCopy(BaseModel):
+    conversationId: str
+    entries: list[TranscriptEntry] = Field(description="The conversation, oldest first")
+    text: str = Field(description="The same as plain text, one line per message or event")
+    complete: bool = Field(description="False when the chat was too long to copy whole")
 
 
 class MessageSent(BaseModel):
@@ -465,6 +473,22 @@ def register_tools(
             )
             return EntriesPage(
                 entries=result.entries, cursor=result.cursor, roleInfo=result.role_info
+            )
+
+    @mcp.tool(annotations=read_only, meta=secured)
+    async def get_conversation_transcript(
+        sessionId: SessionId, conversationId: ConversationId, ctx: Context
+    ) -> ChatCopy:
+        """The whole conversation as Salesforce keeps it (bot, agent and user messages, who
+        joined and left), to give the user a copy when they ask for one. Works until
+        close_conversation; typing indicators are not in it."""
+        async with call("get_conversation_transcript", conversationId):
+            entries, cut = await service.chat_copy(sessionId, owner_of(ctx), conversationId)
+            return ChatCopy(
+                conversationId=conversationId.lower(),
+                entries=entries,
+                text=as_text(entries, cut=cut),
+                complete=not cut,
             )
 
     @mcp.tool(annotations=read_only, meta=secured)

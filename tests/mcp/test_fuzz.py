@@ -34,6 +34,7 @@ TOOLS = [
     "get_conversation_routing_status",
     "close_conversation",
     "show_salesforce_chat",
+    "get_conversation_transcript",
 ]
 ARGUMENTS = [
     "sessionId",
@@ -46,6 +47,11 @@ ARGUMENTS = [
     "routingAttributes",
     "widgetKey",
     "agentName",
+    "outsideBusinessHours",
+    "summary",
+    "customerName",
+    "customerEmail",
+    "customerDetails",
 ]
 ODD_TEXT = st.text(
     alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=300

@@ -22,6 +22,7 @@ def tool_args(ids: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
         ("send_message", {**ids, "text": "hi"}),
         ("list_conversation_entries", {**ids, "waitSeconds": 0}),
         ("get_conversation_routing_status", ids),
+        ("get_conversation_transcript", ids),
         ("show_salesforce_chat", ids),
         ("close_conversation", ids),
     ]

@@ -53,6 +53,7 @@ async def test_readme_curl_examples_work_against_a_live_server(stack: Stack) -> 
         "get_conversation_routing_status",
         "close_conversation",
         "show_salesforce_chat",
+        "get_conversation_transcript",
     }
 
     session = await run_block(token, base)
