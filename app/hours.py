@@ -10,19 +10,15 @@ is kept for `ttl` seconds per process, so chats do not cost a request each.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import structlog
-
 from app.failures import HandoffError
-from app.scrt import ScrtClient, ScrtError
+from app.kept import Kept
+from app.scrt import ScrtClient
 from app.scrt.results import BusinessHours
-
-log = structlog.get_logger(__name__)
 
 HOURS_TTL = 60.0
 FAILED_TTL = 10.0
@@ -75,15 +71,20 @@ class SupportHours:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._client = client
-        self._ttl = ttl
         self._clock = clock
-        self._monotonic = monotonic
-        self._kept: tuple[float, BusinessHours | None] | None = None
+        # Past windows are absolute times: those known before a failure still hold.
+        self._windows: Kept[BusinessHours] = Kept(
+            client.business_hours,
+            ttl=ttl,
+            failed_ttl=FAILED_TTL,
+            wait=HOURS_WAIT,
+            event="hours.unavailable",
+            monotonic=monotonic,
+        )
 
     async def now(self) -> HoursNow | None:
         """Open or closed now; None when unknown (no hours set, or Salesforce did not say)."""
-        hours = await self._windows()
+        hours = await self._windows.get()
         if hours is None or not hours.windows:
             return None
         at = int(self._clock() * 1000)
@@ -92,19 +93,3 @@ class SupportHours:
             return HoursNow(open=True, opens_at=None)
         later = [w.start for w in hours.windows if w.start > at]
         return HoursNow(open=False, opens_at=min(later) if later else None)
-
-    async def _windows(self) -> BusinessHours | None:
-        kept = self._kept
-        if kept is not None and self._monotonic() < kept[0]:
-            return kept[1]
-        try:
-            async with asyncio.timeout(HOURS_WAIT):
-                hours: BusinessHours | None = await self._client.business_hours()
-        except (ScrtError, TimeoutError) as exc:
-            log.warning("hours.unavailable", error=type(exc).__name__)
-            # The windows known before (absolute times) still hold; asked again in a while.
-            stale = kept[1] if kept is not None else None
-            self._kept = (self._monotonic() + FAILED_TTL, stale)
-            return stale
-        self._kept = (self._monotonic() + self._ttl, hours)
-        return hours

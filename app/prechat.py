@@ -16,19 +16,15 @@ the user's side, marked as written by the assistant, so it reaches the agent wit
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
-
 from app.failures import HandoffError
-from app.scrt import ScrtClient, ScrtError
-
-log = structlog.get_logger(__name__)
+from app.kept import Kept
+from app.scrt import ScrtClient
 
 FORM_TTL = 300.0
 FAILED_TTL = 60.0
@@ -226,29 +222,24 @@ class PrechatForms:
     def __init__(
         self, client: ScrtClient, *, monotonic: Callable[[], float] = time.monotonic
     ) -> None:
-        self._client = client
-        self._monotonic = monotonic
-        self._kept: tuple[float, PrechatForm | None] | None = None
+        async def fetch() -> PrechatForm | None:
+            config = await client.embedded_service_config()
+            return PrechatForm.from_config(config.get("embeddedServiceConfig", config))
+
+        self._forms: Kept[PrechatForm] = Kept(
+            fetch,
+            ttl=FORM_TTL,
+            failed_ttl=FAILED_TTL,
+            wait=FORM_WAIT,
+            event="prechat.config_unavailable",
+            monotonic=monotonic,
+        )
 
     def learn(self, config: Any) -> None:
         """From a minted token's `embeddedServiceConfig` (None: nothing learnt)."""
         form = PrechatForm.from_config(config)
         if form is not None:
-            self._kept = (self._monotonic() + FORM_TTL, form)
+            self._forms.put(form)
 
     async def form(self) -> PrechatForm | None:
-        kept = self._kept
-        if kept is not None and self._monotonic() < kept[0]:
-            return kept[1]
-        try:
-            async with asyncio.timeout(FORM_WAIT):
-                config = await self._client.embedded_service_config()
-        except (ScrtError, TimeoutError) as exc:
-            log.warning("prechat.config_unavailable", error=type(exc).__name__)
-            # Not asked again for a minute; meanwhile the last form known (if any) holds.
-            stale = kept[1] if kept is not None else None
-            self._kept = (self._monotonic() + FAILED_TTL, stale)
-            return stale
-        form = PrechatForm.from_config(config.get("embeddedServiceConfig", config))
-        self._kept = (self._monotonic() + FORM_TTL, form)
-        return form
+        return await self._forms.get()

@@ -45,7 +45,8 @@ Hands the user's conversation to the company's Salesforce support chat.
    every bot message to the user as written. 4. send_message relays what the user says.
 When roleInfo.isLiveAgent is true, call show_salesforce_chat once: the user then chats with the
 human agent directly in the widget; stop relaying. When roleInfo.conversationEnded is true the chat
-is over. close_conversation ends it when the user wants to stop.
+is over. close_conversation ends it when the user wants to stop; before that,
+get_conversation_transcript gives the user a copy when they ask.
 """
 
 SessionId = Annotated[

@@ -6,16 +6,9 @@ from __future__ import annotations
 from app.hours import HoursNow, SupportHours, iso
 from app.scrt import ScrtServerError
 from app.scrt.results import BusinessHours, BusinessHoursWindow
+from tests.clock import Clock
 
 HOUR = 3_600_000
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Hours:

@@ -10,6 +10,7 @@ import pytest
 from app.config import Settings
 from app.prechat import PrechatForm, PrechatForms, parse_field_map
 from app.scrt import ScrtServerError
+from tests.clock import Clock
 
 CONFIG = {
     "forms": [
@@ -19,14 +20,6 @@ CONFIG = {
         }
     ]
 }
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Configs:

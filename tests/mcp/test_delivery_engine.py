@@ -47,6 +47,28 @@ async def chat_read_once(
             yield client, ids, control
 
 
+@contextlib.asynccontextmanager
+async def engine_on_simulator(
+    watch: Any, options: DeliveryOptions
+) -> AsyncIterator[tuple[DeliveryEngine, GuestFeed, str, httpx.AsyncClient]]:
+    """An engine with `options` (its Salesforce client trying each request once, every response
+    shown to `watch`) on a simulator: a guest's feed, a conversation, the control API."""
+    sim = build_simulator(SimulatorOptions(rate_limits=False))
+    async with (
+        serve(sim) as base,
+        httpx.AsyncClient(event_hooks={"response": [watch]}) as http,
+        httpx.AsyncClient(base_url=base) as control,
+    ):
+        config = ScrtConfig(
+            scrt_url=base, org_id=DEFAULT_ORG_ID, es_developer_name=DEFAULT_DEPLOYMENT
+        )
+        client = ScrtClient(http, config, retry=RetryPolicy(max_attempts=1))
+        engine = DeliveryEngine(client, options)
+        token = await client.guest_token()
+        feed = await engine.feed("h", token.bearer, token.last_event_id, time.time() + 600)
+        yield engine, feed, await client.create_conversation(token), control
+
+
 async def test_feeds_of_expired_sessions_are_closed_with_their_streams() -> None:
     sim = build_simulator(SimulatorOptions(rate_limits=False))
     async with serve(sim) as base, httpx.AsyncClient() as http:
@@ -121,22 +143,10 @@ async def test_a_failed_first_fetch_is_not_repeated_before_every_read() -> None:
             if len(entries_requests) == 2:
                 retried.set()
 
-    sim = build_simulator(SimulatorOptions(rate_limits=False))
-    async with (
-        serve(sim) as base,
-        httpx.AsyncClient(event_hooks={"response": [watch]}) as http,
-        httpx.AsyncClient(base_url=base) as control,
-    ):
-        config = ScrtConfig(
-            scrt_url=base, org_id=DEFAULT_ORG_ID, es_developer_name=DEFAULT_DEPLOYMENT
-        )
-        client = ScrtClient(http, config, retry=RetryPolicy(max_attempts=1))
-        # A long back-off, so no retry falls inside the test whatever the machine's speed.
-        slow = ReconnectPolicy(base_delay=600, max_delay=600)
-        engine = DeliveryEngine(client, DeliveryOptions(poll_interval=0.05, catch_up_retry=slow))
-        token = await client.guest_token()
-        feed = await engine.feed("h", token.bearer, token.last_event_id, time.time() + 600)
-        conversation_id = await client.create_conversation(token)
+    # A long back-off, so no retry falls inside the test whatever the machine's speed.
+    slow = ReconnectPolicy(base_delay=600, max_delay=600)
+    options = DeliveryOptions(poll_interval=0.05, catch_up_retry=slow)
+    async with engine_on_simulator(watch, options) as (engine, feed, conversation_id, control):
         fault = {
             "path": "/iamessage/api/v2/conversation/{conversationId}/entries",
             "status": 503,
@@ -258,21 +268,9 @@ async def test_catch_up_pauses_follow_the_failures_in_a_row_and_start_over_after
         if response.request.url.path.endswith("/entries") and response.status_code == 200:
             fetched.set()
 
-    sim = build_simulator(SimulatorOptions(rate_limits=False))
-    async with (
-        serve(sim) as base,
-        httpx.AsyncClient(event_hooks={"response": [watch]}) as http,
-        httpx.AsyncClient(base_url=base) as control,
-    ):
-        config = ScrtConfig(
-            scrt_url=base, org_id=DEFAULT_ORG_ID, es_developer_name=DEFAULT_DEPLOYMENT
-        )
-        client = ScrtClient(http, config, retry=RetryPolicy(max_attempts=1))
-        pauses = CountedPauses()
-        engine = DeliveryEngine(client, DeliveryOptions(catch_up_retry=pauses))
-        token = await client.guest_token()
-        feed = await engine.feed("h", token.bearer, token.last_event_id, time.time() + 600)
-        conversation_id = await client.create_conversation(token)
+    pauses = CountedPauses()
+    options = DeliveryOptions(catch_up_retry=pauses)
+    async with engine_on_simulator(watch, options) as (engine, feed, conversation_id, control):
         await engine.read_feed(feed, conversation_id, 0, 0)  # the log exists and is synced
         target = await feed.conversation(conversation_id)
         for n, failing in enumerate((3, 1)):
