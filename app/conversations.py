@@ -12,7 +12,7 @@ import hmac
 import math
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -271,11 +271,13 @@ class HandoffService:
         *,
         outside_hours: bool = False,
         context: AgentContext | None = None,
+        admit: Callable[[], Awaitable[None]] | None = None,
     ) -> ConversationOpened:
         """Open a conversation; outside business hours only when `outside_hours` says so. The
         pre-chat values (the caller's, and the context PRECHAT_FIELD_MAP sends to fields) are
         checked against the deployment's form first; context mapped nowhere follows as a first
-        marked message."""
+        marked message. `admit` (the abuse limits) runs once those checks passed, so a refusal
+        that creates nothing costs the caller nothing."""
         record = await self._session(handle, owner)
         if not outside_hours and self._refuse_outside_hours:
             hours = await self.support_hours()
@@ -287,6 +289,8 @@ class HandoffService:
         if form is not None:
             form.check(placement.routing_attributes, origin=placement.origin)
         routing_attributes = placement.routing_attributes
+        if admit is not None:
+            await admit()
         conversation_id = new_id()
         await self._limits.open_conversation(
             record.owner, handle, conversation_id, record.expires_at

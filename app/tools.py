@@ -385,12 +385,17 @@ def register_tools(
         outsideBusinessHours is true."""
         async with call("create_conversation"):
             owner = owner_of(ctx)
-            await abuse.admit("create_conversation", owner, ctx.request_context.request)
+            request = ctx.request_context.request
+
+            async def admit() -> None:
+                await abuse.admit("create_conversation", owner, request)
+
             opened = await service.create_conversation(
                 sessionId,
                 owner,
                 dict(routingAttributes or {}),
                 outside_hours=outsideBusinessHours,
+                admit=admit,
                 context=AgentContext(
                     summary=summary, name=customerName, email=customerEmail, details=customerDetails
                 ),

@@ -86,3 +86,23 @@ async def test_an_operator_can_let_chats_open_outside_business_hours(
         assert session["supportOpen"] is False  # still said
         created = await call(client, "create_conversation", {"sessionId": session["sessionId"]})
         assert created["status"] == "created"
+
+
+async def test_a_refusal_outside_hours_does_not_use_up_the_callers_creation_limit(
+    stack_factory: StackFactory,
+) -> None:
+    """One conversation per caller allowed: told support is closed, the user still gets the one
+    conversation they then ask for (a refusal creates nothing, so it costs nothing)."""
+    stack = await stack_factory(
+        SimulatorOptions(rate_limits=False, business_hours="closed"), rate_limit_per_ip="1/10m"
+    )
+    async with Client(stack.mcp_url) as client:
+        session = await call(client, "generate_guest_access_token", {})
+        with pytest.raises(ToolFailed, match="Support is closed now"):
+            await call(client, "create_conversation", {"sessionId": session["sessionId"]})
+        created = await call(
+            client,
+            "create_conversation",
+            {"sessionId": session["sessionId"], "outsideBusinessHours": True},
+        )
+        assert created["status"] == "created"
