@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from app.scrt import ScrtClient, chronological
+from app.delivery import FETCH_PAGE, fetch_pages
+from app.scrt import ScrtClient
 from app.scrt.models import Entry
-from app.transcript import TranscriptEntry, visible
+from app.transcript import ConversationLog, TranscriptEntry, visible
 
-COPY_PAGE = 50
 COPY_MAX_PAGES = 40
-"""At most 2,000 entries; a longer chat's copy says it stops there."""
+"""Entries-endpoint pages of a copy (50 entries each): a longer chat's copy says it stops."""
 ROLE_LABELS = {"EndUser": "You", "Chatbot": "Bot", "Agent": "Agent", "System": "System"}
 
 
@@ -24,28 +24,11 @@ async def fetch_whole(
     client: ScrtClient, token: str, conversation_id: str
 ) -> tuple[list[Entry], bool]:
     """Every entry Salesforce keeps of the conversation, oldest first, each once; and whether
-    the page limit stopped the fetch before the newest."""
-    seen: set[str] = set()
-    entries: list[Entry] = []
-    since: int | None = None
-    for _ in range(COPY_MAX_PAGES):
-        page = chronological(
-            await client.list_entries(
-                token,
-                conversation_id,
-                limit=COPY_PAGE,
-                start_timestamp=since,
-                direction="FromStart",
-            )
-        )
-        new = [e for e in page if e.identifier is None or e.identifier not in seen]
-        seen.update(e.identifier for e in new if e.identifier is not None)
-        entries += new
-        if len(page) < COPY_PAGE or not new:
-            return entries, False
-        # The next page starts at this one's last timestamp (entries seen twice are skipped).
-        since = page[-1].transcripted_timestamp or since
-    return entries, True
+    the page limit stopped the fetch before the newest. Paged as a feed's log is caught up, into
+    a log of its own that keeps them all."""
+    copy = ConversationLog(conversation_id, keep=FETCH_PAGE * COPY_MAX_PAGES)
+    gaps = await fetch_pages(client, token, copy, COPY_MAX_PAGES)
+    return copy.entries, gaps is None
 
 
 def as_text(entries: list[TranscriptEntry], *, cut: bool) -> str:
@@ -65,7 +48,7 @@ def as_text(entries: list[TranscriptEntry], *, cut: bool) -> str:
         elif entry.kind in ("session_ended", "conversation_closed"):
             lines.append(f"{when}  The chat ended")
     if cut:
-        lines.append(f"(The copy stops after {COPY_PAGE * COPY_MAX_PAGES} entries.)")
+        lines.append(f"(The copy stops after {FETCH_PAGE * COPY_MAX_PAGES} entries.)")
     return "\n".join(lines)
 
 

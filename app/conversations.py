@@ -102,8 +102,8 @@ class HandoffService:
         *,
         session_ttl: float,
         shared_state: bool = False,
-        hours: SupportHours | None = None,
-        prechat: PrechatForms | None = None,
+        hours: SupportHours,
+        prechat: PrechatForms,
         field_map: Mapping[str, str] | None = None,
         refuse_outside_hours: bool = True,
     ) -> None:
@@ -149,8 +149,7 @@ class HandoffService:
                 log.warning("session.identity_refused", status=exc.status)
                 raise HandoffError(IDENTITY_REFUSED) from exc
             raise HandoffError(describe(exc)) from exc
-        if self._prechat is not None:
-            self._prechat.learn(token.embedded_service_config)
+        self._prechat.learn(token.embedded_service_config)
         if identity_token is not None and not is_verified(token.subject):
             # Reported to happen for a bad identity token: never chat as a guest instead.
             log.warning("session.identity_not_verified")
@@ -257,11 +256,11 @@ class HandoffService:
 
     async def support_hours(self) -> HoursNow | None:
         """Whether support is open now (business hours); None when unknown."""
-        return await self._hours.now() if self._hours is not None else None
+        return await self._hours.now()
 
     async def prechat_form(self) -> PrechatForm | None:
         """The deployment's pre-chat form; None when unknown."""
-        return await self._prechat.form() if self._prechat is not None else None
+        return await self._prechat.form()
 
     async def create_conversation(
         self,

@@ -122,6 +122,28 @@ LogOpener = Callable[[str], Coroutine[Any, Any, ConversationLog]]
 """Makes the log of a conversation new to a feed (a shared store restores what it kept)."""
 
 
+async def fetch_pages(
+    client: ScrtClient, token: str, target: ConversationLog, max_pages: int = FETCH_MAX_PAGES
+) -> int | None:
+    """Append entries-endpoint pages to `target`, oldest first from its last timestamp, until
+    the newest entry; return the log's gap count when its last page was asked for, or None when
+    the page limit stopped it first."""
+    for _ in range(max_pages):
+        gaps = target.gaps
+        page = await client.list_entries(
+            token,
+            target.conversation_id,
+            limit=FETCH_PAGE,
+            start_timestamp=target.last_timestamp or None,
+            direction="FromStart",
+        )
+        added = target.append(chronological(page))
+        # A full page of entries already seen cannot be paged past: treat it as the end.
+        if len(page) < FETCH_PAGE or not added:
+            return gaps
+    return None
+
+
 class FeedBroken(HandoffError):
     """The session's Salesforce access no longer works (expired or revoked token)."""
 
@@ -298,7 +320,7 @@ class GuestFeed:
             try:
                 with target.fetching():
                     async with asyncio.timeout(budget):
-                        gaps = await self._fetch_pages(target)
+                        gaps = await fetch_pages(self._client, self._token, target)
                         if gaps is not None:
                             target.fetched_all(gaps)
             except PERMANENT_ERRORS:
@@ -311,24 +333,6 @@ class GuestFeed:
                     self._start_catch_up()
                 raise
             self._backoff.pop(conversation_id, None)
-
-    async def _fetch_pages(self, target: ConversationLog) -> int | None:
-        """Append pages until the newest entry; return the log's gap count when its last page
-        was asked for, or None when the page limit stopped it first."""
-        for _ in range(FETCH_MAX_PAGES):
-            gaps = target.gaps
-            page = await self._client.list_entries(
-                self._token,
-                target.conversation_id,
-                limit=FETCH_PAGE,
-                start_timestamp=target.last_timestamp or None,
-                direction="FromStart",
-            )
-            added = target.append(chronological(page))
-            # A full page of entries already seen cannot be paged past: treat it as the end.
-            if len(page) < FETCH_PAGE or not added:
-                return gaps
-        return None
 
     async def aclose(self) -> None:
         if self._catch_up_task is not None:

@@ -30,9 +30,10 @@ FORM_TTL = 300.0
 FAILED_TTL = 60.0
 FORM_WAIT = 3.0
 """Longest a tool call waits for the configuration endpoint: past it, values go unchecked."""
-CONTEXT_NAMES = ("summary", "name", "email", "details")
-"""Our names for the context values, as PRECHAT_FIELD_MAP's keys use them."""
 CONTEXT_LABELS = {"summary": "Summary", "name": "Name", "email": "Email", "details": "Details"}
+"""Our names for the context values (PRECHAT_FIELD_MAP's keys), with their labels in the first
+message."""
+CONTEXT_NAMES = tuple(CONTEXT_LABELS)
 CONTEXT_MARK = "[Written by the ChatGPT assistant before the handoff, with the user's agreement]"
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
