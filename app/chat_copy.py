@@ -42,7 +42,11 @@ def as_text(entries: list[TranscriptEntry], *, cut: bool) -> str:
         )
         who = entry.name or ROLE_LABELS.get(entry.role or "", entry.role or "")
         if entry.kind == "message":
-            lines.append(f"{when}  {who}: {entry.text or ''}")
+            lines.append(f"{when}  {who}: {content(entry)}")
+        elif entry.kind == "form":
+            lines.append(f"{when}  {who} sent a form: {entry.text or '(untitled)'}")
+        elif entry.kind == "unsupported":
+            lines.append(f"{when}  {who}: (something this copy cannot show: {entry.text})")
         elif entry.kind in ("joined", "left"):
             lines.append(f"{when}  {who} {entry.kind} the chat")
         elif entry.kind in ("session_ended", "conversation_closed"):
@@ -52,5 +56,16 @@ def as_text(entries: list[TranscriptEntry], *, cut: bool) -> str:
     return "\n".join(lines)
 
 
+def content(entry: TranscriptEntry) -> str:
+    """A message as one line: its text, then its link, files and choices."""
+    parts = [entry.text] if entry.text else []
+    if entry.link is not None:
+        parts.append(" ".join(p for p in (entry.link.title, entry.link.url) if p) or "(link)")
+    parts += [f"(file: {f.name or 'attachment'})" for f in entry.files or []]
+    if entry.choices:
+        parts.append("(choices: " + " / ".join(c.title or c.id for c in entry.choices) + ")")
+    return " ".join(parts)
+
+
 def shown(entries: list[Entry]) -> list[TranscriptEntry]:
-    return visible(entries, include_typing=False)
+    return visible(entries, include_live=False)

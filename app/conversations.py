@@ -12,7 +12,7 @@ import hmac
 import math
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -20,6 +20,7 @@ import structlog
 from pydantic import SecretStr
 
 from app.chat_copy import fetch_whole, shown
+from app.choices import offered_option
 from app.delivery import BadCursor, Delivery, FeedBroken, ReadResult
 from app.failures import HandoffError, SendUnconfirmed, UnknownSession, describe
 from app.handles import HandleMaker
@@ -59,6 +60,10 @@ BAD_CURSOR = (
     "cursor must be a value returned by a previous list_conversation_entries call in this chat "
     "(or omitted to continue where this session's last read stopped)."
 )
+
+
+Post = Callable[[str, bool], Awaitable[SentMessage]]
+"""Sends one message under a given id; True: as the first of a new messaging session."""
 
 
 def cursor_order(cursor: str) -> tuple[int, ...]:
@@ -322,7 +327,8 @@ class HandoffService:
         # The conversation is open whatever happens to this message: the model is told how it
         # went, never asked to create another.
         try:
-            await self._send(record, state, placement.message, new_id(), keyed=False)
+            post = self._text(record, state, placement.message)
+            await self._send(record, state, new_id(), post, keyed=False)
         except SendUnconfirmed:
             log.warning("conversation.context_unconfirmed")
             return ConversationOpened(conversation_id, context_message="unconfirmed")
@@ -345,45 +351,113 @@ class HandoffService:
         one already delivered is reported sent without sending it again."""
         record = await self._session(handle, owner, widget_key, conversation_id)
         state = self._conversation(record, conversation_id)
+        post = self._text(record, state, text)
+        return await self._send_once(record, state, client_message_id, post)
+
+    def _text(self, record: SessionRecord, state: ConversationState, text: str) -> Post:
+        token = record.access_token.get_secret_value()
+
+        def post(message_id: str, new_session: bool) -> Awaitable[SentMessage]:
+            return self._client.send_message(
+                token,
+                state.conversation_id,
+                text,
+                message_id=message_id,
+                new_session=new_session,
+                routing_attributes=state.routing_attributes if new_session else None,
+            )
+
+        return post
+
+    async def send_choice(
+        self,
+        handle: str,
+        owner: str | None,
+        conversation_id: str,
+        message_id: str,
+        choice_id: str,
+        client_message_id: str | None = None,
+        widget_key: str | None = None,
+    ) -> SentMessage:
+        """Pick option `choice_id` of the message `message_id`, once (as `send_message`)."""
+        record = await self._session(handle, owner, widget_key, conversation_id)
+        state = self._conversation(record, conversation_id)
+        token = record.access_token.get_secret_value()
+        option = await offered_option(
+            self._client, token, state.conversation_id, message_id, choice_id
+        )
+
+        def post(pick_id: str, new_session: bool) -> Awaitable[SentMessage]:
+            return self._client.send_choice(
+                token,
+                state.conversation_id,
+                [option.option_identifier],
+                in_reply_to=message_id.lower(),
+                message_id=pick_id,
+                new_session=new_session,
+                routing_attributes=state.routing_attributes if new_session else None,
+            )
+
+        return await self._send_once(record, state, client_message_id, post)
+
+    async def report_activity(
+        self,
+        handle: str,
+        owner: str | None,
+        conversation_id: str,
+        *,
+        typing: bool | None,
+        read: Sequence[str],
+        widget_key: str | None = None,
+    ) -> None:
+        """Tell the agent the user is typing (or stopped) and which entries the user has read."""
+        record = await self._session(handle, owner, widget_key, conversation_id)
+        state = self._conversation(record, conversation_id)
+        token = record.access_token.get_secret_value()
+        try:
+            if typing is not None:
+                await self._client.send_typing(token, state.conversation_id, typing=typing)
+            if read:
+                await self._client.acknowledge_entries(token, state.conversation_id, read=read)
+        except ScrtError as exc:
+            raise HandoffError(describe(exc)) from exc
+
+    async def _send_once(
+        self,
+        record: SessionRecord,
+        state: ConversationState,
+        client_message_id: str | None,
+        post: Post,
+    ) -> SentMessage:
         await self._delivery.attach(record)
         if client_message_id is None:
-            return await self._send(record, state, text, new_id(), keyed=False)
+            return await self._send(record, state, new_id(), post, keyed=False)
         message_id = message_id_for(record.handle, state.conversation_id, client_message_id)
         return await self._sends.run(
             (record.handle, message_id),
-            lambda: self._send(record, state, text, message_id, keyed=True),
+            lambda: self._send(record, state, message_id, post, keyed=True),
         )
 
     async def _send(
         self,
         record: SessionRecord,
         state: ConversationState,
-        text: str,
         message_id: str,
+        post: Post,
         *,
         keyed: bool,
     ) -> SentMessage:
         if await self._delivery.delivered(record, state.conversation_id, message_id):
             # Its echo is in the log: an earlier call delivered it.
             return SentMessage(message_id=message_id)
-        token = record.access_token.get_secret_value()
         try:
             try:
-                return await self._client.send_message(
-                    token, state.conversation_id, text, message_id=message_id
-                )
+                return await post(message_id, False)
             except ScrtNoSessionError:
                 # The messaging session ended (per-session pre-chat): start a new one with the
                 # pre-chat values this conversation began with. Same message id, one message.
                 log.info("message.new_session")
-                return await self._client.send_message(
-                    token,
-                    state.conversation_id,
-                    text,
-                    message_id=message_id,
-                    new_session=True,
-                    routing_attributes=state.routing_attributes,
-                )
+                return await post(message_id, True)
         except ScrtError as exc:
             if await self._delivery.delivered(record, state.conversation_id, message_id):
                 return SentMessage(message_id=message_id)
@@ -400,7 +474,7 @@ class HandoffService:
         cursor: str | None,
         wait_seconds: float,
         *,
-        include_typing: bool = False,
+        include_live: bool = False,
         widget_key: str | None = None,
     ) -> ReadResult:
         record = await self._session(handle, owner, widget_key, conversation_id)
@@ -412,7 +486,7 @@ class HandoffService:
                 state.conversation_id,
                 start,
                 wait_seconds,
-                include_typing=include_typing,
+                include_live=include_live,
             )
         except BadCursor as exc:
             raise HandoffError(BAD_CURSOR) from exc

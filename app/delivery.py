@@ -100,7 +100,7 @@ class Delivery(Protocol):
         cursor: str,
         wait_seconds: float,
         *,
-        include_typing: bool = False,
+        include_live: bool = False,
     ) -> ReadResult: ...
 
     async def drop(self, handle: str, expires_at: float | None = None) -> None:
@@ -433,7 +433,7 @@ class DeliveryEngine:
         cursor: str,
         wait_seconds: float,
         *,
-        include_typing: bool = False,
+        include_live: bool = False,
     ) -> ReadResult:
         """A cursor here is a position in the process's log, as a decimal string."""
         if not re.fullmatch(r"[0-9]{1,12}", cursor):
@@ -443,7 +443,7 @@ class DeliveryEngine:
             conversation_id,
             int(cursor),
             wait_seconds,
-            include_typing=include_typing,
+            include_live=include_live,
         )
 
     async def read_feed(
@@ -453,19 +453,19 @@ class DeliveryEngine:
         cursor: int,
         wait_seconds: float,
         *,
-        include_typing: bool = False,
+        include_live: bool = False,
     ) -> ReadResult:
         """Entries after `cursor`; waits up to `wait_seconds` for one, returning the moment it
         arrives (a bot's multi-part answer is gathered for `burst_window` first). The deadline
         holds even while polling."""
         target = await feed.conversation(conversation_id)
         try:
-            return await self._read_live(feed, target, cursor, wait_seconds, include_typing)
+            return await self._read_live(feed, target, cursor, wait_seconds, include_live)
         except CursorRetired:
             # The cursor is older than the entries in memory, or became so while this read
             # waited (a fetch or a release appended more than the log keeps): nothing was
             # returned yet, so the read starts over from Salesforce's copy.
-            return await self._read_retired(feed, target, cursor, include_typing)
+            return await self._read_retired(feed, target, cursor, include_live)
 
     async def _read_live(
         self,
@@ -473,7 +473,7 @@ class DeliveryEngine:
         target: ConversationLog,
         cursor: int,
         wait_seconds: float,
-        include_typing: bool,
+        include_live: bool,
     ) -> ReadResult:
         if cursor < len(target.retired):
             raise CursorRetired(cursor)
@@ -484,12 +484,12 @@ class DeliveryEngine:
             # Even a zero-wait read sees what the stream missed; and a conversation with a gap
             # (its first read, or a catch-up still owed after a reconnect) fetches it now.
             await self.poll(feed, conversation_id, max(wait_seconds, 1.0))
-        entries = await self._wait_for_entries(feed, target, cursor, deadline, include_typing)
+        entries = await self._wait_for_entries(feed, target, cursor, deadline, include_live)
         if entries and entries[-1].role == "Chatbot" and entries[-1].kind == "message":
             quiet_until = min(deadline, loop.time() + self._options.burst_window)
             while await target.wait_for_append(quiet_until - loop.time()):
                 quiet_until = min(deadline, loop.time() + self._options.burst_window)
-            entries = target.after(cursor, include_typing=include_typing)
+            entries = target.after(cursor, include_live=include_live)
         feed.last_used = time.monotonic()
         return ReadResult(
             entries=entries,
@@ -498,7 +498,7 @@ class DeliveryEngine:
         )
 
     async def _read_retired(
-        self, feed: GuestFeed, target: ConversationLog, cursor: int, include_typing: bool
+        self, feed: GuestFeed, target: ConversationLog, cursor: int, include_live: bool
     ) -> ReadResult:
         """A read from a position the log no longer holds: what Salesforce gives back of it, and
         the entries in memory after it once the fetch reached them. Returns without waiting."""
@@ -508,10 +508,10 @@ class DeliveryEngine:
             raise FeedBroken(type(exc).__name__) from exc
         except (ScrtError, TimeoutError) as exc:
             raise HistoryUnavailable(exc) from exc
-        entries = visible(older, include_typing=include_typing)
+        entries = visible(older, include_live=include_live)
         # More may have been retired meanwhile: go on in memory only from where the log is now.
         if reached >= len(target.retired):
-            entries += target.after(reached, include_typing=include_typing)
+            entries += target.after(reached, include_live=include_live)
             reached = target.position
         feed.last_used = time.monotonic()
         return ReadResult(entries=entries, cursor=str(reached), role_info=target.view.role_info())
@@ -522,11 +522,11 @@ class DeliveryEngine:
         target: ConversationLog,
         cursor: int,
         deadline: float,
-        include_typing: bool,
+        include_live: bool,
     ) -> list[TranscriptEntry]:
         loop = asyncio.get_running_loop()
         while True:
-            entries = target.after(cursor, include_typing=include_typing)
+            entries = target.after(cursor, include_live=include_live)
             remaining = deadline - loop.time()
             if entries or remaining <= 0:
                 return entries
@@ -535,7 +535,7 @@ class DeliveryEngine:
                 await target.wait_for_append(min(remaining, self._options.poll_interval * 5))
                 continue
             await self.poll(feed, target.conversation_id, remaining)
-            if not target.after(cursor, include_typing=include_typing):
+            if not target.after(cursor, include_live=include_live):
                 await target.wait_for_append(
                     min(deadline - loop.time(), self._options.poll_interval)
                 )

@@ -8,7 +8,7 @@ whose cursor lies among retired positions (a widget opened on a long chat reads 
 gets those entries from the entries endpoint, matched by id to their positions, in log order, a
 bounded number of pages per read: the cursor it is given then points past what was fetched, and
 its next read goes on from there. Entries Salesforce does not keep in the transcript (typing
-indicators, receipts, queue positions: `EVENT_ONLY_TYPES`) are not looked for again.
+indicators, receipts, queue positions: `STREAM_ONLY_TYPES`) are not looked for again.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import structlog
 
 from app.failures import HandoffError, describe
 from app.scrt import ScrtClient, ScrtError, chronological
-from app.scrt.models import Entry
+from app.scrt.models import STREAM_ONLY_TYPES, Entry
 
 log = structlog.get_logger(__name__)
 
@@ -31,17 +31,6 @@ HISTORY_PAGE = 50
 HISTORY_MAX_PAGES = 10
 """Entries-endpoint pages one read fetches of retired history (then it returns, and goes on at
 the next read)."""
-EVENT_ONLY_TYPES = frozenset(
-    {
-        "TypingStartedIndicator",
-        "TypingStoppedIndicator",
-        "DeliveryAcknowledgement",
-        "ReadAcknowledgement",
-        "QueuePosition",
-        "ProgressIndicator",
-        "StreamingToken",
-    }
-)
 """Entries that come on the event stream only: not looked for in the transcript again."""
 
 
@@ -56,7 +45,7 @@ class Retired:
     def add(self, entries: Iterable[Entry]) -> None:
         for entry in entries:
             # An event-only entry keeps its place but is not looked for (None).
-            self.ids.append(None if entry.entry_type in EVENT_ONLY_TYPES else entry.identifier)
+            self.ids.append(None if entry.entry_type in STREAM_ONLY_TYPES else entry.identifier)
             self.times.append(entry.transcripted_timestamp or 0)
 
     def __len__(self) -> int:

@@ -124,6 +124,22 @@ class ChatCopy(BaseModel):
     complete: bool = Field(description="False when the chat was too long to copy whole")
 
 
+EntryId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[0-9A-Za-z-]+$",
+        description="An entry's id, as list_conversation_entries returned it",
+    ),
+]
+
+
+class ActivityReported(BaseModel):
+    typing: bool | None = Field(description="The typing state sent, if any")
+    read: int = Field(description="How many entries were acknowledged as read")
+
+
 class MessageSent(BaseModel):
     status: str = Field(default="sent", description="'sent': Salesforce has the message")
     messageId: str
@@ -300,6 +316,7 @@ def register_tools(
     # no field for it, so it goes in `_meta`, where ChatGPT also looks).
     secured = {"securitySchemes": security}
     widget_callable = {**widget.tool_meta(app_callable=True), **secured}
+    widget_only = {**widget.tool_meta(app_callable=True, app_only=True), **secured}
 
     @mcp.tool(annotations=open_world, meta={"openai/widgetAccessible": False, **secured})
     async def generate_guest_access_token(ctx: Context) -> GuestSession:
@@ -438,6 +455,73 @@ def register_tools(
                 clientMessageId=clientMessageId,
             )
 
+    @mcp.tool(annotations=open_world, meta=widget_callable)
+    async def send_choice(
+        sessionId: SessionId,
+        conversationId: ConversationId,
+        messageId: EntryId,
+        choiceId: Annotated[
+            str,
+            Field(min_length=1, max_length=200, description="The id of the choice the user picked"),
+        ],
+        ctx: Context,
+        clientMessageId: Annotated[
+            str | None,
+            Field(
+                pattern=CLIENT_MESSAGE_ID_PATTERN,
+                description="As for send_message: reuse it when retrying the same pick",
+            ),
+        ] = None,
+        widgetKey: WidgetKey = None,
+    ) -> MessageSent:
+        """Pick one of the choices (buttons, quick replies) a bot or agent offered: messageId is
+        the id of the entry with `choices`, choiceId the picked choice's id. Only the one the
+        user picked; if they answer in their own words, use send_message instead. The pick
+        reaches Salesforce as the user's answer to that message."""
+        async with call("send_choice", conversationId):
+            sent = await service.send_choice(
+                sessionId,
+                owner_of(ctx),
+                conversationId,
+                messageId,
+                choiceId,
+                clientMessageId,
+                widgetKey,
+            )
+            return MessageSent(
+                messageId=sent.message_id,
+                conversationId=conversationId.lower(),
+                clientMessageId=clientMessageId,
+            )
+
+    @mcp.tool(annotations=open_world, meta=widget_only)
+    async def report_chat_activity(
+        sessionId: SessionId,
+        conversationId: ConversationId,
+        ctx: Context,
+        typing: Annotated[
+            bool | None,
+            Field(description="true: the user is typing; false: stopped; omit: no change"),
+        ] = None,
+        readEntryIds: Annotated[
+            list[EntryId],
+            Field(max_length=50, description="Entries the user has now seen (read receipts)"),
+        ] = [],  # noqa: B006 (pydantic copies defaults)
+        widgetKey: WidgetKey = None,
+    ) -> ActivityReported:
+        """For the live-chat widget: tells the agent that the user is typing and which of the
+        agent's messages the user has read."""
+        async with call("report_chat_activity", conversationId):
+            await service.report_activity(
+                sessionId,
+                owner_of(ctx),
+                conversationId,
+                typing=typing,
+                read=readEntryIds,
+                widget_key=widgetKey,
+            )
+            return ActivityReported(typing=typing, read=len(readEntryIds))
+
     @mcp.tool(annotations=read_only, meta=widget_callable)
     async def list_conversation_entries(
         sessionId: SessionId,
@@ -457,7 +541,11 @@ def register_tools(
             ),
         ] = None,
         includeTyping: Annotated[
-            bool, Field(description="Also return typing_started/typing_stopped entries")
+            bool,
+            Field(
+                description="Also return what only a live display needs: typing_started/"
+                "typing_stopped, and a bot's answer in the making (streaming, progress)"
+            ),
         ] = False,
         widgetKey: WidgetKey = None,
     ) -> EntriesPage:
@@ -474,7 +562,7 @@ def register_tools(
                 conversationId,
                 parse_cursor(cursor),
                 wait,
-                include_typing=includeTyping,
+                include_live=includeTyping,
                 widget_key=widgetKey,
             )
             return EntriesPage(

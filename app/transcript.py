@@ -11,20 +11,61 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
 from app.history import HISTORY_ENTRIES, Retired
-from app.scrt.models import Entry
-
-TYPING_TYPES = frozenset({"TypingStartedIndicator", "TypingStoppedIndicator"})
-# Entries a reader never needs: receipts and partial streaming output (the final message follows).
-HIDDEN_TYPES = frozenset(
-    {"DeliveryAcknowledgement", "ReadAcknowledgement", "StreamingToken", "ProgressIndicator"}
+from app.scrt.models import (
+    PREVIEW_TYPES,
+    RECEIPT_TYPES,
+    STREAM_ONLY_TYPES,
+    TYPING_TYPES,
+    Entry,
+    EntryType,
 )
+
+LIVE_TYPES = TYPING_TYPES | PREVIEW_TYPES
+"""Shown only to live displays (the widget), on request: typing, and a bot's answer in the
+making (streamed tokens, progress). The model reads the final messages."""
+# Entries no reader is shown: receipts.
+HIDDEN_TYPES = RECEIPT_TYPES
+OPTION_TITLES_KEPT = 100
+"""Titles of the newest choices offered, so a pick reads as its title, not its id."""
+
+
+class Choice(BaseModel):
+    id: str
+    """The option's id: pass it to send_choice to pick it."""
+    title: str | None = None
+
+
+class LinkOut(BaseModel):
+    url: str | None = None
+    """An http(s) address, or None when the link pointed elsewhere (not shown)."""
+    title: str | None = None
+
+
+class FileOut(BaseModel):
+    name: str | None = None
+    mimeType: str | None = None
+    url: str | None = None
+    """A time-limited download address (http(s) only)."""
+
+
+def web_url(url: str | None) -> str | None:
+    """The address if it is an http(s) URL with a host, else None: nothing else is offered to
+    open (no javascript:, data: or file: links)."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return None
+    return url.strip() if parts.scheme.lower() in ("http", "https") and parts.hostname else None
 
 
 class TranscriptEntry(BaseModel):
@@ -32,8 +73,9 @@ class TranscriptEntry(BaseModel):
 
     id: str
     kind: str
-    """message | joined | left | transfer | routed | routing_failed | queue_position |
-    session_started | session_ended | conversation_closed | typing_started | typing_stopped"""
+    """message | form | joined | left | transfer | routed | routing_failed | queue_position |
+    session_started | session_ended | conversation_closed | unsupported; with includeTyping
+    also typing_started | typing_stopped | streaming | progress"""
     role: str | None = None
     """EndUser | Chatbot | Agent | System (for a join/leave: the role of who joined or left)"""
     name: str | None = None
@@ -41,7 +83,14 @@ class TranscriptEntry(BaseModel):
     timestamp: int | None = None
     position: int | None = None
     endedBy: str | None = None
-    choices: list[str] | None = None
+    choices: list[Choice] | None = None
+    """Options offered with a message (buttons, quick replies): pick one with send_choice."""
+    link: LinkOut | None = None
+    files: list[FileOut] | None = None
+    targetId: str | None = None
+    """streaming: the id of the message these tokens preview (it replaces them when it comes)."""
+    sequence: int | None = None
+    """streaming: the token's place in its message (tokens may arrive out of order)."""
 
 
 class RoleInfo(BaseModel):
@@ -75,6 +124,8 @@ class ConversationView:
     session_ended: bool = False
     ended_by: str | None = None
     closed: bool = False
+    option_titles: dict[str, str] = field(default_factory=dict)
+    """optionIdentifier → title of the newest options offered (at most OPTION_TITLES_KEPT)."""
 
     def apply(self, entry: Entry) -> None:
         kind = entry.entry_type
@@ -82,6 +133,7 @@ class ConversationView:
             self.last_sender_role, self.last_sender_name = entry.role, entry.sender_name
             if entry.role == "Agent":
                 self.agent_typing = False
+            remember_titles(self.option_titles, entry)
         elif kind == "ParticipantChanged":
             for change in entry.participant_changes:
                 key = change.subject or f"{change.role}:{change.display_name}"
@@ -134,34 +186,78 @@ class ConversationView:
         )
 
 
-def present(entry: Entry) -> list[TranscriptEntry]:
+def remember_titles(titles: dict[str, str], entry: Entry) -> None:
+    """Note the titles of the options a message offers, keeping the newest few."""
+    for option in entry.choices:
+        if option.title:
+            titles.pop(option.option_identifier, None)
+            titles[option.option_identifier] = option.title
+    while len(titles) > OPTION_TITLES_KEPT:
+        del titles[next(iter(titles))]
+
+
+def present(entry: Entry, titles: Mapping[str, str] | None = None) -> list[TranscriptEntry]:
     """The reader-facing form of an entry: usually one item, none for entries readers never
-    see, several for a ParticipantChanged with several changes."""
-    shown = _present_one(entry)
+    see, several for a ParticipantChanged with several changes. `titles` names the options a
+    pick (ChoicesResponseMessage) refers to."""
+    shown = _present_one(entry, titles or {})
     if shown is None:
         return []
     return shown if isinstance(shown, list) else [shown]
 
 
-def _present_one(entry: Entry) -> TranscriptEntry | list[TranscriptEntry] | None:
+def _message(entry: Entry, base: dict[str, Any], titles: Mapping[str, str]) -> TranscriptEntry:
+    text = entry.text
+    if entry.selected:
+        text = ", ".join(titles.get(option, option) for option in entry.selected)
+    if entry.message_type == "FormMessage":
+        return TranscriptEntry(
+            **base,
+            kind="form",
+            role=entry.role,
+            name=entry.sender_name,
+            text=entry.form_title,
+        )
+    files = [
+        FileOut(name=a.name, mimeType=a.mime_type, url=web_url(a.url)) for a in entry.attachments
+    ]
+    link = (
+        LinkOut(url=web_url(entry.link.url), title=entry.link.title)
+        if entry.link is not None
+        else None
+    )
+    if text is None and link is None and not files and not any(c.title for c in entry.choices):
+        # A content type this server does not know yet: a neutral line, not a blank bubble.
+        return TranscriptEntry(
+            **base,
+            kind="unsupported",
+            role=entry.role,
+            name=entry.sender_name,
+            text=f"{entry.message_type or 'Message'} ({entry.format_type or 'no format'})",
+        )
+    return TranscriptEntry(
+        **base,
+        kind="message",
+        role=entry.role,
+        name=entry.sender_name,
+        text=text,
+        choices=[Choice(id=c.option_identifier, title=c.title) for c in entry.choices if c.title]
+        or None,
+        link=link,
+        files=files or None,
+    )
+
+
+def _present_one(
+    entry: Entry, titles: Mapping[str, str]
+) -> TranscriptEntry | list[TranscriptEntry] | None:
     base: dict[str, Any] = {
         "id": entry.identifier or "",
         "timestamp": entry.transcripted_timestamp,
     }
     kind = entry.entry_type
     if kind == "Message":
-        choices = [c.title for c in entry.choices if c.title] or None
-        text = entry.text
-        if text is None and entry.attachments:
-            text = ", ".join(a.name or "attachment" for a in entry.attachments)
-        return TranscriptEntry(
-            **base,
-            kind="message",
-            role=entry.role,
-            name=entry.sender_name,
-            text=text,
-            choices=choices,
-        )
+        return _message(entry, base, titles)
     if kind == "ParticipantChanged" and entry.participant_changes:
         # One entry can carry several changes (one agent leaves, another joins): show each.
         return [
@@ -197,18 +293,50 @@ def _present_one(entry: Entry) -> TranscriptEntry | list[TranscriptEntry] | None
     if kind in TYPING_TYPES:
         typing_kind = "typing_started" if kind == "TypingStartedIndicator" else "typing_stopped"
         return TranscriptEntry(**base, kind=typing_kind, role=entry.role, name=entry.sender_name)
+    if kind == "StreamingToken" and entry.streaming_token is not None:
+        token = entry.streaming_token
+        return TranscriptEntry(
+            **base,
+            kind="streaming",
+            role=entry.role,
+            name=entry.sender_name,
+            text=token.text,
+            targetId=token.target_message_id,
+            sequence=token.sequence_number,
+        )
+    if kind == "ProgressIndicator":
+        return TranscriptEntry(
+            **base,
+            kind="progress",
+            role=entry.role,
+            name=entry.sender_name,
+            text=entry.progress_text,
+        )
+    if kind not in _KNOWN_TYPES:
+        # Newer than this server: a neutral line naming the type, never a crash or a silence.
+        return TranscriptEntry(**base, kind="unsupported", role=entry.role, text=kind)
     return None
 
 
-def visible(entries: Iterable[Entry], *, include_typing: bool) -> list[TranscriptEntry]:
-    """What a reader is shown of these entries, in order."""
+_KNOWN_TYPES = frozenset(EntryType)
+
+
+def visible(
+    entries: Iterable[Entry], *, include_live: bool, titles: Mapping[str, str] | None = None
+) -> list[TranscriptEntry]:
+    """What a reader is shown of these entries, in order. `include_live`: also typing and a
+    bot's answer in the making (LIVE_TYPES). `titles`: option titles offered before these
+    entries (those offered among them are picked up on the way)."""
+    known = dict(titles or {})
     out = []
     for entry in entries:
         if entry.entry_type in HIDDEN_TYPES:
             continue
-        if entry.entry_type in TYPING_TYPES and not include_typing:
+        if entry.entry_type in LIVE_TYPES and not include_live:
             continue
-        out.extend(present(entry))
+        if entry.choices:
+            remember_titles(known, entry)
+        out.extend(present(entry, known))
     return out
 
 
@@ -306,7 +434,7 @@ class ConversationLog:
                 self._ids.add(entry.identifier)
             self.entries.append(entry)
             self.view.apply(entry)
-            if entry.transcripted_timestamp and entry.entry_type not in TYPING_TYPES:
+            if entry.transcripted_timestamp and entry.entry_type not in STREAM_ONLY_TYPES:
                 self.last_timestamp = max(self.last_timestamp, entry.transcripted_timestamp)
             added += 1
         if added:
@@ -331,12 +459,16 @@ class ConversationLog:
     def position(self) -> int:
         return len(self.retired) + len(self.entries)
 
-    def after(self, cursor: int, *, include_typing: bool) -> list[TranscriptEntry]:
+    def after(self, cursor: int, *, include_live: bool) -> list[TranscriptEntry]:
         """What a reader at `cursor` is shown; CursorRetired if entries after it are no longer
         in memory (the reader fetches them, `app.history.fetch_retired`)."""
         if cursor < len(self.retired):
             raise CursorRetired(cursor)
-        return visible(self.entries[cursor - len(self.retired) :], include_typing=include_typing)
+        return visible(
+            self.entries[cursor - len(self.retired) :],
+            include_live=include_live,
+            titles=self.view.option_titles,
+        )
 
     async def wait_for_append(self, seconds: float) -> bool:
         """Wait until something is appended, at most `seconds`; True if it was."""

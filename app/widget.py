@@ -74,16 +74,22 @@ class WidgetResource:
             meta["openai/widgetDomain"] = self.domain
         return meta
 
-    def tool_meta(self, *, app_callable: bool, output_template: bool = False) -> dict[str, Any]:
+    def tool_meta(
+        self, *, app_callable: bool, output_template: bool = False, app_only: bool = False
+    ) -> dict[str, Any]:
+        """`app_only`: the view calls the tool, the model never sees it."""
         meta: dict[str, Any] = {}
         if output_template:
             meta["ui"] = {"resourceUri": WIDGET_URI}
             meta["openai/outputTemplate"] = WIDGET_URI
             meta["openai/toolInvocation/invoking"] = "Opening the live chat"
             meta["openai/toolInvocation/invoked"] = "Live chat open"
-        if app_callable:
-            meta["ui"] = {**meta.get("ui", {}), "visibility": ["model", "app"]}
+        if app_callable or app_only:
+            visibility = ["app"] if app_only else ["model", "app"]
+            meta["ui"] = {**meta.get("ui", {}), "visibility": visibility}
             meta["openai/widgetAccessible"] = True
+        if app_only:
+            meta["openai/visibility"] = "private"
         return meta
 
     def config(self) -> dict[str, Any]:

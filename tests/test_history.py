@@ -65,7 +65,7 @@ def test_a_log_keeps_its_newest_entries_and_the_positions_of_the_rest() -> None:
     assert log.retired.ids == ["m0", "m1"]
     assert log.position == 5
     # A reader past the retired ones reads from memory, at the same positions as before.
-    assert [e.text for e in log.after(3, include_typing=False)] == ["text of m3", "text of m4"]
+    assert [e.text for e in log.after(3, include_live=False)] == ["text of m3", "text of m4"]
     # A retired entry coming again (a replay, a fetch) is still a duplicate.
     assert log.append([message("m0", 1000)]) == 0
     assert log.has("m0")

@@ -129,7 +129,7 @@ def receipt(identifier: str = "ack") -> Entry:
 
 
 def texts(log: ConversationLog, cursor: int = 0) -> list[str | None]:
-    return [shown.text for shown in log.after(cursor, include_typing=False)]
+    return [shown.text for shown in log.after(cursor, include_live=False)]
 
 
 def synced_log() -> ConversationLog:
@@ -164,13 +164,13 @@ def test_an_entry_without_an_identifier_is_shown_with_an_empty_id() -> None:
     assert closed.id == ""
 
 
-def test_a_choices_message_offers_the_titles_of_its_options() -> None:
+def test_a_choices_message_offers_its_titled_options_by_id_and_title() -> None:
     [shown] = present(
         choices_message([option("o1", "Yes"), option("o2", None), option("o3", "No")])
     )
 
     assert shown.text == "Pick one"
-    assert shown.choices == ["Yes", "No"]
+    assert [(c.id, c.title) for c in shown.choices or []] == [("o1", "Yes"), ("o3", "No")]
 
 
 def test_a_choices_message_without_titled_options_offers_no_choices() -> None:
@@ -180,19 +180,37 @@ def test_a_choices_message_without_titled_options_offers_no_choices() -> None:
     assert present(message("plain"))[0].choices is None
 
 
-def test_a_message_with_only_attachments_is_shown_as_their_names() -> None:
-    files = [{"id": "f1", "name": "invoice.pdf"}, {"id": "f2"}]
+def test_a_message_with_only_attachments_is_shown_as_its_files() -> None:
+    files = [
+        {"id": "f1", "name": "invoice.pdf", "mimeType": "application/pdf", "url": "https://x/f1"},
+        {"id": "f2", "url": "javascript:alert(1)"},
+    ]
 
     [shown] = present(message(None, attachments=files))
 
-    assert shown.text == "invoice.pdf, attachment"
+    assert shown.kind == "message" and shown.text is None
+    assert [f.model_dump() for f in shown.files or []] == [
+        {"name": "invoice.pdf", "mimeType": "application/pdf", "url": "https://x/f1"},
+        # Only http(s) addresses are offered to open.
+        {"name": None, "mimeType": None, "url": None},
+    ]
 
 
-def test_a_message_with_text_and_attachments_shows_its_text() -> None:
+def test_a_message_with_text_and_attachments_shows_both() -> None:
     [shown] = present(message("See attached", attachments=[{"id": "f1", "name": "a.pdf"}]))
 
     assert shown.text == "See attached"
-    assert present(message(None))[0].text is None
+    assert [f.name for f in shown.files or []] == ["a.pdf"]
+
+
+def test_a_message_with_nothing_this_server_can_show_is_a_neutral_line() -> None:
+    [shown] = present(message(None))
+
+    assert (shown.kind, shown.role, shown.text) == (
+        "unsupported",
+        "Agent",
+        "StaticContentMessage (Text)",
+    )
 
 
 def test_each_change_of_a_participant_entry_gets_its_own_id_role_and_name() -> None:
@@ -258,10 +276,6 @@ def test_typing_is_shown_with_who_is_typing() -> None:
 
     assert (started.kind, started.role, started.name) == ("typing_started", "Agent", "Ann")
     assert (stopped.kind, stopped.role, stopped.name) == ("typing_stopped", "Agent", "Ann")
-
-
-def test_entries_of_an_unknown_type_show_nothing() -> None:
-    assert present(entry("SomethingNew", {})) == []
 
 
 # Who is on the other side, from structured signals.
@@ -477,7 +491,7 @@ def test_typing_is_read_only_when_asked_for_and_never_hides_what_follows() -> No
     log.append([message("one", identifier="1"), typing("Started"), message("two", identifier="2")])
 
     assert texts(log) == ["one", "two"]
-    assert [s.kind for s in log.after(0, include_typing=True)] == [
+    assert [s.kind for s in log.after(0, include_live=True)] == [
         "message",
         "typing_started",
         "message",

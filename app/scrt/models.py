@@ -43,6 +43,14 @@ class EntryType(StrEnum):
     PROGRESS_INDICATOR = "ProgressIndicator"
 
 
+TYPING_TYPES = frozenset({EntryType.TYPING_STARTED, EntryType.TYPING_STOPPED})
+PREVIEW_TYPES = frozenset({EntryType.STREAMING_TOKEN, EntryType.PROGRESS_INDICATOR})
+"""A bot's answer in the making: tokens streamed ahead of the final message, progress lines."""
+RECEIPT_TYPES = frozenset({EntryType.DELIVERY_ACKNOWLEDGEMENT, EntryType.READ_ACKNOWLEDGEMENT})
+STREAM_ONLY_TYPES = TYPING_TYPES | PREVIEW_TYPES | RECEIPT_TYPES | {EntryType.QUEUE_POSITION}
+"""Entries that travel on the event stream only: the entries endpoint never returns them."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChoiceOption:
     option_identifier: str
@@ -55,6 +63,14 @@ class Attachment:
     name: str | None = None
     mime_type: str | None = None
     url: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Link:
+    """A RichLink's or WebView's target (a page the user can open) and its title."""
+
+    url: str | None = None
+    title: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,7 +124,12 @@ class Entry:
     in_reply_to_message_id: str | None = None
     message_reason: str | None = None
     choices: tuple[ChoiceOption, ...] = ()
+    selected: tuple[str, ...] = ()
+    """A ChoicesResponseMessage's picked `optionIdentifier`s."""
     attachments: tuple[Attachment, ...] = ()
+    link: Link | None = None
+    form_title: str | None = None
+    """A FormMessage's title (forms are not filled in here, only shown)."""
     # Other entry types
     participant_changes: tuple[ParticipantChange, ...] = ()
     routing: RoutingResult | None = None
@@ -190,15 +211,23 @@ def _message(payload: dict[str, Any], _: dict[str, Any]) -> dict[str, Any]:
         None,
     )
     content = shapes.obj(message, content_key) if content_key else {}
+    format_type = _word(content.get("formatType"))
     return {
         "message_type": _word(message.get("messageType")),
-        "format_type": _word(content.get("formatType")),
+        "format_type": format_type,
         "text": shapes.text(content.get("text"))
         if content_key in ("staticContent", "choices")
         else None,
         "in_reply_to_message_id": shapes.text(message.get("inReplyToMessageId")),
         "message_reason": _word(payload.get("messageReason")),
         "choices": _choice_options(content) if content_key == "choices" else (),
+        "selected": tuple(
+            identifier
+            for item in shapes.objs(content.get("selectedOptions"))
+            if (identifier := shapes.text(item.get("optionIdentifier")))
+        )
+        if content_key == "choicesResponse"
+        else (),
         "attachments": tuple(
             Attachment(
                 id=shapes.text(item.get("id")),
@@ -208,7 +237,27 @@ def _message(payload: dict[str, Any], _: dict[str, Any]) -> dict[str, Any]:
             )
             for item in shapes.objs(content.get("attachments"))
         ),
+        "link": _link(content, format_type),
+        "form_title": _form_title(content) if content_key == "form" else None,
     }
+
+
+def _link(content: dict[str, Any], format_type: str | None) -> Link | None:
+    """RichLink: `linkItem {url, titleItem.title}`; WebView: `url` and `title.title`."""
+    if format_type == "RichLink":
+        item = shapes.obj(content, "linkItem")
+        title = shapes.obj(item, "titleItem").get("title")
+        return Link(url=shapes.text(item.get("url")), title=shapes.text(title))
+    if format_type == "WebView":
+        title = shapes.obj(content, "title").get("title")
+        return Link(url=shapes.text(content.get("url")), title=shapes.text(title))
+    return None
+
+
+def _form_title(form: dict[str, Any]) -> str | None:
+    """The form's title, as text or as a TitleItem (the nesting is not documented: a guess)."""
+    title = form.get("title")
+    return shapes.text(title.get("title") if isinstance(title, dict) else title)
 
 
 def _choice_options(choices: dict[str, Any]) -> tuple[ChoiceOption, ...]:

@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from app.simulator import entries as E
+from app.simulator import rich as R
 from app.simulator.errors import conflict
 from app.simulator.org import Conversation, MessagingSession, Participant, SimulatedOrg, now_ms
 
@@ -199,14 +200,27 @@ class Actors:
             raise conflict(f"No {label} is in this conversation.")
         return who
 
-    def agent_message(self, conv: Conversation, text: str) -> Json:
-        return self._say(conv, self.require(conv, "Agent"), text)
+    def send(self, conv: Conversation, role: str, payload: Json) -> Json:
+        """A message of any kind (`app.simulator.rich`) from the agent or the bot."""
+        who = self.require(conv, role)
+        return self.org.emit(conv, payload, who.as_sender(), who.display_name)
+
+    def bot_token(self, conv: Conversation, target: str, sequence: int | None, text: str) -> int:
+        """One token of the bot's answer `target`, streamed ahead of it; returns its sequence
+        number (the next one when none is given)."""
+        bot = self.require(conv, "Chatbot")
+        number = sequence if sequence is not None else conv.stream_sequences.get(target, 0) + 1
+        conv.stream_sequences[target] = max(number, conv.stream_sequences.get(target, 0))
+        payload = R.streaming_token_payload(E.new_id(), target, number, text)
+        self.org.emit(conv, payload, bot.as_sender(), bot.display_name)
+        return number
+
+    def bot_progress(self, conv: Conversation, text: str) -> None:
+        bot = self.require(conv, "Chatbot")
+        self.org.emit(conv, R.progress_payload(E.new_id(), text), bot.as_sender(), bot.display_name)
 
     def agent_typing(self, conv: Conversation, typing: bool) -> None:
         self._typing(conv, self.require(conv, "Agent"), typing)
-
-    def bot_message(self, conv: Conversation, text: str) -> Json:
-        return self._say(conv, self.require(conv, "Chatbot"), text)
 
     def agent_end(self, conv: Conversation) -> None:
         agent = self.require(conv, "Agent")

@@ -14,6 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from app.simulator import entries as E
+from app.simulator import rich as R
 from app.simulator.errors import bad_request, not_found
 from app.simulator.faults import FaultBook
 from app.simulator.options import MAX_FAULT_DELAY, FaultSpec
@@ -135,10 +137,21 @@ async def agent_join(request: Request) -> Response:
     return JSONResponse({"conversation": conv.summary()})
 
 
-async def agent_message(request: Request) -> Response:
+async def send_as(request: Request, role: str) -> Response:
+    """A message from the agent or the bot: a text, or a text with choices, a link, a file or a
+    form (`app.simulator.rich`); the bot may name its id (the final message of a stream)."""
     conv = target(request)
-    entry = actors_of(request).agent_message(conv, text_field(await json_body(request)))
+    body = await json_body(request)
+    entry_id = body.get("id", E.new_id())
+    if not isinstance(entry_id, str) or not entry_id.strip():
+        raise bad_request('Field "id" must be a non-empty string (the message\'s id).')
+    payload = R.message_payload(org_of(request), body, entry_id, str(request.base_url))
+    entry = actors_of(request).send(conv, role, payload)
     return JSONResponse({"entryId": entry["identifier"]})
+
+
+async def agent_message(request: Request) -> Response:
+    return await send_as(request, "Agent")
 
 
 async def agent_typing(request: Request) -> Response:
@@ -157,9 +170,28 @@ async def agent_end(request: Request) -> Response:
 
 
 async def bot_message(request: Request) -> Response:
+    return await send_as(request, "Chatbot")
+
+
+async def bot_token(request: Request) -> Response:
+    """One token of a streamed answer: {text, targetId?, sequence?}; the answer itself follows
+    as `bot/message` with `id` = targetId."""
     conv = target(request)
-    entry = actors_of(request).bot_message(conv, text_field(await json_body(request)))
-    return JSONResponse({"entryId": entry["identifier"]})
+    body = await json_body(request)
+    target_id = body.get("targetId", E.new_id())
+    sequence = body.get("sequence")
+    if not isinstance(target_id, str) or not target_id.strip():
+        raise bad_request('Field "targetId" must be a non-empty string (the final message\'s id).')
+    if sequence is not None and not (is_integer(sequence) and sequence > 0):
+        raise bad_request('Field "sequence" must be a positive integer.')
+    number = actors_of(request).bot_token(conv, target_id, sequence, text_field(body))
+    return JSONResponse({"targetId": target_id, "sequence": number})
+
+
+async def bot_progress(request: Request) -> Response:
+    conv = target(request)
+    actors_of(request).bot_progress(conv, text_field(await json_body(request)))
+    return JSONResponse({})
 
 
 def is_number(value: Any) -> bool:
@@ -304,6 +336,8 @@ routes = [
     Route(f"{CONV}/agent/typing", agent_typing, methods=["POST"]),
     Route(f"{CONV}/agent/end", agent_end, methods=["POST"]),
     Route(f"{CONV}/bot/message", bot_message, methods=["POST"]),
+    Route(f"{CONV}/bot/token", bot_token, methods=["POST"]),
+    Route(f"{CONV}/bot/progress", bot_progress, methods=["POST"]),
     Route("/control/faults", add_fault, methods=["POST"]),
     Route("/control/faults", list_faults, methods=["GET"]),
     Route("/control/faults", clear_faults, methods=["DELETE"]),

@@ -176,6 +176,7 @@ async def send_entry(request: Request) -> Response:
     if not conv.open:
         raise bad_request("The conversation is closed.")
     payload = {"entryType": kind, "id": entry_id, "timestamp": conv.next_timestamp()}
+    conv.user_typing = kind == "TypingStartedIndicator"
     org.emit(conv, payload, end_user_sender(token), "Guest")
     return Response(status_code=202)
 
@@ -200,6 +201,8 @@ async def acknowledge_entries(request: Request) -> Response:
             "DeliveryAcknowledgement" if ack["entryType"] == "Delivery" else "ReadAcknowledgement"
         )
         acked = ack["conversationEntryId"]
+        if kind == "ReadAcknowledgement" and acked not in conv.read_entry_ids:
+            conv.read_entry_ids.append(acked)
         payload = {
             "entryType": kind,
             "id": ack["id"],

@@ -79,6 +79,12 @@ class Conversation:
     message_times: deque[float] = field(default_factory=deque)
     last_ts: int = 0
     actor_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    user_typing: bool = False
+    """The end user's last typing indicator said started (what the agent console shows)."""
+    read_entry_ids: list[str] = field(default_factory=list)
+    """Entries the end user acknowledged as read, oldest first."""
+    stream_sequences: dict[str, int] = field(default_factory=dict)
+    """The last sequence number streamed per target message (the bot's streamed answers)."""
 
     def participant(self, role: str) -> Participant | None:
         return next((p for p in self.participants if p.role == role), None)
@@ -106,6 +112,8 @@ class Conversation:
             "startTimestamp": self.start_ms,
             "endTimestamp": self.end_ms,
             "entries": self.entries,
+            "userTyping": self.user_typing,
+            "readEntryIds": self.read_entry_ids,
         }
 
 

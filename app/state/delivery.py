@@ -261,7 +261,7 @@ class SharedDelivery:
         cursor: str,
         wait_seconds: float,
         *,
-        include_typing: bool = False,
+        include_live: bool = False,
     ) -> ReadResult:
         """Entries after `cursor` (a journal stream id; "0" is the start), waiting up to
         `wait_seconds` for one; a bot's multi-part answer is gathered for `burst_window`."""
@@ -282,7 +282,9 @@ class SharedDelivery:
                 items, view = await self._journal.read_after(session, conversation_id, cursor)
                 if items:
                     cursor = items[-1][0]
-                    new = visible((e for _, e in items), include_typing=include_typing)
+                    new = visible(
+                        (e for _, e in items), include_live=include_live, titles=view.option_titles
+                    )
                     shown += new
                     if quiet_until is not None or (
                         new and new[-1].role == "Chatbot" and new[-1].kind == "message"

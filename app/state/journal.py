@@ -31,10 +31,10 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.scrt import ReconnectPolicy
-from app.scrt.models import ENTRY_JSON, Entry
+from app.scrt.models import ENTRY_JSON, PREVIEW_TYPES, RECEIPT_TYPES, Entry
 from app.state.ownership import Ownership
 from app.state.sealing import Sealer
-from app.transcript import HIDDEN_TYPES, ConversationView
+from app.transcript import ConversationView
 
 log = structlog.get_logger(__name__)
 
@@ -181,10 +181,11 @@ class Journal:
         expires_at: float,
     ) -> None:
         """Queue entries a log just appended, with the state folded so far; written in order.
-        Entries no reader is ever shown (receipts, streaming tokens) are not kept."""
+        Receipts (no reader is shown them) and a bot's answer in the making (streamed tokens,
+        progress: the final message follows) are not kept."""
         pairs: list[str | bytes] = []
         for entry in entries:
-            if entry.entry_type in HIDDEN_TYPES:
+            if entry.entry_type in RECEIPT_TYPES or entry.entry_type in PREVIEW_TYPES:
                 continue
             pairs.append(entry.identifier or "")
             pairs.append(self._sealer.seal(ENTRY_JSON.dump_json(entry)))

@@ -54,6 +54,8 @@ async def test_readme_curl_examples_work_against_a_live_server(stack: Stack) -> 
         "close_conversation",
         "show_salesforce_chat",
         "get_conversation_transcript",
+        "send_choice",
+        "report_chat_activity",
     }
 
     session = await run_block(token, base)

@@ -1,0 +1,243 @@
+"""Rich content through the tools: choices the model (or the widget) picks with send_choice, links
+and files as entries, an answer streamed ahead of the final message, and what the widget reports
+of the user (typing, read receipts), each checked against what the simulated org recorded."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+from mcp.client import Client
+
+from tests.mcp.conftest import Stack, ToolFailed, call, read_until
+from tests.mcp.test_handoff_flow import messages, start_chat
+
+PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n fake image bytes").decode()
+
+
+async def with_agent(stack: Stack, client: Client) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    ids = await start_chat(client)
+    seen, _ = await read_until(client, ids, lambda e, _: bool(messages(e, "Chatbot")))
+    await stack.agent(ids["conversationId"], "join", {"name": "Jane Agent"})
+    await read_until(client, ids, lambda _, i: i["isLiveAgent"], seen=seen)
+    return ids, seen
+
+
+def newest(entries: list[dict[str, Any]], **match: Any) -> dict[str, Any]:
+    return [e for e in entries if all(e.get(k) == v for k, v in match.items())][-1]
+
+
+async def test_the_model_picks_an_offered_choice_and_salesforce_gets_its_id(stack: Stack) -> None:
+    async with Client(stack.mcp_url) as client:
+        ids, seen = await with_agent(stack, client)
+        cid = ids["conversationId"]
+        offer = await stack.agent(
+            cid,
+            "message",
+            {"text": "What is it about?", "choices": [{"id": "ord", "title": "Orders"}, "Billing"]},
+        )
+        await read_until(
+            client, ids, lambda e, _: "What is it about?" in messages(e, "Agent"), seen=seen
+        )
+        shown = newest(seen, kind="message", role="Agent")
+        assert shown["id"] == offer["entryId"]
+        assert shown["choices"] == [
+            {"id": "ord", "title": "Orders"},
+            {"id": "option-2", "title": "Billing"},
+        ]
+
+        sent = await call(
+            client,
+            "send_choice",
+            {**ids, "messageId": shown["id"], "choiceId": "option-2", "clientMessageId": "pick-1"},
+        )
+        # The same pick again (a retry) is not a second answer.
+        again = await call(
+            client,
+            "send_choice",
+            {**ids, "messageId": shown["id"], "choiceId": "option-2", "clientMessageId": "pick-1"},
+        )
+        await read_until(client, ids, lambda e, _: "Billing" in messages(e, "EndUser"), seen=seen)
+
+    assert again["messageId"] == sent["messageId"]
+    conv = await stack.conversation(cid)
+    picks = [
+        e["entryPayload"]["abstractMessage"]
+        for e in conv["entries"]
+        if e["entryType"] == "Message"
+        and e["sender"]["role"] == "EndUser"
+        and "choicesResponse" in e["entryPayload"]["abstractMessage"]
+    ]
+    assert len(picks) == 1
+    assert picks[0]["inReplyToMessageId"] == offer["entryId"]
+    assert picks[0]["choicesResponse"]["selectedOptions"] == [{"optionIdentifier": "option-2"}]
+    # The user's side reads as the title picked, not as an id.
+    assert messages(seen, "EndUser")[-1] == "Billing"
+
+
+@pytest.mark.parametrize(
+    ("which", "error"),
+    [
+        ("message", "messageId must be the id of a message with choices"),
+        ("plain", "messageId names a message that offers no choices"),
+        ("choice", "choiceId must be the id of one of that message's choices: yes, no"),
+    ],
+)
+async def test_a_wrong_pick_is_refused_naming_what_is_wrong_and_nothing_is_sent(
+    stack: Stack, which: str, error: str
+) -> None:
+    async with Client(stack.mcp_url) as client:
+        ids, _ = await with_agent(stack, client)
+        cid = ids["conversationId"]
+        plain = await stack.agent(cid, "message", {"text": "Just text"})
+        offer = await stack.agent(
+            cid,
+            "message",
+            {
+                "text": "Sure?",
+                "choices": [{"id": "yes", "title": "Yes"}, {"id": "no", "title": "No"}],
+            },
+        )
+        before = len((await stack.conversation(cid))["entries"])
+        args = {
+            "message": {"messageId": "0d5c8f4e-0000-4000-8000-000000000000", "choiceId": "yes"},
+            "plain": {"messageId": plain["entryId"], "choiceId": "yes"},
+            "choice": {"messageId": offer["entryId"], "choiceId": "maybe"},
+        }[which]
+
+        with pytest.raises(ToolFailed, match=error):
+            await call(client, "send_choice", {**ids, **args})
+
+    assert len((await stack.conversation(cid))["entries"]) == before
+
+
+async def test_links_and_files_arrive_as_entries_with_only_web_addresses(stack: Stack) -> None:
+    async with Client(stack.mcp_url) as client:
+        ids, seen = await with_agent(stack, client)
+        cid = ids["conversationId"]
+        await stack.agent(
+            cid,
+            "message",
+            {"text": "Track it", "link": {"url": "https://t.example/1", "title": "Parcel"}},
+        )
+        await stack.agent(
+            cid, "message", {"link": {"url": "javascript:alert(1)", "title": "Click me"}}
+        )
+        await stack.agent(
+            cid,
+            "message",
+            {
+                "text": "Your label",
+                "file": {"name": "label.png", "mimeType": "image/png", "content": PNG},
+            },
+        )
+        await read_until(client, ids, lambda e, _: "Your label" in messages(e, "Agent"), seen=seen)
+
+    [track, bad, label] = [e for e in seen if e["role"] == "Agent" and e["kind"] == "message"][-3:]
+    assert track["link"] == {"url": "https://t.example/1", "title": "Parcel"}
+    assert bad["link"] == {"url": None, "title": "Click me"}
+    [file] = label["files"]
+    assert (file["name"], file["mimeType"]) == ("label.png", "image/png")
+    assert file["url"].startswith(stack.sim_url)
+    # The address serves the file the agent sent.
+    downloaded = await stack.control.get(file["url"][len(stack.sim_url) :])
+    assert downloaded.content == base64.b64decode(PNG)
+
+
+async def test_a_streamed_answer_reaches_the_model_once_whole_and_the_widget_as_it_streams(
+    stack: Stack,
+) -> None:
+    async with Client(stack.mcp_url) as client:
+        ids = await start_chat(client)
+        cid = ids["conversationId"]
+        seen, _ = await read_until(client, ids, lambda e, _: bool(messages(e, "Chatbot")))
+        live = await call(
+            client,
+            "list_conversation_entries",
+            {**ids, "waitSeconds": 0, "includeTyping": True, "cursor": "0"},
+        )
+        cursor = live["cursor"]
+        bot = f"/control/conversations/{cid}/bot"
+        await stack.control.post(f"{bot}/progress", json={"text": "Looking it up"})
+        first = (await stack.control.post(f"{bot}/token", json={"text": "Your order "})).json()
+        target = first["targetId"]
+        widget: list[dict[str, Any]] = []
+        while not any(e["kind"] == "streaming" for e in widget):
+            page = await call(
+                client,
+                "list_conversation_entries",
+                {**ids, "cursor": cursor, "waitSeconds": 5, "includeTyping": True},
+            )
+            widget += page["entries"]
+            cursor = page["cursor"]
+        await stack.control.post(f"{bot}/token", json={"targetId": target, "text": "ships today."})
+        await stack.control.post(
+            f"{bot}/message", json={"id": target, "text": "Your order ships today."}
+        )
+        while not any(e["kind"] == "message" and e["id"] == target for e in widget):
+            page = await call(
+                client,
+                "list_conversation_entries",
+                {**ids, "cursor": cursor, "waitSeconds": 5, "includeTyping": True},
+            )
+            widget += page["entries"]
+            cursor = page["cursor"]
+        await read_until(
+            client, ids, lambda e, _: "Your order ships today." in messages(e, "Chatbot"), seen=seen
+        )
+
+    # The model: the final answer once, no tokens, no progress.
+    assert messages(seen, "Chatbot")[-1] == "Your order ships today."
+    assert messages(seen, "Chatbot").count("Your order ships today.") == 1
+    assert not [e for e in seen if e["kind"] in ("streaming", "progress")]
+    # The widget: the progress line, each token in order with its target, then the answer.
+    assert [
+        (e["kind"], e["text"], e.get("targetId"), e.get("sequence"))
+        for e in widget
+        if e["kind"] in ("progress", "streaming")
+    ] == [
+        ("progress", "Looking it up", None, None),
+        ("streaming", "Your order ", target, 1),
+        ("streaming", "ships today.", target, 2),
+    ]
+
+
+async def test_the_agent_sees_the_user_typing_and_what_they_read(stack: Stack) -> None:
+    async with Client(stack.mcp_url) as client:
+        ids, _ = await with_agent(stack, client)
+        cid = ids["conversationId"]
+        said = await stack.agent(cid, "message", {"text": "Can you see this?"})
+
+        await call(client, "report_chat_activity", {**ids, "typing": True})
+        typing = (await stack.conversation(cid))["userTyping"]
+        reported = await call(
+            client,
+            "report_chat_activity",
+            {**ids, "typing": False, "readEntryIds": [said["entryId"]]},
+        )
+        conv = await stack.conversation(cid)
+
+    assert typing is True
+    assert reported == {"typing": False, "read": 1}
+    assert conv["userTyping"] is False
+    assert conv["readEntryIds"] == [said["entryId"]]
+
+
+async def test_report_chat_activity_is_hidden_from_the_model_and_send_choice_is_not(
+    stack: Stack,
+) -> None:
+    async with Client(stack.mcp_url) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+
+    activity = tools["report_chat_activity"].meta or {}
+    assert activity["ui"]["visibility"] == ["app"]
+    assert activity["openai/visibility"] == "private"
+    assert (tools["send_choice"].meta or {})["ui"]["visibility"] == ["model", "app"]
+
+
+async def test_a_read_receipt_for_a_malformed_id_is_refused_naming_the_field(stack: Stack) -> None:
+    async with Client(stack.mcp_url) as client:
+        ids = await start_chat(client)
+        with pytest.raises(ToolFailed, match="readEntryIds"):
+            await call(client, "report_chat_activity", {**ids, "readEntryIds": ["<script>"]})
