@@ -31,6 +31,7 @@
     widgetState: null,
     calls: [],
     followUps: [],
+    openedLinks: [],
   };
   window.playground = playground;
 
@@ -222,7 +223,7 @@
       },
       notifyIntrinsicHeight: () => {},
       requestDisplayMode: () => Promise.resolve({ mode: "inline" }),
-      openExternal: () => {},
+      openExternal: (args) => request("openExternal", args),
     });
   }
 
@@ -306,6 +307,9 @@
       } else if (msg.method === "sendFollowUpMessage") {
         followUp(String(params.prompt || ""));
         reply({ result: {} });
+      } else if (msg.method === "openExternal") {
+        openLink(String((params && params.href) || ""));
+        reply({ result: {} });
       } else if (msg.method === "setWidgetState") {
         playground.widgetState = params.state;
         reply({ result: {} });
@@ -315,6 +319,12 @@
     } catch (err) {
       reply({ error: String(err.message || err) });
     }
+  }
+
+  // A host opens links outside the view; the playground notes them (and opens nothing).
+  function openLink(url) {
+    playground.openedLinks.push(url);
+    log("host opened a link: " + url, "host");
   }
 
   // host=mcp-apps: the MCP Apps JSON-RPC bridge.
@@ -359,6 +369,10 @@
         respond({ result: {} });
         return;
       }
+      case "ui/open-link":
+        openLink(String(params.url || ""));
+        respond({ result: {} });
+        return;
       case "ui/request-display-mode":
         respond({ result: { mode: "inline" } });
         return;

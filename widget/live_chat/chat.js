@@ -32,11 +32,25 @@
       endedByAgent: false,
       closed: false,
       closedByUser: false,
+      progress: null,
+      acked: [],
     };
   }
 
   let state = freshState();
-  const run = { host: null, gen: 0, polling: false, ending: false, connection: "ok", error: "" };
+  const run = {
+    host: null,
+    gen: 0,
+    polling: false,
+    ending: false,
+    connection: "ok",
+    error: "",
+    typingSent: false,
+    typingTimer: null,
+    acking: false,
+  };
+  const TYPING_IDLE_MS = 4000;
+  const MAX_ACKED = 200;
   let saveQueued = false;
 
   function save() {
@@ -140,6 +154,7 @@
         run.connection = "ok";
         ui.log.setAttribute("aria-busy", "false");
         applyPage(page);
+        acknowledge();
       }
     } finally {
       if (gen === run.gen) run.polling = false;
@@ -167,13 +182,12 @@
     item.error = null;
     updateItem(item);
     save();
+    const args = { ...idArgs(state.ids), clientMessageId: item.clientMessageId };
     try {
       const sent = structured(
-        await run.host.callTool("send_message", {
-          ...idArgs(state.ids),
-          text: item.text,
-          clientMessageId: item.clientMessageId,
-        }),
+        item.choice
+          ? await run.host.callTool("send_choice", { ...args, ...item.choice })
+          : await run.host.callTool("send_message", { ...args, text: item.text }),
       );
       if (sent.messageId && !item.echoed) item.messageId = String(sent.messageId);
       item.status = "sent";
@@ -187,12 +201,8 @@
     save();
   }
 
-  function submit() {
-    const text = ui.input.value.trim();
-    if (!text || !canSend()) return;
-    ui.input.value = "";
-    autosize();
-    const item = {
+  function localMessage(text) {
+    return {
       key: "local-" + ++state.seq,
       id: null,
       type: "message",
@@ -206,9 +216,86 @@
       messageId: null,
       clientMessageId: newClientMessageId(),
     };
+  }
+
+  function submit() {
+    const text = ui.input.value.trim();
+    if (!text || !canSend()) return;
+    ui.input.value = "";
+    autosize();
+    stopTyping();
+    const item = localMessage(text);
     addItem(item);
     renderChrome();
     deliver(item);
+  }
+
+  // The user picks one of the offered choices: sent as their answer to that message.
+  function pick(offer, choice) {
+    const latest = [...state.items].reverse().find((i) => i.choices && i.choices.length);
+    if (!canSend() || offer !== latest || offer.picked || !choice.id || !offer.id) return;
+    offer.picked = choice.id;
+    updateItem(offer);
+    const item = localMessage(choice.title);
+    item.choice = { messageId: offer.id, choiceId: choice.id };
+    addItem(item);
+    renderChrome();
+    deliver(item);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // What the agent sees of the user: typing (debounced) and read receipts
+
+  function report(args) {
+    if (!state.ids || state.ended || state.closed) return Promise.resolve();
+    return Promise.resolve()
+      .then(() => run.host.callTool("report_chat_activity", { ...idArgs(state.ids), ...args }))
+      .then(structured);
+  }
+
+  function stopTyping() {
+    clearTimeout(run.typingTimer);
+    run.typingTimer = null;
+    if (!run.typingSent) return;
+    run.typingSent = false;
+    report({ typing: false }).catch(() => {});
+  }
+
+  function onTyping() {
+    if (!canSend() || !ui.input.value.trim()) {
+      stopTyping();
+      return;
+    }
+    if (!run.typingSent) {
+      run.typingSent = true;
+      report({ typing: true }).catch(() => {
+        run.typingSent = false;
+      });
+    }
+    clearTimeout(run.typingTimer);
+    run.typingTimer = setTimeout(stopTyping, TYPING_IDLE_MS);
+  }
+
+  // The agent's messages the user has had in front of them (the view is visible) are
+  // acknowledged as read, each once.
+  async function acknowledge() {
+    if (run.acking || document.visibilityState === "hidden" || !state.ids) return;
+    const acked = new Set(state.acked);
+    const unread = state.items
+      .filter((i) => i.type === "message" && i.role === "Agent" && i.id && !acked.has(i.id))
+      .map((i) => i.id)
+      .slice(-50);
+    if (!unread.length) return;
+    run.acking = true;
+    try {
+      await report({ readEntryIds: unread });
+      state.acked = state.acked.concat(unread).slice(-MAX_ACKED);
+      save();
+    } catch (_) {
+      // Not acknowledged: tried again with the next page or when the view is shown again.
+    } finally {
+      run.acking = false;
+    }
   }
 
   async function endChat() {
@@ -246,6 +333,15 @@
     } catch (_) {
       // The chat is closed either way; the model learns it on its next read.
     }
+  }
+
+  function openLink(url) {
+    Promise.resolve()
+      .then(() => run.host.openLink(url))
+      .catch(() => {
+        run.error = "Couldn't open the link.";
+        renderChrome();
+      });
   }
 
   // The ids every call names; the widget key lets the calls in when the host sends them
@@ -309,7 +405,9 @@
     ui.input.addEventListener("input", () => {
       autosize();
       ui.send.disabled = !canSend() || !ui.input.value.trim();
+      onTyping();
     });
+    document.addEventListener("visibilitychange", acknowledge);
     ui.end.addEventListener("click", endChat);
     ui.reconnect.addEventListener("click", () => {
       run.connection = "ok";

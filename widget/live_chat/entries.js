@@ -15,9 +15,84 @@
     return Boolean(a && b) && String(a).toLowerCase() === String(b).toLowerCase();
   }
 
+  const textOrNull = (value) => (value == null ? null : String(value));
+
+  // Choices arrive as {id, title}; a view saved by an older version kept titles only.
+  function choicesOf(entry) {
+    if (!Array.isArray(entry.choices)) return null;
+    const list = entry.choices
+      .map((c) => (typeof c === "string" ? { id: null, title: c } : c))
+      .filter((c) => c && typeof c === "object" && c.title)
+      .map((c) => ({ id: textOrNull(c.id), title: String(c.title) }));
+    return list.length ? list : null;
+  }
+
+  function linkOf(entry) {
+    const link = entry.link;
+    if (!link || typeof link !== "object") return null;
+    return { url: typeof link.url === "string" ? link.url : null, title: textOrNull(link.title) };
+  }
+
+  function filesOf(entry) {
+    if (!Array.isArray(entry.files)) return null;
+    const files = entry.files.filter((f) => f && typeof f === "object").map((f) => ({
+      name: f.name == null ? "Attachment" : String(f.name),
+      mimeType: f.mimeType == null ? "" : String(f.mimeType),
+      url: typeof f.url === "string" ? f.url : null,
+    }));
+    return files.length ? files : null;
+  }
+
+  // Tokens of an answer streamed ahead of it: one growing bubble, replaced by the answer.
+  function applyStreaming(entry) {
+    const target = typeof entry.targetId === "string" && entry.targetId ? entry.targetId : null;
+    if (!target || state.items.some((i) => sameId(i.id, target))) return;
+    let item = state.items.find((i) => i.streamTarget === target);
+    if (!item) {
+      item = {
+        key: "stream-" + target,
+        id: null,
+        type: "message",
+        role: entry.role || "Chatbot",
+        name: entry.name || state.botName || "Assistant",
+        text: "",
+        ts: entry.timestamp || null,
+        status: "sent",
+        streamTarget: target,
+        parts: {},
+      };
+      addItem(item);
+    }
+    const seq = Number.isFinite(entry.sequence)
+      ? entry.sequence
+      : Object.keys(item.parts).length + 1;
+    item.parts[seq] = entry.text == null ? "" : String(entry.text);
+    item.text = Object.keys(item.parts)
+      .map(Number)
+      .sort((a, b) => a - b)
+      .map((n) => item.parts[n])
+      .join("");
+    updateItem(item);
+  }
+
   function applyMessage(entry, id) {
     const role = entry.role || "System";
     const text = entry.text == null ? "" : String(entry.text);
+    if (role === "Chatbot" || role === "Agent") state.progress = null;
+    const preview = id && state.items.find((i) => sameId(i.streamTarget, id));
+    if (preview) {
+      // The final answer replaces what was streamed.
+      preview.id = id;
+      preview.text = text;
+      preview.streamTarget = null;
+      preview.parts = null;
+      preview.ts = entry.timestamp || preview.ts;
+      preview.choices = choicesOf(entry);
+      preview.link = linkOf(entry);
+      preview.files = filesOf(entry);
+      updateItem(preview);
+      return;
+    }
     if (role === "EndUser") {
       // Our own optimistic bubble: matched by the message id send_message returned, or (when the
       // echo overtakes that answer, or carries another id) by text, oldest first.
@@ -52,8 +127,14 @@
       ts: entry.timestamp || null,
       status: "sent",
       echoed: role === "EndUser",
-      choices: Array.isArray(entry.choices) ? entry.choices.map(String) : null,
+      choices: choicesOf(entry),
+      link: linkOf(entry),
+      files: filesOf(entry),
     });
+    if (state.items[state.items.length - 1].choices) {
+      // A newer offer: the older ones can no longer be answered.
+      for (const older of state.items.slice(0, -1)) if (older.choices) updateItem(older);
+    }
   }
 
   function applyEntry(entry) {
@@ -102,6 +183,24 @@
         if (!state.items.some((i) => i.kind === "closed_by_user")) {
           addNotice("conversation_closed", "The conversation was closed", id);
         }
+        break;
+      case "form":
+        addNotice(
+          "form",
+          (who || "The agent") + " sent a form" + (entry.text ? ": " + entry.text : "") +
+            ". It can't be filled in here.",
+          id,
+        );
+        break;
+      case "unsupported":
+        addNotice("unsupported", "Something was sent that this chat can't show" +
+          (entry.text ? " (" + entry.text + ")" : "") + ".", id);
+        break;
+      case "streaming":
+        applyStreaming(entry);
+        break;
+      case "progress":
+        state.progress = entry.text ? String(entry.text) : null;
         break;
       case "typing_started":
         if (entry.role === "Agent") state.typing = true;

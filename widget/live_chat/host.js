@@ -1,7 +1,7 @@
   // How the view reaches the server: only through its host. `window.openai` where the host
   // provides it (ChatGPT), otherwise the MCP Apps `ui/*` JSON-RPC bridge over postMessage.
-  // Both expose the same small interface: start, callTool, followUp, loadState, saveState,
-  // resized.
+  // Both expose the same small interface: start, callTool, followUp, openLink, loadState,
+  // saveState, resized.
 
   function openAiHost(openai) {
     return {
@@ -24,6 +24,7 @@
       },
       callTool: (name, args) => openai.callTool(name, args),
       followUp: (text) => openai.sendFollowUpMessage({ prompt: text }),
+      openLink: (url) => openai.openExternal({ href: url }),
       loadState() {
         const saved = openai.widgetState;
         return saved && typeof saved === "object" ? saved.privateContent || saved : null;
@@ -107,6 +108,7 @@
       },
       callTool: (name, args) => request("tools/call", { name, arguments: args }),
       followUp: (text) => request("ui/message", { role: "user", content: { type: "text", text } }),
+      openLink: (url) => request("ui/open-link", { url }, 10000),
       loadState: () => null, // no host storage on this bridge: state lives in memory
       saveState() {},
       resized(height) {

@@ -108,12 +108,14 @@
       if (time) sender.appendChild(el("span", "msg__time", time));
       li.appendChild(sender);
     }
-    li.appendChild(el("p", "msg__bubble", item.text));
-    if (Array.isArray(item.choices) && item.choices.length) {
-      const list = el("ul", "choices");
-      for (const choice of item.choices) list.appendChild(el("li", null, choice));
-      li.appendChild(list);
+    if (item.text || !(item.link || item.files)) li.appendChild(el("p", "msg__bubble", item.text));
+    if (item.streamTarget) {
+      li.classList.add("msg--streaming");
+      li.setAttribute("aria-busy", "true");
     }
+    if (item.link) li.appendChild(linkCard(item.link));
+    for (const file of item.files || []) li.appendChild(fileCard(file));
+    if (Array.isArray(item.choices) && item.choices.length) li.appendChild(choiceList(item));
     if (item.role !== "EndUser") return li;
     const meta = el("p", "msg__meta", userMeta(item));
     if (item.status === "failed") {
@@ -127,6 +129,73 @@
     }
     li.appendChild(meta);
     return li;
+  }
+
+  // Only http(s) addresses become links; anything else (javascript:, data:) stays text.
+  function webUrl(url) {
+    if (typeof url !== "string") return null;
+    try {
+      const parsed = new URL(url);
+      return parsed.protocol === "https:" || parsed.protocol === "http:" ? parsed.href : null;
+    } catch (_) {
+      return null;
+    }
+  }
+
+  // Opened by the host (a new tab), never inside the view.
+  function opener(url, label, className) {
+    const href = webUrl(url);
+    if (!href) return el("span", className + " " + className + "--plain", label);
+    const a = el("a", className, label);
+    a.href = href;
+    a.rel = "noopener noreferrer";
+    a.target = "_blank";
+    a.addEventListener("click", (event) => {
+      event.preventDefault();
+      openLink(href);
+    });
+    return a;
+  }
+
+  function linkCard(link) {
+    const card = el("div", "card card--link");
+    const href = webUrl(link.url);
+    card.appendChild(opener(link.url, link.title || href || "Link", "card__title"));
+    if (href) card.appendChild(el("span", "card__meta", new URL(href).host));
+    return card;
+  }
+
+  function fileKind(mimeType) {
+    if (/^image\//.test(mimeType)) return "Image";
+    if (mimeType === "application/pdf") return "PDF";
+    return mimeType ? mimeType.split("/").pop().toUpperCase() : "File";
+  }
+
+  function fileCard(file) {
+    const card = el("div", "card card--file");
+    card.dataset.kind = /^image\//.test(file.mimeType) ? "image" : "file";
+    card.appendChild(el("span", "card__title", file.name));
+    card.appendChild(el("span", "card__meta", fileKind(file.mimeType)));
+    if (webUrl(file.url)) card.appendChild(opener(file.url, "Open", "card__open"));
+    return card;
+  }
+
+  // The newest offer can be answered once, while the chat is open.
+  function choiceList(item) {
+    const list = el("div", "choices");
+    list.setAttribute("role", "group");
+    list.setAttribute("aria-label", "Choices");
+    const latest = [...state.items].reverse().find((i) => i.choices && i.choices.length) === item;
+    for (const choice of item.choices) {
+      const button = el("button", "choice", choice.title);
+      button.type = "button";
+      button.dataset.choiceId = choice.id || "";
+      if (item.picked && item.picked === choice.id) button.setAttribute("aria-pressed", "true");
+      button.disabled = !latest || Boolean(item.picked) || !choice.id || !item.id || !canSend();
+      button.addEventListener("click", () => pick(item, choice));
+      list.appendChild(button);
+    }
+    return list;
   }
 
   function nearBottom() {
@@ -191,8 +260,11 @@
     }
 
     const typing = state.typing && !state.ended && !state.closed;
-    ui.typing.hidden = !typing;
-    ui.typingText.textContent = (state.agentName || "The agent") + " is typing…";
+    const working = !typing && state.progress && !state.ended && !state.closed;
+    ui.typing.hidden = !typing && !working;
+    ui.typingText.textContent = working
+      ? state.progress
+      : (state.agentName || "The agent") + " is typing…";
 
     // The end of the chat is a notice in the transcript; the banner is for trouble.
     let banner = run.error;
@@ -214,6 +286,7 @@
     ui.end.disabled = !state.ids || state.closed || run.ending;
     ui.end.textContent = run.ending ? "Ending…" : "End chat";
     for (const retry of ui.list.querySelectorAll(".retry")) retry.disabled = !open;
+    if (!open) for (const choice of ui.list.querySelectorAll(".choice")) choice.disabled = true;
     if (stick) scrollToEnd();
   }
 
