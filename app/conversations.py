@@ -62,6 +62,16 @@ BAD_CURSOR = (
 )
 
 
+@dataclass(frozen=True)
+class Upload:
+    """A file the user attached: its name, MIME type, bytes and an optional caption."""
+
+    name: str
+    mime_type: str
+    content: bytes
+    caption: str | None = None
+
+
 Post = Callable[[str, bool], Awaitable[SentMessage]]
 """Sends one message under a given id; True: as the first of a new messaging session."""
 
@@ -394,6 +404,35 @@ class HandoffService:
                 [option.option_identifier],
                 in_reply_to=message_id.lower(),
                 message_id=pick_id,
+                new_session=new_session,
+                routing_attributes=state.routing_attributes if new_session else None,
+            )
+
+        return await self._send_once(record, state, client_message_id, post)
+
+    async def send_file(
+        self,
+        handle: str,
+        owner: str | None,
+        conversation_id: str,
+        upload: Upload,
+        client_message_id: str | None = None,
+        widget_key: str | None = None,
+    ) -> SentMessage:
+        """Send a file the user attached (in the widget), once (as `send_message`)."""
+        record = await self._session(handle, owner, widget_key, conversation_id)
+        state = self._conversation(record, conversation_id)
+        token = record.access_token.get_secret_value()
+
+        def post(message_id: str, new_session: bool) -> Awaitable[SentMessage]:
+            return self._client.send_file(
+                token,
+                state.conversation_id,
+                filename=upload.name,
+                content=upload.content,
+                mime_type=upload.mime_type,
+                caption=upload.caption,
+                message_id=message_id,
                 new_session=new_session,
                 routing_attributes=state.routing_attributes if new_session else None,
             )

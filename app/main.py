@@ -52,7 +52,7 @@ from app.state.ownership import Ownership
 from app.state.sealing import Sealer
 from app.store import MemorySessionStore, SessionStore
 from app.store.redis import RedisSessionStore
-from app.tools import INSTRUCTIONS, ToolLimits, register_tools
+from app.tools import INSTRUCTIONS, MAX_REQUEST_BYTES, ToolLimits, register_tools
 from app.widget import WidgetResource
 
 HEALTH_PING_SECONDS = 2.0
@@ -305,6 +305,7 @@ def build_app(
         streamable_http_path="/mcp",
         stateless_http=True,
         json_response=True,
+        max_request_body_size=MAX_REQUEST_BYTES,
         transport_security=TransportSecuritySettings(
             enable_dns_rebinding_protection=True,
             allowed_hosts=settings.allowed_hosts(),

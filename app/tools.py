@@ -5,6 +5,8 @@ working. Each docstring is what the model reads: when to call the tool and what 
 """
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import re
 import time
@@ -21,7 +23,7 @@ from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
 from app.chat_copy import as_text
-from app.conversations import BAD_CURSOR, HandoffService
+from app.conversations import BAD_CURSOR, HandoffService, Upload
 from app.failures import HandoffError
 from app.hours import iso
 from app.identity import CustomerIdentity
@@ -123,6 +125,13 @@ class ChatCopy(BaseModel):
     text: str = Field(description="The same as plain text, one line per message or event")
     complete: bool = Field(description="False when the chat was too long to copy whole")
 
+
+MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+"""Salesforce's limit for a file from the user (larger ones it refuses with 413)."""
+UPLOAD_BASE64_CHARS = (MAX_UPLOAD_BYTES + 2) // 3 * 4
+MAX_REQUEST_BYTES = UPLOAD_BASE64_CHARS + 1024 * 1024
+"""The largest /mcp request body taken: a send_file call with a file at Salesforce's limit (the
+SDK's default, 4 MB, would refuse files over about 3 MB)."""
 
 EntryId = Annotated[
     str,
@@ -487,6 +496,68 @@ def register_tools(
                 choiceId,
                 clientMessageId,
                 widgetKey,
+            )
+            return MessageSent(
+                messageId=sent.message_id,
+                conversationId=conversationId.lower(),
+                clientMessageId=clientMessageId,
+            )
+
+    @mcp.tool(annotations=open_world, meta=widget_only)
+    async def send_file(
+        sessionId: SessionId,
+        conversationId: ConversationId,
+        fileName: Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=255,
+                pattern=r"^[^/\\\x00-\x1f]+$",
+                description="The file's name, without a path",
+            ),
+        ],
+        mimeType: Annotated[
+            str,
+            Field(
+                max_length=100,
+                pattern=r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$",
+                description="The file's MIME type, e.g. image/png",
+            ),
+        ],
+        content: Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=UPLOAD_BASE64_CHARS,
+                description="The file's bytes in base64, at most "
+                f"{MAX_UPLOAD_BYTES // (1024 * 1024)} MB",
+            ),
+        ],
+        ctx: Context,
+        caption: Annotated[str | None, Field(max_length=1000)] = None,
+        clientMessageId: Annotated[
+            str | None,
+            Field(
+                pattern=CLIENT_MESSAGE_ID_PATTERN,
+                description="As for send_message: reuse it when retrying the same file",
+            ),
+        ] = None,
+        widgetKey: WidgetKey = None,
+    ) -> MessageSent:
+        """For the live-chat widget: sends a file the user attached to the agent."""
+        async with call("send_file", conversationId):
+            try:
+                data = base64.b64decode(content, validate=True)
+            except binascii.Error:
+                raise ToolError("content must be the file's bytes in base64.") from None
+            if len(data) > MAX_UPLOAD_BYTES:
+                raise ToolError(
+                    f"content is over {MAX_UPLOAD_BYTES // (1024 * 1024)} MB, the most "
+                    "Salesforce takes."
+                )
+            upload = Upload(fileName, mimeType.lower(), data, caption or None)
+            sent = await service.send_file(
+                sessionId, owner_of(ctx), conversationId, upload, clientMessageId, widgetKey
             )
             return MessageSent(
                 messageId=sent.message_id,

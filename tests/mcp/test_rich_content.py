@@ -241,3 +241,81 @@ async def test_a_read_receipt_for_a_malformed_id_is_refused_naming_the_field(sta
         ids = await start_chat(client)
         with pytest.raises(ToolFailed, match="readEntryIds"):
             await call(client, "report_chat_activity", {**ids, "readEntryIds": ["<script>"]})
+
+
+def user_files(conv: dict[str, Any]) -> list[tuple[str, str]]:
+    """(name, MIME type) of each file the org recorded from the end user."""
+    return [
+        (a["name"], a["mimeType"])
+        for e in conv["entries"]
+        if e["entryType"] == "Message" and e["sender"]["role"] == "EndUser"
+        for a in e["entryPayload"]["abstractMessage"]["staticContent"].get("attachments", [])
+    ]
+
+
+async def test_a_file_from_the_widget_reaches_the_agent_once(stack: Stack) -> None:
+    content = b"order 1234\nparcel late\n"
+    args = {
+        "fileName": "notes.txt",
+        "mimeType": "text/plain",
+        "content": base64.b64encode(content).decode(),
+        "caption": "my notes",
+        "clientMessageId": "file-1",
+    }
+    async with Client(stack.mcp_url) as client:
+        ids, seen = await with_agent(stack, client)
+        sent = await call(client, "send_file", {**ids, **args})
+        again = await call(client, "send_file", {**ids, **args})
+        await read_until(
+            client,
+            ids,
+            lambda e, _: any(e_.get("files") for e_ in e if e_["role"] == "EndUser"),
+            seen=seen,
+        )
+
+    assert again["messageId"] == sent["messageId"]
+    conv = await stack.conversation(ids["conversationId"])
+    assert user_files(conv) == [("notes.txt", "text/plain")]
+    [echo] = [e for e in seen if e["role"] == "EndUser" and e.get("files")]
+    assert echo["id"] == sent["messageId"] and echo["text"] == "my notes"
+    [file] = echo["files"]
+    downloaded = await stack.control.get(file["url"][len(stack.sim_url) :])
+    assert downloaded.content == content
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        (
+            {"content": base64.b64encode(b"x" * (5 * 1024 * 1024 + 1)).decode()},
+            "content is over 5 MB",
+        ),
+        ({"content": "not base64!"}, "content must be the file's bytes in base64"),
+        ({"fileName": "../etc/passwd"}, "fileName"),
+        ({"mimeType": "text"}, "mimeType"),
+        ({"mimeType": "application/zip"}, "Files of type application/zip are not allowed"),
+    ],
+)
+async def test_a_file_salesforce_would_not_take_is_refused_saying_why(
+    stack: Stack, change: dict[str, str], error: str
+) -> None:
+    args = {"fileName": "a.txt", "mimeType": "text/plain", "content": "aGk=", **change}
+    async with Client(stack.mcp_url) as client:
+        ids, _ = await with_agent(stack, client)
+        with pytest.raises(ToolFailed, match=error):
+            await call(client, "send_file", {**ids, **args})
+
+    assert user_files(await stack.conversation(ids["conversationId"])) == []
+
+
+async def test_a_file_at_salesforces_limit_gets_through(stack: Stack) -> None:
+    # 5 MB in base64 is about 7 MB of request: over the MCP SDK's default body limit (4 MB).
+    content = base64.b64encode(bytes(5 * 1024 * 1024)).decode()
+    args = {"fileName": "scan.pdf", "mimeType": "application/pdf", "content": content}
+    async with Client(stack.mcp_url) as client:
+        ids, _ = await with_agent(stack, client)
+        await call(client, "send_file", {**ids, **args})
+
+    assert user_files(await stack.conversation(ids["conversationId"])) == [
+        ("scan.pdf", "application/pdf")
+    ]

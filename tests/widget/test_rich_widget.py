@@ -22,6 +22,7 @@ PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n not really an image").decode()
 PDF = base64.b64encode(b"%PDF-1.4 a receipt").decode()
 MARKUP = "<img src=x onerror=alert(1)><b>bold</b>"
 TRACKING = "https://tracking.example.com/parcel/1234"
+FILE_PATH = "/iamessage/api/v2/conversation/{conversationId}/file"
 
 
 @pytest_asyncio.fixture(loop_scope="module")
@@ -215,3 +216,56 @@ async def test_the_view_itself_refuses_to_open_anything_but_web_pages(
     await expect(w.locator(".card--file .card__title")).to_have_text("label.png")
     await expect(w.locator("a")).to_have_count(0)
     await pg.page.unroute_all(behavior="ignoreErrors")
+
+
+@pytest.mark.parametrize("mode", HOST_MODES)
+async def test_the_user_attaches_a_file_and_the_agent_gets_it(
+    open_playground: OpenPlayground, mode: str
+) -> None:
+    pg = await open_playground(mode)
+    await pg.start_chat()
+    await pg.hand_to_agent()
+    w = pg.widget
+    notes = b"order 1234: parcel late\n"
+
+    # The first attempt fails: the file waits, bytes in memory only, for Retry.
+    await pg.add_fault({"path": FILE_PATH, "status": 400, "count": 1})
+    await w.locator("#file").set_input_files(
+        files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": notes}]
+    )
+    mine = w.locator(".msg--user").filter(has_text="notes.txt")
+    await expect(mine).to_have_attribute("data-status", "failed")
+    if mode == "openai":
+        await pg.page.wait_for_function(
+            "() => (window.playground.widgetState?.privateContent?.items || [])"
+            ".some((item) => item.status === 'failed')"
+        )
+        saved = await pg.page.evaluate("JSON.stringify(window.playground.widgetState)")
+        assert "notes.txt" in saved and base64.b64encode(notes).decode() not in saved
+
+    await mine.get_by_role("button", name="Retry sending: notes.txt").click()
+    await expect(mine).to_have_attribute("data-echoed", "true")
+    await expect(mine.locator(".card__meta")).to_have_text("Text")
+    conv = await pg.conversation()
+    [sent] = [
+        a
+        for e in conv["entries"]
+        if e["entryType"] == "Message" and e["sender"]["role"] == "EndUser"
+        for a in e["entryPayload"]["abstractMessage"]["staticContent"].get("attachments", [])
+    ]
+    assert (sent["name"], sent["mimeType"]) == ("notes.txt", "text/plain")
+    downloaded = await pg.stack.control.get(sent["url"][len(pg.stack.sim_url) :])
+    assert downloaded.content == notes
+    # Once Salesforce has it, the user can open their own copy too.
+    await mine.get_by_role("link", name="Open").click()
+    await wait_opened(pg, sent["url"])
+
+    calls = len(await pg.widget_calls())
+    await w.locator("#file").set_input_files(
+        files=[
+            {"name": "big.pdf", "mimeType": "application/pdf", "buffer": bytes(5 * 1024 * 1024 + 1)}
+        ]
+    )
+    await expect(w.locator("#banner-text")).to_have_text("Files over 5 MB can't be sent.")
+    await pg.flush_widget_calls()
+    assert [c["name"] for c in (await pg.widget_calls())[calls:] if c["name"] == "send_file"] == []

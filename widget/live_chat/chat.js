@@ -50,6 +50,8 @@
     acking: false,
   };
   const TYPING_IDLE_MS = 4000;
+  // Salesforce's limit for a file from the user (send_file refuses larger ones too).
+  const MAX_FILE_BYTES = 5 * 1024 * 1024;
   const MAX_ACKED = 200;
   let saveQueued = false;
 
@@ -60,7 +62,9 @@
       saveQueued = false;
       if (state.items.length > MAX_ITEMS) state.items = state.items.slice(-MAX_ITEMS);
       try {
-        run.host.saveState(state);
+        // A file's bytes stay in this view's memory only: widget state is kept small.
+        const items = state.items.map((i) => (i.upload ? { ...i, upload: null } : i));
+        run.host.saveState({ ...state, items });
       } catch (_) {
         // Losing the saved copy only costs a re-read from the server.
       }
@@ -75,6 +79,8 @@
       // A send cut short by the re-render may or may not have arrived: the server's echo settles
       // it; until then the user can retry.
       if (item.status === "pending") item.status = "failed";
+      // A file cut short cannot be sent again from here (its bytes were not kept).
+      if (item.files && item.local && !item.echoed && item.status === "failed") item.lost = true;
     }
     return true;
   }
@@ -183,12 +189,11 @@
     updateItem(item);
     save();
     const args = { ...idArgs(state.ids), clientMessageId: item.clientMessageId };
+    let call = ["send_message", { ...args, text: item.text }];
+    if (item.choice) call = ["send_choice", { ...args, ...item.choice }];
+    if (item.upload) call = ["send_file", { ...args, ...item.upload }];
     try {
-      const sent = structured(
-        item.choice
-          ? await run.host.callTool("send_choice", { ...args, ...item.choice })
-          : await run.host.callTool("send_message", { ...args, text: item.text }),
-      );
+      const sent = structured(await run.host.callTool(call[0], call[1]));
       if (sent.messageId && !item.echoed) item.messageId = String(sent.messageId);
       item.status = "sent";
     } catch (err) {
@@ -228,6 +233,36 @@
     addItem(item);
     renderChrome();
     deliver(item);
+  }
+
+  // The user attaches a file: read here, sent as base64 through send_file.
+  function attach(file) {
+    if (!file || !canSend()) return;
+    if (file.size > MAX_FILE_BYTES) {
+      run.error = "Files over 5 MB can't be sent.";
+      renderChrome();
+      return;
+    }
+    const reader = new FileReader();
+    reader.onload = () => {
+      const data = String(reader.result || "");
+      const item = localMessage("");
+      item.files = [{ name: file.name, mimeType: file.type || "", url: null }];
+      item.upload = {
+        fileName: file.name,
+        mimeType: file.type || "application/octet-stream",
+        content: data.slice(data.indexOf(",") + 1),
+      };
+      run.error = "";
+      addItem(item);
+      renderChrome();
+      deliver(item);
+    };
+    reader.onerror = () => {
+      run.error = "Couldn't read that file.";
+      renderChrome();
+    };
+    reader.readAsDataURL(file);
   }
 
   // The user picks one of the offered choices: sent as their answer to that message.
@@ -409,6 +444,11 @@
     });
     document.addEventListener("visibilitychange", acknowledge);
     ui.end.addEventListener("click", endChat);
+    ui.attach.addEventListener("click", () => ui.file.click());
+    ui.file.addEventListener("change", () => {
+      attach(ui.file.files && ui.file.files[0]);
+      ui.file.value = "";
+    });
     ui.reconnect.addEventListener("click", () => {
       run.connection = "ok";
       renderChrome();

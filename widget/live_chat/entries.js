@@ -106,6 +106,8 @@
         match.id = id;
         match.status = "sent";
         match.ts = entry.timestamp || match.ts;
+        match.files = filesOf(entry) || match.files;
+        match.upload = null;
         updateItem(match);
         return;
       }

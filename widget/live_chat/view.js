@@ -20,6 +20,8 @@
     composer: $("composer"),
     input: $("input"),
     send: $("send"),
+    attach: $("attach"),
+    file: $("file"),
   };
 
   function el(tag, className, text) {
@@ -118,12 +120,15 @@
     if (Array.isArray(item.choices) && item.choices.length) li.appendChild(choiceList(item));
     if (item.role !== "EndUser") return li;
     const meta = el("p", "msg__meta", userMeta(item));
-    if (item.status === "failed") {
+    if (item.status === "failed" && item.lost) {
+      meta.append(" · attach it again");
+    } else if (item.status === "failed") {
       meta.append(" · ");
       const retry = el("button", "link retry", "Retry");
       retry.type = "button";
       retry.disabled = !canSend();
-      retry.setAttribute("aria-label", "Retry sending: " + item.text);
+      const what = item.text || (item.files && item.files[0] && item.files[0].name) || "";
+      retry.setAttribute("aria-label", "Retry sending: " + what);
       retry.addEventListener("click", () => deliver(item));
       meta.appendChild(retry);
     }
@@ -168,6 +173,7 @@
   function fileKind(mimeType) {
     if (/^image\//.test(mimeType)) return "Image";
     if (mimeType === "application/pdf") return "PDF";
+    if (/^text\/plain/.test(mimeType)) return "Text";
     return mimeType ? mimeType.split("/").pop().toUpperCase() : "File";
   }
 
@@ -283,6 +289,7 @@
         ? "The chat has ended"
         : "Connecting…";
     ui.send.disabled = !open || !ui.input.value.trim();
+    ui.attach.disabled = !open;
     ui.end.disabled = !state.ids || state.closed || run.ending;
     ui.end.textContent = run.ending ? "Ending…" : "End chat";
     for (const retry of ui.list.querySelectorAll(".retry")) retry.disabled = !open;
