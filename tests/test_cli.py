@@ -68,7 +68,7 @@ async def test_serve_binds_port_from_the_environment_and_answers_tools_list() ->
                 json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
             )
     assert health.json()["status"] == "ok"
-    assert len(listed.json()["result"]["tools"]) == 10
+    assert len(listed.json()["result"]["tools"]) == 11
 
 
 async def test_serve_over_stdio_speaks_mcp() -> None:

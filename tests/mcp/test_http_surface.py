@@ -42,7 +42,7 @@ async def test_configured_hosts_reach_mcp(base: str, host: str) -> None:
     async with httpx.AsyncClient() as http:
         r = await http.post(base + "/mcp", json=LIST, headers={"Host": host})
     assert r.status_code == 200, r.text
-    assert len(r.json()["result"]["tools"]) == 10
+    assert len(r.json()["result"]["tools"]) == 11
 
 
 async def test_foreign_host_is_misdirected(base: str) -> None:

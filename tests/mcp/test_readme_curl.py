@@ -56,6 +56,7 @@ async def test_readme_curl_examples_work_against_a_live_server(stack: Stack) -> 
         "get_conversation_transcript",
         "send_choice",
         "report_chat_activity",
+        "send_file",
     }
 
     session = await run_block(token, base)
