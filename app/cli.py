@@ -160,6 +160,7 @@ def simulator_options(args: argparse.Namespace) -> SimulatorOptions:
         org_id=args.org_id,
         es_developer_name=args.deployment,
         bot_name=args.bot_name,
+        bot_menu=args.bot_menu,
         auto_agent_name=args.auto_agent,
         auto_agent_delay=args.auto_agent_delay,
         prechat_display_context="Session" if args.prechat_per_session else "Conversation",
@@ -195,6 +196,11 @@ def add_simulator_parser(subparsers: argparse._SubParsersAction[argparse.Argumen
     sim.add_argument("--org-id", default=DEFAULT_ORG_ID, help="18-character org id")
     sim.add_argument("--deployment", default=DEFAULT_DEPLOYMENT, help="esDeveloperName")
     sim.add_argument("--bot-name", default="Agentforce")
+    sim.add_argument(
+        "--bot-menu",
+        action="store_true",
+        help="the bot greets with a menu of choices (Orders, Billing, Talk to an agent)",
+    )
     sim.add_argument(
         "--auto-agent", metavar="NAME", help="a human agent of this name joins by itself"
     )

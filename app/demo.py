@@ -30,7 +30,7 @@ def demo_settings(port: int, **overrides: object) -> Settings:
 
 
 def build_demo_app(port: int, sim_options: SimulatorOptions | None = None) -> Starlette:
-    simulator = build_simulator(sim_options or SimulatorOptions(rate_limits=False))
+    simulator = build_simulator(sim_options or SimulatorOptions(rate_limits=False, bot_menu=True))
     home = Route("/", lambda _: RedirectResponse("/playground"), methods=["GET"])
     app = build_app(demo_settings(port), extra_routes=[home, Mount("/sim", app=simulator)])
     app.state.simulator_app = simulator

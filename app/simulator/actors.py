@@ -20,6 +20,12 @@ Json = dict[str, Any]
 
 ASKS_FOR_PERSON = re.compile(r"\b(agent|human|representative|person)s?\b", re.IGNORECASE)
 BOT_SUBJECT = "0XxHx0000001srB"
+# The bot's menu (option `bot_menu`): option ids are what a pick sends; "agent" asks for a person.
+BOT_MENU = (
+    {"id": "orders", "title": "Orders"},
+    {"id": "billing", "title": "Billing"},
+    {"id": "agent", "title": "Talk to an agent"},
+)
 
 
 def agent_subject(name: str) -> str:
@@ -105,11 +111,20 @@ class Actors:
                 bot = self._bot()
                 self._participant_changed(conv, "add", bot)
                 if greet_and_answer is None:
-                    self._say(conv, bot, f"Hi, I'm {bot.display_name}. How can I help you today?")
+                    self._greet(conv, bot)
                 else:
                     self._bot_answer(conv, bot, greet_and_answer)
 
         self.org.spawn(run())
+
+    def _greet(self, conv: Conversation, bot: Participant) -> None:
+        greeting = f"Hi, I'm {bot.display_name}. How can I help you today?"
+        if not self.options.bot_menu:
+            self._say(conv, bot, greeting)
+            return
+        body = {"text": greeting, "choices": list(BOT_MENU)}
+        payload = R.message_payload(self.org, body, E.new_id(), "")
+        self.org.emit(conv, payload, bot.as_sender(), bot.display_name)
 
     def on_user_message(self, conv: Conversation, text: str) -> None:
         async def run() -> None:

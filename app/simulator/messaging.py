@@ -60,7 +60,9 @@ def message_text(message: Json) -> tuple[str, Json]:
         options = response.get("selectedOptions") if isinstance(response, dict) else None
         if not isinstance(options, list) or not options:
             raise bad_request("message.choicesResponse.selectedOptions must be a non-empty list.")
-        return "", {"choicesResponse": response}
+        # The bot reads a pick as the ids picked (the menu's "agent" asks for a person).
+        picked = [o.get("optionIdentifier") for o in options if isinstance(o, dict)]
+        return " ".join(p for p in picked if isinstance(p, str)), {"choicesResponse": response}
     raise bad_request("message.messageType must be StaticContentMessage or ChoicesResponseMessage.")
 
 

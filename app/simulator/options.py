@@ -105,6 +105,8 @@ class SimulatorOptions:
     ping_interval: float = 15.0
     cors_origins: tuple[str, ...] = ("*",)
     bot_name: str = "Agentforce"
+    bot_menu: bool = False
+    """The bot greets with a menu (a ChoicesMessage: Orders, Billing, Talk to an agent)."""
     actor_delay: float = 0.0
     """Seconds the scripted bot waits before reacting (0 still reacts after the HTTP response)."""
     auto_agent_name: str | None = None

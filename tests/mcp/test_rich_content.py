@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from mcp.client import Client
 
-from tests.mcp.conftest import Stack, ToolFailed, call, read_until
+from app.simulator import SimulatorOptions
+from tests.mcp.conftest import Stack, StackFactory, ToolFailed, call, read_until
 from tests.mcp.test_handoff_flow import messages, start_chat
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n fake image bytes").decode()
@@ -319,3 +320,20 @@ async def test_a_file_at_salesforces_limit_gets_through(stack: Stack) -> None:
     assert user_files(await stack.conversation(ids["conversationId"])) == [
         ("scan.pdf", "application/pdf")
     ]
+
+
+async def test_the_bot_menu_offers_choices_and_picking_an_agent_transfers(
+    stack_factory: StackFactory,
+) -> None:
+    stack = await stack_factory(SimulatorOptions(rate_limits=False, bot_menu=True))
+    async with Client(stack.mcp_url) as client:
+        ids = await start_chat(client)
+        seen, _ = await read_until(client, ids, lambda e, _: bool(messages(e, "Chatbot")))
+        menu = newest(seen, kind="message", role="Chatbot")
+        assert [c["title"] for c in menu["choices"]] == ["Orders", "Billing", "Talk to an agent"]
+
+        await call(client, "send_choice", {**ids, "messageId": menu["id"], "choiceId": "agent"})
+        _, info = await read_until(client, ids, lambda _, i: i["transferring"], seen=seen)
+
+    assert messages(seen, "EndUser") == ["Talk to an agent"]
+    assert info["transferring"] is True
