@@ -14,6 +14,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import structlog
@@ -337,7 +338,9 @@ class HandoffService:
         # The conversation is open whatever happens to this message: the model is told how it
         # went, never asked to create another.
         try:
-            post = self._text(record, state, placement.message)
+            post = self._post(
+                record, state, partial(self._client.send_message, text=placement.message)
+            )
             await self._send(record, state, new_id(), post, keyed=False)
         except SendUnconfirmed:
             log.warning("conversation.context_unconfirmed")
@@ -361,17 +364,21 @@ class HandoffService:
         one already delivered is reported sent without sending it again."""
         record = await self._session(handle, owner, widget_key, conversation_id)
         state = self._conversation(record, conversation_id)
-        post = self._text(record, state, text)
+        post = self._post(record, state, partial(self._client.send_message, text=text))
         return await self._send_once(record, state, client_message_id, post)
 
-    def _text(self, record: SessionRecord, state: ConversationState, text: str) -> Post:
+    @staticmethod
+    def _post(
+        record: SessionRecord, state: ConversationState, send: Callable[..., Awaitable[SentMessage]]
+    ) -> Post:
+        """`send` (a ScrtClient send with its content bound) as a Post: the session's token, the
+        conversation, and its pre-chat values when a new messaging session starts."""
         token = record.access_token.get_secret_value()
 
         def post(message_id: str, new_session: bool) -> Awaitable[SentMessage]:
-            return self._client.send_message(
+            return send(
                 token,
                 state.conversation_id,
-                text,
                 message_id=message_id,
                 new_session=new_session,
                 routing_attributes=state.routing_attributes if new_session else None,
@@ -396,19 +403,14 @@ class HandoffService:
         option = await offered_option(
             self._client, token, state.conversation_id, message_id, choice_id
         )
-
-        def post(pick_id: str, new_session: bool) -> Awaitable[SentMessage]:
-            return self._client.send_choice(
-                token,
-                state.conversation_id,
-                [option.option_identifier],
-                in_reply_to=message_id.lower(),
-                message_id=pick_id,
-                new_session=new_session,
-                routing_attributes=state.routing_attributes if new_session else None,
-            )
-
-        return await self._send_once(record, state, client_message_id, post)
+        send = partial(
+            self._client.send_choice,
+            option_identifiers=[option.option_identifier],
+            in_reply_to=message_id.lower(),
+        )
+        return await self._send_once(
+            record, state, client_message_id, self._post(record, state, send)
+        )
 
     async def send_file(
         self,
@@ -422,22 +424,16 @@ class HandoffService:
         """Send a file the user attached (in the widget), once (as `send_message`)."""
         record = await self._session(handle, owner, widget_key, conversation_id)
         state = self._conversation(record, conversation_id)
-        token = record.access_token.get_secret_value()
-
-        def post(message_id: str, new_session: bool) -> Awaitable[SentMessage]:
-            return self._client.send_file(
-                token,
-                state.conversation_id,
-                filename=upload.name,
-                content=upload.content,
-                mime_type=upload.mime_type,
-                caption=upload.caption,
-                message_id=message_id,
-                new_session=new_session,
-                routing_attributes=state.routing_attributes if new_session else None,
-            )
-
-        return await self._send_once(record, state, client_message_id, post)
+        send = partial(
+            self._client.send_file,
+            filename=upload.name,
+            content=upload.content,
+            mime_type=upload.mime_type,
+            caption=upload.caption,
+        )
+        return await self._send_once(
+            record, state, client_message_id, self._post(record, state, send)
+        )
 
     async def report_activity(
         self,

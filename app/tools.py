@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 import structlog
 from mcp.server.mcpserver import Context, MCPServer
@@ -29,7 +29,7 @@ from app.hours import iso
 from app.identity import CustomerIdentity
 from app.limits import Limits
 from app.prechat import AgentContext
-from app.scrt import ScrtConnectionError, ScrtError
+from app.scrt import ScrtConnectionError, ScrtError, SentMessage
 from app.scrt.deadline import call_deadline
 from app.sends import CLIENT_MESSAGE_ID_PATTERN
 from app.signin import signed_in_user
@@ -149,6 +149,16 @@ class ActivityReported(BaseModel):
     read: int = Field(description="How many entries were acknowledged as read")
 
 
+ClientMessageId = Annotated[
+    str | None,
+    Field(
+        pattern=CLIENT_MESSAGE_ID_PATTERN,
+        description="Your own id for this message (letters, digits, . _ : -; at most 100). Reuse "
+        "it when retrying the same message: it is never sent twice.",
+    ),
+]
+
+
 class MessageSent(BaseModel):
     status: str = Field(default="sent", description="'sent': Salesforce has the message")
     messageId: str
@@ -156,6 +166,14 @@ class MessageSent(BaseModel):
     clientMessageId: str | None = Field(
         default=None, description="The idempotency key the call was made with, if any"
     )
+
+    @classmethod
+    def of(cls, sent: SentMessage, conversation_id: str, client_message_id: str | None) -> Self:
+        return cls(
+            messageId=sent.message_id,
+            conversationId=conversation_id.lower(),
+            clientMessageId=client_message_id,
+        )
 
 
 @dataclass(frozen=True)
@@ -440,14 +458,7 @@ def register_tools(
             str, Field(min_length=1, max_length=8000, description="What the user said")
         ],
         ctx: Context,
-        clientMessageId: Annotated[
-            str | None,
-            Field(
-                pattern=CLIENT_MESSAGE_ID_PATTERN,
-                description="Your own id for this message (letters, digits, . _ : -; at most "
-                "100). Reuse it when retrying the same message: it is never sent twice.",
-            ),
-        ] = None,
+        clientMessageId: ClientMessageId = None,
         widgetKey: WidgetKey = None,
     ) -> MessageSent:
         """Send the user's message to the conversation, word for word. Then call
@@ -458,11 +469,7 @@ def register_tools(
             sent = await service.send_message(
                 sessionId, owner_of(ctx), conversationId, text, clientMessageId, widgetKey
             )
-            return MessageSent(
-                messageId=sent.message_id,
-                conversationId=conversationId.lower(),
-                clientMessageId=clientMessageId,
-            )
+            return MessageSent.of(sent, conversationId, clientMessageId)
 
     @mcp.tool(annotations=open_world, meta=widget_callable)
     async def send_choice(
@@ -474,13 +481,7 @@ def register_tools(
             Field(min_length=1, max_length=200, description="The id of the choice the user picked"),
         ],
         ctx: Context,
-        clientMessageId: Annotated[
-            str | None,
-            Field(
-                pattern=CLIENT_MESSAGE_ID_PATTERN,
-                description="As for send_message: reuse it when retrying the same pick",
-            ),
-        ] = None,
+        clientMessageId: ClientMessageId = None,
         widgetKey: WidgetKey = None,
     ) -> MessageSent:
         """Pick one of the choices (buttons, quick replies) a bot or agent offered: messageId is
@@ -497,11 +498,7 @@ def register_tools(
                 clientMessageId,
                 widgetKey,
             )
-            return MessageSent(
-                messageId=sent.message_id,
-                conversationId=conversationId.lower(),
-                clientMessageId=clientMessageId,
-            )
+            return MessageSent.of(sent, conversationId, clientMessageId)
 
     @mcp.tool(annotations=open_world, meta=widget_only)
     async def send_file(
@@ -535,13 +532,7 @@ def register_tools(
         ],
         ctx: Context,
         caption: Annotated[str | None, Field(max_length=1000)] = None,
-        clientMessageId: Annotated[
-            str | None,
-            Field(
-                pattern=CLIENT_MESSAGE_ID_PATTERN,
-                description="As for send_message: reuse it when retrying the same file",
-            ),
-        ] = None,
+        clientMessageId: ClientMessageId = None,
         widgetKey: WidgetKey = None,
     ) -> MessageSent:
         """For the live-chat widget: sends a file the user attached to the agent."""
@@ -559,11 +550,7 @@ def register_tools(
             sent = await service.send_file(
                 sessionId, owner_of(ctx), conversationId, upload, clientMessageId, widgetKey
             )
-            return MessageSent(
-                messageId=sent.message_id,
-                conversationId=conversationId.lower(),
-                clientMessageId=clientMessageId,
-            )
+            return MessageSent.of(sent, conversationId, clientMessageId)
 
     @mcp.tool(annotations=open_world, meta=widget_only)
     async def report_chat_activity(

@@ -4,7 +4,9 @@ of the user (typing, read receipts), each checked against what the simulated org
 
 from __future__ import annotations
 
+import asyncio
 import base64
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -146,62 +148,62 @@ async def test_links_and_files_arrive_as_entries_with_only_web_addresses(stack: 
     assert downloaded.content == base64.b64decode(PNG)
 
 
+async def read_live(
+    client: Client,
+    ids: dict[str, str],
+    cursor: str,
+    seen: list[dict[str, Any]],
+    done: Callable[[list[dict[str, Any]]], bool],
+) -> str:
+    """Read as the widget does (includeTyping, its own cursor) until `done(seen)`; the cursor."""
+    async with asyncio.timeout(60):  # a safety deadline: it only bounds a failing wait
+        while not done(seen):
+            args = {**ids, "cursor": cursor, "waitSeconds": 5, "includeTyping": True}
+            page = await call(client, "list_conversation_entries", args)
+            seen += page["entries"]
+            cursor = page["cursor"]
+    return cursor
+
+
 async def test_a_streamed_answer_reaches_the_model_once_whole_and_the_widget_as_it_streams(
     stack: Stack,
 ) -> None:
     async with Client(stack.mcp_url) as client:
         ids = await start_chat(client)
-        cid = ids["conversationId"]
         seen, _ = await read_until(client, ids, lambda e, _: bool(messages(e, "Chatbot")))
-        live = await call(
-            client,
-            "list_conversation_entries",
-            {**ids, "waitSeconds": 0, "includeTyping": True, "cursor": "0"},
-        )
-        cursor = live["cursor"]
-        bot = f"/control/conversations/{cid}/bot"
+        widget: list[dict[str, Any]] = []
+        cursor = await read_live(client, ids, "0", widget, lambda e: bool(messages(e, "Chatbot")))
+        bot = f"/control/conversations/{ids['conversationId']}/bot"
         await stack.control.post(f"{bot}/progress", json={"text": "Looking it up"})
         first = (await stack.control.post(f"{bot}/token", json={"text": "Your order "})).json()
         target = first["targetId"]
-        widget: list[dict[str, Any]] = []
-        while not any(e["kind"] == "streaming" for e in widget):
-            page = await call(
-                client,
-                "list_conversation_entries",
-                {**ids, "cursor": cursor, "waitSeconds": 5, "includeTyping": True},
-            )
-            widget += page["entries"]
-            cursor = page["cursor"]
+        cursor = await read_live(
+            client, ids, cursor, widget, lambda e: any(x["kind"] == "streaming" for x in e)
+        )
         await stack.control.post(f"{bot}/token", json={"targetId": target, "text": "ships today."})
         await stack.control.post(
             f"{bot}/message", json={"id": target, "text": "Your order ships today."}
         )
-        while not any(e["kind"] == "message" and e["id"] == target for e in widget):
-            page = await call(
-                client,
-                "list_conversation_entries",
-                {**ids, "cursor": cursor, "waitSeconds": 5, "includeTyping": True},
-            )
-            widget += page["entries"]
-            cursor = page["cursor"]
-        await read_until(
-            client, ids, lambda e, _: "Your order ships today." in messages(e, "Chatbot"), seen=seen
-        )
+        await read_live(client, ids, cursor, widget, lambda e: any(x["id"] == target for x in e))
+        final = "Your order ships today."
+        await read_until(client, ids, lambda e, _: final in messages(e, "Chatbot"), seen=seen)
 
     # The model: the final answer once, no tokens, no progress.
-    assert messages(seen, "Chatbot")[-1] == "Your order ships today."
-    assert messages(seen, "Chatbot").count("Your order ships today.") == 1
+    assert messages(seen, "Chatbot")[-1] == final
+    assert messages(seen, "Chatbot").count(final) == 1
     assert not [e for e in seen if e["kind"] in ("streaming", "progress")]
     # The widget: the progress line, each token in order with its target, then the answer.
-    assert [
+    previews = [
         (e["kind"], e["text"], e.get("targetId"), e.get("sequence"))
         for e in widget
         if e["kind"] in ("progress", "streaming")
-    ] == [
+    ]
+    assert previews == [
         ("progress", "Looking it up", None, None),
         ("streaming", "Your order ", target, 1),
         ("streaming", "ships today.", target, 2),
     ]
+    assert messages(widget, "Chatbot").count(final) == 1
 
 
 async def test_the_agent_sees_the_user_typing_and_what_they_read(stack: Stack) -> None:
