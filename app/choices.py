@@ -18,9 +18,9 @@ OFFER_WINDOW = 50
 
 async def offered_option(
     client: ScrtClient, token: str, conversation_id: str, message_id: str, choice_id: str
-) -> ChoiceOption:
-    """The option `choice_id` of the message `message_id`, or a HandoffError saying which of the
-    two is wrong."""
+) -> tuple[str, ChoiceOption]:
+    """The offer's id as Salesforce gave it and its option `choice_id`, or a HandoffError saying
+    which of the two ids is wrong."""
     try:
         newest = await client.list_entries(
             token, conversation_id, limit=OFFER_WINDOW, entry_types=[EntryType.MESSAGE]
@@ -39,4 +39,4 @@ async def offered_option(
     if option is None:
         ids = ", ".join(o.option_identifier for o in offer.choices)
         raise HandoffError(f"choiceId must be the id of one of that message's choices: {ids}.")
-    return option
+    return offer.identifier or message_id, option

@@ -396,21 +396,28 @@ class HandoffService:
         client_message_id: str | None = None,
         widget_key: str | None = None,
     ) -> SentMessage:
-        """Pick option `choice_id` of the message `message_id`, once (as `send_message`)."""
+        """Pick option `choice_id` of the message `message_id`, once (as `send_message`). The offer
+        is looked up before the first attempt, not when a keyed retry finds the pick delivered."""
         record = await self._session(handle, owner, widget_key, conversation_id)
         state = self._conversation(record, conversation_id)
         token = record.access_token.get_secret_value()
-        option = await offered_option(
-            self._client, token, state.conversation_id, message_id, choice_id
-        )
-        send = partial(
-            self._client.send_choice,
-            option_identifiers=[option.option_identifier],
-            in_reply_to=message_id.lower(),
-        )
-        return await self._send_once(
-            record, state, client_message_id, self._post(record, state, send)
-        )
+        send: Post | None = None
+
+        async def post(pick_id: str, new_session: bool) -> SentMessage:
+            nonlocal send
+            if send is None:
+                offer, option = await offered_option(
+                    self._client, token, state.conversation_id, message_id, choice_id
+                )
+                pick = partial(
+                    self._client.send_choice,
+                    option_identifiers=[option.option_identifier],
+                    in_reply_to=offer,
+                )
+                send = self._post(record, state, pick)
+            return await send(pick_id, new_session)
+
+        return await self._send_once(record, state, client_message_id, post, tool="send_choice")
 
     async def send_file(
         self,
@@ -431,9 +438,8 @@ class HandoffService:
             mime_type=upload.mime_type,
             caption=upload.caption,
         )
-        return await self._send_once(
-            record, state, client_message_id, self._post(record, state, send)
-        )
+        post = self._post(record, state, send)
+        return await self._send_once(record, state, client_message_id, post, tool="send_file")
 
     async def report_activity(
         self,
@@ -463,6 +469,8 @@ class HandoffService:
         state: ConversationState,
         client_message_id: str | None,
         post: Post,
+        *,
+        tool: str = "send_message",
     ) -> SentMessage:
         await self._delivery.attach(record)
         if client_message_id is None:
@@ -470,7 +478,7 @@ class HandoffService:
         message_id = message_id_for(record.handle, state.conversation_id, client_message_id)
         return await self._sends.run(
             (record.handle, message_id),
-            lambda: self._send(record, state, message_id, post, keyed=True),
+            lambda: self._send(record, state, message_id, post, keyed=True, tool=tool),
         )
 
     async def _send(
@@ -481,6 +489,7 @@ class HandoffService:
         post: Post,
         *,
         keyed: bool,
+        tool: str = "send_message",
     ) -> SentMessage:
         if await self._delivery.delivered(record, state.conversation_id, message_id):
             # Its echo is in the log: an earlier call delivered it.
@@ -498,7 +507,7 @@ class HandoffService:
                 return SentMessage(message_id=message_id)
             if outcome_unknown(exc):
                 log.info("message.unconfirmed", error=type(exc).__name__)
-                raise SendUnconfirmed(unconfirmed_message(keyed)) from exc
+                raise SendUnconfirmed(unconfirmed_message(keyed, tool)) from exc
             raise HandoffError(describe(exc)) from exc
 
     async def read(

@@ -508,7 +508,7 @@ class DeliveryEngine:
             raise FeedBroken(type(exc).__name__) from exc
         except (ScrtError, TimeoutError) as exc:
             raise HistoryUnavailable(exc) from exc
-        entries = visible(older, include_live=include_live)
+        entries = visible(older, include_live=include_live, titles=target.view.option_titles)
         # More may have been retired meanwhile: go on in memory only from where the log is now.
         if reached >= len(target.retired):
             entries += target.after(reached, include_live=include_live)

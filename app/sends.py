@@ -36,12 +36,12 @@ def message_id_for(handle: str, conversation_id: str, client_message_id: str) ->
     return str(uuid.UUID(bytes=digest[:16], version=4))
 
 
-def unconfirmed_message(keyed: bool) -> str:
-    """What the model is told when Salesforce did not answer a send in time."""
+def unconfirmed_message(keyed: bool, tool: str = "send_message") -> str:
+    """What the model is told when Salesforce did not answer a send (made with `tool`) in time."""
     if keyed:
         return (
-            "Salesforce has not confirmed this message yet (it may still arrive). Call "
-            "send_message again with the same clientMessageId to find out: it is never sent twice."
+            f"Salesforce has not confirmed this message yet (it may still arrive). Call {tool} "
+            "again with the same clientMessageId to find out: it is never sent twice."
         )
     return (
         "Salesforce has not confirmed this message yet (it may still arrive). Check "

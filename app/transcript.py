@@ -125,7 +125,8 @@ class ConversationView:
     ended_by: str | None = None
     closed: bool = False
     option_titles: dict[str, str] = field(default_factory=dict)
-    """optionIdentifier → title of the newest options offered (at most OPTION_TITLES_KEPT)."""
+    """"<offer id>/<optionIdentifier>" → title, of the newest options offered (at most
+    OPTION_TITLES_KEPT)."""
 
     def apply(self, entry: Entry) -> None:
         kind = entry.entry_type
@@ -186,12 +187,18 @@ class ConversationView:
         )
 
 
+def _title_key(offer_id: str | None, option_id: str) -> str:
+    # Options are named within their offer: two offers may both have an option "1".
+    return f"{(offer_id or '').lower()}/{option_id}"
+
+
 def remember_titles(titles: dict[str, str], entry: Entry) -> None:
     """Note the titles of the options a message offers, keeping the newest few."""
     for option in entry.choices:
         if option.title:
-            titles.pop(option.option_identifier, None)
-            titles[option.option_identifier] = option.title
+            key = _title_key(entry.identifier, option.option_identifier)
+            titles.pop(key, None)
+            titles[key] = option.title
     while len(titles) > OPTION_TITLES_KEPT:
         del titles[next(iter(titles))]
 
@@ -209,7 +216,8 @@ def present(entry: Entry, titles: Mapping[str, str] | None = None) -> list[Trans
 def _message(entry: Entry, base: dict[str, Any], titles: Mapping[str, str]) -> TranscriptEntry:
     text = entry.text
     if entry.selected:
-        text = ", ".join(titles.get(option, option) for option in entry.selected)
+        offer = entry.in_reply_to_message_id
+        text = ", ".join(titles.get(_title_key(offer, option), option) for option in entry.selected)
     if entry.message_type == "FormMessage":
         return TranscriptEntry(
             **base,

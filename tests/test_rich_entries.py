@@ -4,9 +4,11 @@ know (a neutral line, never a crash or a silence)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from app.chat_copy import as_text
+from app.state.journal import dump_view, load_view
 from app.transcript import ConversationLog, present, visible
 from tests.test_transcript_reading import choices_message, entry, message, option
 
@@ -26,11 +28,11 @@ def rich_link(url: str, title: str = "Order status") -> Any:
     )
 
 
-def pick(*options: str, identifier: str = "u1") -> Any:
+def pick(*options: str, identifier: str = "u1", offer: str = "c1") -> Any:
     payload = {
         "abstractMessage": {
             "messageType": "ChoicesResponseMessage",
-            "inReplyToMessageId": "c1",
+            "inReplyToMessageId": offer,
             "choicesResponse": {
                 "formatType": "Selections",
                 "selectedOptions": [{"optionIdentifier": o} for o in options],
@@ -112,6 +114,29 @@ def test_a_pick_reads_as_the_title_of_the_option_offered_before_it() -> None:
     assert present(pick("o9"))[0].text == "o9"
 
 
+def offer(identifier: str, *titles: str) -> Any:
+    items = [{"optionIdentifier": str(n), "titleItem": {"title": t}} for n, t in enumerate(titles)]
+    payload = {
+        "abstractMessage": {
+            "messageType": "ChoicesMessage",
+            "choices": {"formatType": "Buttons", "text": "Pick", "optionItems": items},
+        }
+    }
+    return entry("Message", payload, identifier=identifier, role="Chatbot", name="Bot")
+
+
+def test_a_pick_reads_as_the_title_of_its_own_offer_when_offers_reuse_ids() -> None:
+    log = ConversationLog("c")
+    log.append([offer("m1", "Cancel my order"), pick("0", identifier="p1", offer="M1")])
+    log.append([offer("m2", "Yes, refund me"), pick("0", identifier="p2", offer="m2")])
+
+    # Read from just after the first offer: its title comes from the log's view.
+    assert [e.text for e in log.after(1, include_live=False) if e.role == "EndUser"] == [
+        "Cancel my order",
+        "Yes, refund me",
+    ]
+
+
 def test_streamed_tokens_and_progress_are_only_for_live_displays() -> None:
     entries = [progress("Looking up your order"), token("Sure, ", 1), token("here it is", 2)]
     entries.append(message("Sure, here it is", identifier="final-1", role="Chatbot", name="Bot"))
@@ -168,3 +193,15 @@ def test_the_copy_for_the_user_spells_out_links_files_choices_and_forms() -> Non
         "1970-01-01 00:00 UTC  Ann sent a form: Address",
         "1970-01-01 00:00 UTC  System: (something this copy cannot show: SomethingNew)",
     ]
+
+
+def test_a_stored_view_from_a_newer_or_older_process_loads() -> None:
+    view = ConversationLog("c").view
+    view.option_titles["m1/0"] = "Orders"
+    stored = json.loads(dump_view(view))
+
+    newer = {**stored, "something_new": 1}
+    older = {k: v for k, v in stored.items() if k != "option_titles"}
+
+    assert load_view(json.dumps(newer).encode()).option_titles == {"m1/0": "Orders"}
+    assert load_view(json.dumps(older).encode()).option_titles == {}

@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from app.simulator import entries as E
 from app.simulator import rich as R
-from app.simulator.errors import bad_request, not_found
+from app.simulator.errors import bad_request, conflict, not_found
 from app.simulator.faults import FaultBook
 from app.simulator.options import MAX_FAULT_DELAY, FaultSpec
 from app.simulator.org import Conversation
@@ -145,6 +145,8 @@ async def send_as(request: Request, role: str) -> Response:
     entry_id = body.get("id", E.new_id())
     if not isinstance(entry_id, str) or not entry_id.strip():
         raise bad_request('Field "id" must be a non-empty string (the message\'s id).')
+    if any(e["identifier"] == entry_id for e in conv.entries):
+        raise conflict("An entry with this id exists in the conversation.")
     payload = R.message_payload(org_of(request), body, entry_id, str(request.base_url))
     entry = actors_of(request).send(conv, role, payload)
     return JSONResponse({"entryId": entry["identifier"]})
@@ -184,7 +186,10 @@ async def bot_token(request: Request) -> Response:
         raise bad_request('Field "targetId" must be a non-empty string (the final message\'s id).')
     if sequence is not None and not (is_integer(sequence) and sequence > 0):
         raise bad_request('Field "sequence" must be a positive integer.')
-    number = actors_of(request).bot_token(conv, target_id, sequence, text_field(body))
+    text = body.get("text")
+    if not isinstance(text, str) or not text:
+        raise bad_request('Field "text" must be a non-empty string (spaces count).')
+    number = actors_of(request).bot_token(conv, target_id, sequence, text)
     return JSONResponse({"targetId": target_id, "sequence": number})
 
 

@@ -136,8 +136,13 @@ async def send_file(request: Request) -> Response:
         raise SimError(415, f"Files of type {mime} are not allowed.", "UNSUPPORTED_MEDIA_TYPE")
     message = entry_body["message"]
     message_id = str(message.get("id") or uuid.uuid4()).lower()
+    if message_id in conv.message_ids:
+        # A retried upload whose first attempt went through: accepted again, recorded once.
+        accepted = {"id": message_id, "clientTimestamp": 0}
+        return JSONResponse({"conversationEntries": [accepted]}, status_code=202)
     new_session = prepare_session(request, conv, entry_body)
     org.check_message_rate(conv)
+    conv.message_ids.add(message_id)
     file_id = str(uuid.uuid4())
     org.files[file_id] = StoredFile(file.filename or "file", mime, content)
     attachment = {

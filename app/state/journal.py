@@ -86,8 +86,13 @@ def dump_view(view: ConversationView) -> bytes:
     return json.dumps(dataclasses.asdict(view), separators=(",", ":")).encode()
 
 
+_VIEW_FIELDS = frozenset(f.name for f in dataclasses.fields(ConversationView))
+
+
 def load_view(raw: bytes) -> ConversationView:
-    data = json.loads(raw)
+    """A stored view; fields this version does not know (a newer process wrote it) are left
+    out, fields it lacks (an older process) keep their defaults."""
+    data = {k: v for k, v in json.loads(raw).items() if k in _VIEW_FIELDS}
     data["participants"] = {k: tuple(v) for k, v in data["participants"].items()}
     return ConversationView(**data)
 

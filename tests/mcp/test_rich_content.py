@@ -16,6 +16,7 @@ from app.simulator import SimulatorOptions
 from tests.mcp.conftest import Stack, StackFactory, ToolFailed, call, read_until
 from tests.mcp.test_handoff_flow import messages, start_chat
 
+ENTRIES_PATH = "/iamessage/api/v2/conversation/{conversationId}/entries"
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n fake image bytes").decode()
 
 
@@ -339,3 +340,26 @@ async def test_the_bot_menu_offers_choices_and_picking_an_agent_transfers(
 
     assert messages(seen, "EndUser") == ["Talk to an agent"]
     assert info["transferring"] is True
+
+
+async def test_a_retried_pick_salesforce_already_has_is_sent_without_looking_up_the_offer(
+    stack: Stack,
+) -> None:
+    async with Client(stack.mcp_url) as client:
+        ids, seen = await with_agent(stack, client)
+        offer = await stack.agent(
+            ids["conversationId"], "message", {"text": "Sure?", "choices": ["Yes", "No"]}
+        )
+        args = {
+            **ids,
+            "messageId": offer["entryId"],
+            "choiceId": "option-1",
+            "clientMessageId": "k",
+        }
+        sent = await call(client, "send_choice", args)
+        await read_until(client, ids, lambda e, _: "Yes" in messages(e, "EndUser"), seen=seen)
+        # Salesforce's entries endpoint is down: the retry needs nothing from it.
+        await stack.fault(path=ENTRIES_PATH, method="GET", status=503, count=None)
+        again = await call(client, "send_choice", args)
+
+    assert again["messageId"] == sent["messageId"]

@@ -262,6 +262,10 @@ async def test_the_user_attaches_a_file_and_the_agent_gets_it(
 
     calls = len(await pg.widget_calls())
     await w.locator("#file").set_input_files(
+        files=[{"name": "empty.txt", "mimeType": "text/plain", "buffer": b""}]
+    )
+    await expect(w.locator("#banner-text")).to_have_text("That file is empty.")
+    await w.locator("#file").set_input_files(
         files=[
             {"name": "big.pdf", "mimeType": "application/pdf", "buffer": bytes(5 * 1024 * 1024 + 1)}
         ]

@@ -33,7 +33,6 @@
       closed: false,
       closedByUser: false,
       progress: null,
-      acked: [],
     };
   }
 
@@ -47,12 +46,12 @@
     error: "",
     typingSent: false,
     typingTimer: null,
+    typingReports: Promise.resolve(),
     acking: false,
   };
   const TYPING_IDLE_MS = 4000;
   // Salesforce's limit for a file from the user (send_file refuses larger ones too).
   const MAX_FILE_BYTES = 5 * 1024 * 1024;
-  const MAX_ACKED = 200;
   let saveQueued = false;
 
   function save() {
@@ -238,6 +237,11 @@
   // The user attaches a file: read here, sent as base64 through send_file.
   function attach(file) {
     if (!file || !canSend()) return;
+    if (file.size === 0) {
+      run.error = "That file is empty.";
+      renderChrome();
+      return;
+    }
     if (file.size > MAX_FILE_BYTES) {
       run.error = "Files over 5 MB can't be sent.";
       renderChrome();
@@ -288,12 +292,21 @@
       .then(structured);
   }
 
+  // Typing reports go one after another, so "stopped" never overtakes "started".
+  function reportTyping(typing) {
+    run.typingReports = run.typingReports
+      .then(() => report({ typing }))
+      .catch(() => {
+        if (typing) run.typingSent = false;
+      });
+  }
+
   function stopTyping() {
     clearTimeout(run.typingTimer);
     run.typingTimer = null;
     if (!run.typingSent) return;
     run.typingSent = false;
-    report({ typing: false }).catch(() => {});
+    reportTyping(false);
   }
 
   function onTyping() {
@@ -303,9 +316,7 @@
     }
     if (!run.typingSent) {
       run.typingSent = true;
-      report({ typing: true }).catch(() => {
-        run.typingSent = false;
-      });
+      reportTyping(true);
     }
     clearTimeout(run.typingTimer);
     run.typingTimer = setTimeout(stopTyping, TYPING_IDLE_MS);
@@ -315,16 +326,14 @@
   // acknowledged as read, each once.
   async function acknowledge() {
     if (run.acking || document.visibilityState === "hidden" || !state.ids) return;
-    const acked = new Set(state.acked);
     const unread = state.items
-      .filter((i) => i.type === "message" && i.role === "Agent" && i.id && !acked.has(i.id))
-      .map((i) => i.id)
+      .filter((i) => i.type === "message" && i.role === "Agent" && i.id && !i.read)
       .slice(-50);
     if (!unread.length) return;
     run.acking = true;
     try {
-      await report({ readEntryIds: unread });
-      state.acked = state.acked.concat(unread).slice(-MAX_ACKED);
+      await report({ readEntryIds: unread.map((i) => i.id) });
+      for (const item of unread) item.read = true;
       save();
     } catch (_) {
       // Not acknowledged: tried again with the next page or when the view is shown again.

@@ -45,6 +45,7 @@
 
   // Tokens of an answer streamed ahead of it: one growing bubble, replaced by the answer.
   function applyStreaming(entry) {
+    state.progress = null;
     const target = typeof entry.targetId === "string" && entry.targetId ? entry.targetId : null;
     if (!target || state.items.some((i) => sameId(i.id, target))) return;
     let item = state.items.find((i) => i.streamTarget === target);
@@ -139,8 +140,18 @@
     }
   }
 
+  // A progress line lasts until the bot's answer, or until the chat moves on without one.
+  const ENDS_PROGRESS = new Set([
+    "transfer",
+    "routing_failed",
+    "session_ended",
+    "conversation_closed",
+    "left",
+  ]);
+
   function applyEntry(entry) {
     if (!entry || typeof entry !== "object") return;
+    if (ENDS_PROGRESS.has(entry.kind)) state.progress = null;
     const id = typeof entry.id === "string" && entry.id ? entry.id : null;
     if (id && state.items.some((i) => i.id === id)) return;
     const who = entry.name || null;
