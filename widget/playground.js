@@ -9,6 +9,8 @@
   const $ = (id) => document.getElementById(id);
   const ui = {
     start: $("start"),
+    summary: $("model-summary"),
+    customer: $("model-customer"),
     showNow: $("show-now"),
     rerender: $("rerender"),
     conversationId: $("conversation-id"),
@@ -98,8 +100,11 @@
     try {
       const session = (await tool("generate_guest_access_token", {})).structuredContent;
       log("generate_guest_access_token → session started");
-      const created = (await tool("create_conversation", { sessionId: session.sessionId }))
-        .structuredContent;
+      // The context a model would pass for the human agent, when given.
+      const args = { sessionId: session.sessionId };
+      if (ui.summary.value.trim()) args.summary = ui.summary.value.trim();
+      if (ui.customer.value.trim()) args.customerName = ui.customer.value.trim();
+      const created = (await tool("create_conversation", args)).structuredContent;
       playground.chat = { sessionId: session.sessionId, conversationId: created.conversationId };
       ui.conversationId.textContent = created.conversationId;
       log("create_conversation → " + created.conversationId);

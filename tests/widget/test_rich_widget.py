@@ -14,6 +14,7 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Page, Route, expect
 
+from app.prechat import CONTEXT_MARK
 from tests.widget.conftest import HOST_MODES, READ_TOOL, AppStack, OpenPlayground, Playground
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -22,6 +23,7 @@ PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n not really an image").decode()
 PDF = base64.b64encode(b"%PDF-1.4 a receipt").decode()
 MARKUP = "<img src=x onerror=alert(1)><b>bold</b>"
 TRACKING = "https://tracking.example.com/parcel/1234"
+SUMMARY = "Ana's parcel (order 1234) is a week late; tracking shows no scan since Monday."
 FILE_PATH = "/iamessage/api/v2/conversation/{conversationId}/file"
 
 
@@ -64,11 +66,21 @@ async def test_rich_agent_content_renders_safely_and_the_agent_sees_the_users_si
     open_playground: OpenPlayground, console_page: Page, mode: str
 ) -> None:
     pg = await open_playground(mode)
+    # The model opens the chat with its summary and the customer's name for the agent.
+    await pg.page.fill("#model-summary", SUMMARY)
+    await pg.page.fill("#model-customer", "Ana Lima")
     await pg.start_chat()
-    await pg.hand_to_agent("Jane Agent")
-    w = pg.widget
     console = console_page
     await console.locator(f'button.conv[data-conversation-id="{pg.conversation_id}"]').click()
+    context = console.locator("#transcript .msg.user").first
+    await expect(context).to_contain_text(CONTEXT_MARK)
+    await expect(context).to_contain_text(SUMMARY)
+    await expect(context).to_contain_text("Name: Ana Lima")
+    await pg.wait_in_queue()
+    await expect(console.get_by_role("button", name="Accept")).to_be_enabled()
+    await console.get_by_role("button", name="Accept").click()
+    w = pg.widget
+    await expect(w.locator("#agent-name")).to_have_text("Jane Agent")
 
     offer = await pg.agent(
         "message",
