@@ -10,7 +10,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute, Route
 
-from app.simulator import console, control, deployment, messaging, rest, sse
+from app.simulator import console, control, crm, deployment, messaging, rest, sse
 from app.simulator.actors import Actors
 from app.simulator.errors import SimError, handle_sim_error
 from app.simulator.faults import FaultBook, FaultMiddleware
@@ -86,7 +86,9 @@ def build_simulator(options: SimulatorOptions | None = None) -> Starlette:
 
     routes: list[BaseRoute] = [
         *scrt_routes,
+        *crm.routes,
         *control.routes,
+        *crm.control_routes,
         Route("/console", console.console_page, methods=["GET"]),
     ]
     app = Starlette(
@@ -107,4 +109,9 @@ def build_simulator(options: SimulatorOptions | None = None) -> Starlette:
     app.state.simulator = org
     app.state.actors = Actors(org)
     app.state.faults = book
+    app.state.crm = crm.CrmOrg(
+        options.crm_client_id,
+        options.crm_client_secret,
+        refresh_tokens={options.crm_refresh_token},
+    )
     return app

@@ -105,6 +105,11 @@ class SimulatorOptions:
     ping_interval: float = 15.0
     cors_origins: tuple[str, ...] = ("*",)
     bot_name: str = "Agentforce"
+    crm_client_id: str = "sim-connected-app"
+    """The CRM surface's connected app (`app/simulator/crm.py`): client id and secret, and the
+    refresh token it accepts."""
+    crm_client_secret: str = "sim-connected-app-secret"
+    crm_refresh_token: str = "sim-refresh-token"
     bot_menu: bool = False
     """The bot greets with a menu (a ChoicesMessage: Orders, Billing, Talk to an agent)."""
     actor_delay: float = 0.0

@@ -1,0 +1,137 @@
+"""An async client of the Salesforce REST API for the CRM toolset: describe, and records of any
+object (standard or custom) by id.
+
+Plain httpx rather than a library: `simple-salesforce` is synchronous (a thread per call in an
+async server), `aiosalesforce` is young and small; what the toolset needs is a handful of JSON
+calls, one error tree (`app.salesforce.errors`), an access token renewed once when Salesforce
+says it expired, and retries when Salesforce is down or over its limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from app.salesforce.errors import SalesforceError, SessionExpired, Unavailable, from_rest
+from app.salesforce.oauth import Access, TokenSource
+
+API_VERSION = "62.0"
+RETRY_DELAYS = (0.5, 2.0)
+"""Pauses before the second and third attempt when Salesforce is unavailable or over its limit."""
+NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
+RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
+
+
+def check_name(what: str, value: str) -> str:
+    """An object or field API name, refused before any call when it cannot be one."""
+    if not NAME.fullmatch(value):
+        raise SalesforceError(
+            f"{what} must be an API name (letters, digits and _, starting with a letter), "
+            f"got {value!r}."
+        )
+    return value
+
+
+def check_id(value: str) -> str:
+    if not RECORD_ID.fullmatch(value):
+        raise SalesforceError(
+            f"recordId must be a 15- or 18-character Salesforce id, got {value!r}."
+        )
+    return value
+
+
+class SalesforceClient:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        tokens: TokenSource,
+        *,
+        api_version: str = API_VERSION,
+        retry_delays: Sequence[float] = RETRY_DELAYS,
+    ) -> None:
+        self._http = http
+        self._tokens = tokens
+        self._version = api_version
+        self._delays = tuple(retry_delays)
+
+    async def describe(self, sobject: str) -> dict[str, Any]:
+        path = f"/sobjects/{check_name('object', sobject)}/describe"
+        body = await self._request("GET", path)
+        return body if isinstance(body, dict) else {}
+
+    async def get(
+        self, sobject: str, record_id: str, fields: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        params = {"fields": ",".join(check_name("field", f) for f in fields)} if fields else None
+        path = f"/sobjects/{check_name('object', sobject)}/{check_id(record_id)}"
+        body = await self._request("GET", path, params=params)
+        return body if isinstance(body, dict) else {}
+
+    async def create(self, sobject: str, values: dict[str, Any]) -> str:
+        body = await self._request(
+            "POST", f"/sobjects/{check_name('object', sobject)}", json=values
+        )
+        if not isinstance(body, dict) or not body.get("id"):
+            raise SalesforceError("Salesforce did not return the new record's id.")
+        return str(body["id"])
+
+    async def update(self, sobject: str, record_id: str, values: dict[str, Any]) -> None:
+        path = f"/sobjects/{check_name('object', sobject)}/{check_id(record_id)}"
+        await self._request("PATCH", path, json=values)
+
+    async def delete(self, sobject: str, record_id: str) -> None:
+        path = f"/sobjects/{check_name('object', sobject)}/{check_id(record_id)}"
+        await self._request("DELETE", path)
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json: Any = None,
+    ) -> Any:
+        """One call: renewed once if the token expired, retried while Salesforce is
+        unavailable (5xx, REQUEST_LIMIT_EXCEEDED, no answer)."""
+        access = await self._tokens.access()
+        renewed = False
+        attempt = 0
+        while True:
+            try:
+                return await self._once(access, method, path, params, json)
+            except SessionExpired:
+                if renewed:
+                    raise
+                renewed = True
+                access = await self._tokens.renew(access)
+            except Unavailable:
+                if attempt >= len(self._delays):
+                    raise
+                await asyncio.sleep(self._delays[attempt])
+                attempt += 1
+
+    async def _once(
+        self, access: Access, method: str, path: str, params: dict[str, str] | None, json: Any
+    ) -> Any:
+        url = f"{access.instance_url}/services/data/v{quote(self._version)}{path}"
+        headers = {"Authorization": f"Bearer {access.token.get_secret_value()}"}
+        try:
+            response = await self._http.request(
+                method, url, params=params, json=json, headers=headers
+            )
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"Salesforce could not be reached ({type(exc).__name__}).") from None
+        if response.status_code == 204:
+            return None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code >= 400:
+            raise from_rest(response.status_code, body)
+        return body

@@ -1,0 +1,81 @@
+"""Access to a Salesforce org for the CRM toolset: OAuth tokens from a refresh token or from the
+client-credentials flow, fetched when first needed and again when Salesforce says the one held
+expired. Tokens are never logged."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import httpx
+from pydantic import SecretStr
+
+from app.salesforce.errors import SalesforceError, Unavailable, from_oauth
+
+
+@dataclass(frozen=True)
+class OAuthSettings:
+    login_url: str
+    """Where the token endpoint lives: the org's My Domain (SALESFORCE_INSTANCE_URL)."""
+    client_id: str
+    client_secret: SecretStr
+    refresh_token: SecretStr | None = None
+    """With one: the refresh-token flow; without: client credentials (server to server)."""
+
+
+@dataclass(frozen=True)
+class Access:
+    token: SecretStr
+    instance_url: str
+
+
+class TokenSource:
+    """One access token at a time, shared by concurrent calls; `renew` after an expiry."""
+
+    def __init__(self, http: httpx.AsyncClient, settings: OAuthSettings) -> None:
+        self._http = http
+        self._settings = settings
+        self._access: Access | None = None
+        self._lock = asyncio.Lock()
+
+    async def access(self) -> Access:
+        async with self._lock:
+            if self._access is None:
+                self._access = await self._fetch()
+            return self._access
+
+    async def renew(self, stale: Access) -> Access:
+        """A new token unless another call already replaced `stale`."""
+        async with self._lock:
+            if self._access is None or self._access is stale:
+                self._access = await self._fetch()
+            return self._access
+
+    async def _fetch(self) -> Access:
+        s = self._settings
+        form = {
+            "client_id": s.client_id,
+            "client_secret": s.client_secret.get_secret_value(),
+        }
+        if s.refresh_token is not None:
+            form["grant_type"] = "refresh_token"
+            form["refresh_token"] = s.refresh_token.get_secret_value()
+        else:
+            form["grant_type"] = "client_credentials"
+        url = s.login_url.rstrip("/") + "/services/oauth2/token"
+        try:
+            response = await self._http.post(url, data=form)
+        except httpx.HTTPError as exc:
+            raise Unavailable(
+                f"Salesforce's login service could not be reached ({type(exc).__name__})."
+            ) from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code != 200:
+            raise from_oauth(response.status_code, body)
+        if not isinstance(body, dict) or not body.get("access_token"):
+            raise SalesforceError("Salesforce's login answer had no access token.")
+        instance = str(body.get("instance_url") or s.login_url).rstrip("/")
+        return Access(SecretStr(str(body["access_token"])), instance)

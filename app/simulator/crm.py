@@ -1,0 +1,420 @@
+"""A small Salesforce REST surface for the CRM toolset's tests and the demo: OAuth tokens, describe,
+and records of a few objects kept in memory.
+
+Shapes follow Salesforce's REST API and OAuth documentation: the token endpoint's form-encoded
+grants and `{"error", "error_description"}` refusals; the REST errors as a JSON array of
+`{"message", "errorCode", "fields"}`; 201 `{"id", "success", "errors"}` for a create, 204 for an
+update or delete, a record with its `attributes`; describe with `fields` and `childRelationships`.
+Record ids are 18 characters starting with the object's key prefix. Not part of the chat API.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+Json = dict[str, Any]
+
+ACCESS_TOKEN_SECONDS = 600.0
+"""Short, so that tests and the demo see tokens refreshed."""
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    type: str = "string"
+    label: str = ""
+    required: bool = False
+    length: int = 255
+    reference_to: str | None = None
+    relationship: str | None = None
+    picklist: tuple[str, ...] = ()
+    updateable: bool = True
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    name: str
+    label: str
+    prefix: str
+    fields: tuple[FieldSpec, ...]
+    custom: bool = False
+
+    def field(self, name: str) -> FieldSpec | None:
+        return next((f for f in self.fields if f.name.lower() == name.lower()), None)
+
+
+def ref(name: str, label: str, to: str, relationship: str) -> FieldSpec:
+    """A lookup field: an id of a `to` record, reached in queries as `relationship`."""
+    return FieldSpec(
+        name, "reference", label, length=18, reference_to=to, relationship=relationship
+    )
+
+
+def _common(*extra: FieldSpec) -> tuple[FieldSpec, ...]:
+    base = (
+        FieldSpec("Id", "id", "Record ID", length=18, updateable=False),
+        FieldSpec("CreatedDate", "datetime", "Created Date", updateable=False),
+        FieldSpec("LastModifiedDate", "datetime", "Last Modified Date", updateable=False),
+    )
+    return base + extra
+
+
+SCHEMA: tuple[ObjectSpec, ...] = (
+    ObjectSpec(
+        "Account",
+        "Account",
+        "001",
+        _common(
+            FieldSpec("Name", label="Account Name", required=True), FieldSpec("Phone", "phone")
+        ),
+    ),
+    ObjectSpec(
+        "Contact",
+        "Contact",
+        "003",
+        _common(
+            FieldSpec("FirstName", label="First Name", length=40),
+            FieldSpec("LastName", label="Last Name", required=True, length=80),
+            FieldSpec("Email", "email", "Email", length=80),
+            FieldSpec("Phone", "phone", "Phone", length=40),
+            ref("AccountId", "Account ID", "Account", "Account"),
+        ),
+    ),
+    ObjectSpec(
+        "Case",
+        "Case",
+        "500",
+        _common(
+            FieldSpec("Subject", label="Subject"),
+            FieldSpec("Description", "textarea", "Description", length=32000),
+            FieldSpec(
+                "Status",
+                "picklist",
+                "Status",
+                required=True,
+                picklist=("New", "Working", "Escalated", "Closed"),
+            ),
+            ref("ContactId", "Contact ID", "Contact", "Contact"),
+        ),
+    ),
+    ObjectSpec(
+        "Event",
+        "Event",
+        "00U",
+        _common(
+            FieldSpec("Subject", label="Subject"),
+            FieldSpec("StartDateTime", "datetime", "Start", required=True),
+            FieldSpec("EndDateTime", "datetime", "End", required=True),
+            ref("WhoId", "Name ID", "Contact", "Who"),
+            ref("WhatId", "Related To ID", "Account", "What"),
+        ),
+    ),
+    ObjectSpec(
+        "Support_Visit__c",
+        "Support Visit",
+        "a01",
+        _common(
+            FieldSpec("Name", label="Support Visit Name", length=80),
+            ref("Contact__c", "Contact", "Contact", "Contact__r"),
+            FieldSpec("Visit_Date__c", "date", "Visit Date"),
+        ),
+        custom=True,
+    ),
+)
+
+
+def rest_error(status: int, code: str, message: str, fields: list[str] | None = None) -> Response:
+    return JSONResponse(
+        [{"message": message, "errorCode": code, "fields": fields or []}], status_code=status
+    )
+
+
+def oauth_error(error: str, description: str, status: int = 400) -> Response:
+    return JSONResponse({"error": error, "error_description": description}, status_code=status)
+
+
+@dataclass
+class CrmOrg:
+    """The org's connected app, its tokens and its records."""
+
+    client_id: str
+    client_secret: str
+    refresh_tokens: set[str] = field(default_factory=set)
+    access_tokens: dict[str, float] = field(default_factory=dict)  # token → expiry (monotonic)
+    records: dict[str, dict[str, Json]] = field(default_factory=dict)  # object → id → record
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def schema(self, name: str) -> ObjectSpec | None:
+        return next((o for o in SCHEMA if o.name.lower() == name.lower()), None)
+
+    def issue(self) -> str:
+        token = "00D!" + secrets.token_urlsafe(24)
+        self.access_tokens[token] = time.monotonic() + ACCESS_TOKEN_SECONDS
+        return token
+
+    def valid(self, token: str) -> bool:
+        expiry = self.access_tokens.get(token)
+        return expiry is not None and time.monotonic() < expiry
+
+    def expire_all(self) -> int:
+        count = len(self.access_tokens)
+        self.access_tokens.clear()
+        return count
+
+    def new_id(self, spec: ObjectSpec) -> str:
+        return f"{spec.prefix}{next(self._ids):012d}AAA"
+
+
+def crm_of(request: Request) -> CrmOrg:
+    crm: CrmOrg = request.app.state.crm
+    return crm
+
+
+async def token(request: Request) -> Response:
+    """`POST /services/oauth2/token` (form-encoded): refresh_token and client_credentials."""
+    crm = crm_of(request)
+    form = await request.form()
+    if form.get("client_id") != crm.client_id or form.get("client_secret") != crm.client_secret:
+        return oauth_error("invalid_client", "invalid client credentials")
+    grant = form.get("grant_type")
+    if grant == "refresh_token":
+        if form.get("refresh_token") not in crm.refresh_tokens:
+            return oauth_error("invalid_grant", "expired access/refresh token")
+    elif grant != "client_credentials":
+        return oauth_error("unsupported_grant_type", "grant type not supported")
+    base = str(request.base_url).rstrip("/")
+    return JSONResponse(
+        {
+            "access_token": crm.issue(),
+            "instance_url": base,
+            "id": f"{base}/id/00D000000000001EAA/005000000000001AAA",
+            "token_type": "Bearer",
+            "issued_at": str(int(time.time() * 1000)),
+            "signature": secrets.token_urlsafe(32),
+        }
+    )
+
+
+def authorized(request: Request) -> Response | None:
+    header = request.headers.get("authorization", "")
+    if not header.startswith("Bearer ") or not crm_of(request).valid(header[7:]):
+        return rest_error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+    return None
+
+
+def object_of(request: Request) -> ObjectSpec | Response:
+    spec = crm_of(request).schema(request.path_params["sobject"])
+    if spec is None:
+        name = request.path_params["sobject"]
+        return rest_error(404, "NOT_FOUND", f"The requested resource does not exist: {name}")
+    return spec
+
+
+def describe_json(spec: ObjectSpec) -> Json:
+    children = [
+        {"childSObject": other.name, "field": f.name, "relationshipName": other.name + "s"}
+        for other in SCHEMA
+        for f in other.fields
+        if f.reference_to == spec.name
+    ]
+    return {
+        "name": spec.name,
+        "label": spec.label,
+        "custom": spec.custom,
+        "keyPrefix": spec.prefix,
+        "createable": True,
+        "updateable": True,
+        "deletable": True,
+        "queryable": True,
+        "fields": [
+            {
+                "name": f.name,
+                "label": f.label or f.name,
+                "type": f.type,
+                "length": f.length,
+                "nillable": not f.required and f.name != "Id",
+                "createable": f.updateable,
+                "updateable": f.updateable,
+                "custom": f.name.endswith("__c"),
+                "referenceTo": [f.reference_to] if f.reference_to else [],
+                "relationshipName": f.relationship,
+                "picklistValues": [
+                    {"value": v, "label": v, "active": True, "defaultValue": False}
+                    for v in f.picklist
+                ],
+            }
+            for f in spec.fields
+        ],
+        "childRelationships": children,
+    }
+
+
+async def describe(request: Request) -> Response:
+    refused = authorized(request)
+    if refused is not None:
+        return refused
+    spec = object_of(request)
+    if isinstance(spec, Response):
+        return spec
+    return JSONResponse(describe_json(spec))
+
+
+def check_values(spec: ObjectSpec, values: Any, *, creating: bool) -> Response | None:
+    """The REST API's refusals of a record body: unknown or read-only field, a picklist value
+    not in the list, a value over its length, a required field missing."""
+    if not isinstance(values, dict):
+        return rest_error(400, "JSON_PARSER_ERROR", "The request body must be a JSON object.")
+    for name, value in values.items():
+        known = spec.field(name)
+        if known is None:
+            message = f"No such column '{name}' on sobject of type {spec.name}"
+            return rest_error(400, "INVALID_FIELD", message, [name])
+        if not known.updateable:
+            return rest_error(
+                400,
+                "INVALID_FIELD_FOR_INSERT_UPDATE",
+                f"Unable to create/update fields: {known.name}. Please check the security "
+                "settings of this field and verify that it is read/write for your profile or "
+                "permission set.",
+                [known.name],
+            )
+        if known.picklist and value is not None and value not in known.picklist:
+            return rest_error(
+                400,
+                "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                f"{known.label}: bad value for restricted picklist field: {value}",
+                [known.name],
+            )
+        if isinstance(value, str) and len(value) > known.length:
+            return rest_error(
+                400,
+                "STRING_TOO_LONG",
+                f"{known.label}: data value too large: {value[:20]}… (max length={known.length})",
+                [known.name],
+            )
+    given = canonical(spec, values)
+    missing = [
+        f.name
+        for f in spec.fields
+        if f.required and (creating or f.name in given) and given.get(f.name) in (None, "")
+    ]
+    if missing:
+        return rest_error(
+            400,
+            "REQUIRED_FIELD_MISSING",
+            f"Required fields are missing: [{', '.join(missing)}]",
+            missing,
+        )
+    return None
+
+
+def canonical(spec: ObjectSpec, values: Json) -> Json:
+    """Field names as the schema spells them (the API takes any letter case)."""
+    return {spec.field(name).name: value for name, value in values.items()}  # type: ignore[union-attr]
+
+
+async def create(request: Request) -> Response:
+    refused = authorized(request)
+    if refused is not None:
+        return refused
+    spec = object_of(request)
+    if isinstance(spec, Response):
+        return spec
+    values = await request.json()
+    problem = check_values(spec, values, creating=True)
+    if problem is not None:
+        return problem
+    crm = crm_of(request)
+    record_id = crm.new_id(spec)
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000+0000", time.gmtime())
+    record = {"Id": record_id, "CreatedDate": now, "LastModifiedDate": now}
+    record.update(canonical(spec, values))
+    crm.records.setdefault(spec.name, {})[record_id] = record
+    return JSONResponse({"id": record_id, "success": True, "errors": []}, status_code=201)
+
+
+def record_of(request: Request, spec: ObjectSpec) -> Json | Response:
+    record_id = request.path_params["id"]
+    if len(record_id) not in (15, 18) or not record_id.isalnum():
+        message = f"{spec.name} ID: id value of incorrect type: {record_id}"
+        return rest_error(400, "MALFORMED_ID", message, ["Id"])
+    found = crm_of(request).records.get(spec.name, {}).get(record_id)
+    if found is None:
+        return rest_error(404, "NOT_FOUND", "The requested resource does not exist")
+    return found
+
+
+async def one_record(request: Request) -> Response:
+    refused = authorized(request)
+    if refused is not None:
+        return refused
+    spec = object_of(request)
+    if isinstance(spec, Response):
+        return spec
+    record = record_of(request, spec)
+    if isinstance(record, Response):
+        return record
+    if request.method == "DELETE":
+        del crm_of(request).records[spec.name][record["Id"]]
+        return Response(status_code=204)
+    if request.method == "PATCH":
+        values = await request.json()
+        problem = check_values(spec, values, creating=False)
+        if problem is not None:
+            return problem
+        record.update(canonical(spec, values))
+        record["LastModifiedDate"] = time.strftime("%Y-%m-%dT%H:%M:%S.000+0000", time.gmtime())
+        return Response(status_code=204)
+    wanted = request.query_params.get("fields")
+    names = [n.strip() for n in wanted.split(",")] if wanted else [f.name for f in spec.fields]
+    for name in names:
+        if spec.field(name) is None:
+            message = f"No such column '{name}' on sobject of type {spec.name}"
+            return rest_error(400, "INVALID_FIELD", message, [name])
+    version = request.path_params["version"]
+    body: Json = {
+        "attributes": {
+            "type": spec.name,
+            "url": f"/services/data/v{version}/sobjects/{spec.name}/{record['Id']}",
+        }
+    }
+    for name in names:
+        canonical_name = spec.field(name).name  # type: ignore[union-attr]
+        body[canonical_name] = record.get(canonical_name)
+    return JSONResponse(body)
+
+
+async def expire_tokens(request: Request) -> Response:
+    """Control: every CRM access token issued so far is expired now (a refresh is needed)."""
+    return JSONResponse({"expired": crm_of(request).expire_all()})
+
+
+async def revoke_refresh_tokens(request: Request) -> Response:
+    """Control: the connected app's refresh tokens are revoked (the user must log in again)."""
+    crm = crm_of(request)
+    count = len(crm.refresh_tokens)
+    crm.refresh_tokens.clear()
+    return JSONResponse({"revoked": count})
+
+
+DATA = "/services/data/v{version}"
+
+control_routes = [
+    Route("/control/crm/tokens/expire", expire_tokens, methods=["POST"]),
+    Route("/control/crm/refresh-tokens/revoke", revoke_refresh_tokens, methods=["POST"]),
+]
+
+routes = [
+    Route("/services/oauth2/token", token, methods=["POST"]),
+    Route(DATA + "/sobjects/{sobject}/describe", describe, methods=["GET"]),
+    Route(DATA + "/sobjects/{sobject}", create, methods=["POST"]),
+    Route(DATA + "/sobjects/{sobject}/{id}", one_record, methods=["GET", "PATCH", "DELETE"]),
+]
