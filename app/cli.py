@@ -344,6 +344,10 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format)
     transport = args.transport or settings.mcp_transport
+    refusal = settings.crm_refusal(transport)
+    if refusal is not None:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
     if transport == "stdio":
         asyncio.run(serve_stdio(settings))
         return 0

@@ -37,6 +37,9 @@ def _split_list(value: object) -> object:
     return value
 
 
+TOOLSETS = ("handoff", "crm")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
@@ -108,6 +111,16 @@ class Settings(BaseSettings):
     trusted_proxy_hops: int = Field(default=0, ge=0, le=10)
     """Proxies in front that append the client's address to X-Forwarded-For (Heroku: 1); 0 uses
     the connection's peer address."""
+
+    # Toolsets: handoff (always) and crm (app/crm_tools.py, Salesforce REST for support staff)
+    mcp_toolsets: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["handoff"])
+    salesforce_instance_url: str | None = None
+    """The org's My Domain URL (https://<domain>.my.salesforce.com): OAuth and REST calls."""
+    salesforce_client_id: str | None = None
+    salesforce_client_secret: SecretStr | None = None
+    salesforce_refresh_token: SecretStr | None = None
+    """With one: the refresh-token flow; without: the client-credentials flow."""
+    salesforce_api_version: str = Field(default="62.0", pattern=r"^\d{2,3}\.0$")
 
     # Sign-in (app/signin.py)
     auth_mode: AuthMode = "none"
@@ -205,6 +218,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
+        "mcp_toolsets",
         "mcp_allowed_hosts",
         "mcp_allowed_origins",
         "auth_required_scopes",
@@ -214,6 +228,18 @@ class Settings(BaseSettings):
     @classmethod
     def _lists(cls, value: object) -> object:
         return _split_list(value)
+
+    @field_validator("mcp_toolsets")
+    @classmethod
+    def _toolsets(cls, value: list[str]) -> list[str]:
+        names = [name.lower() for name in value]
+        unknown = sorted(set(names) - set(TOOLSETS))
+        if unknown:
+            raise ValueError(
+                f"MCP_TOOLSETS takes {', '.join(TOOLSETS)} (comma-separated), not "
+                f"{', '.join(unknown)}"
+            )
+        return ["handoff", *(name for name in TOOLSETS if name in names and name != "handoff")]
 
     @field_validator("mcp_allowed_hosts")
     @classmethod
@@ -314,6 +340,19 @@ class Settings(BaseSettings):
                 "IDENTITY_SIGNING_KEY is set but AUTH_MODE is none: customers are verified only "
                 "when they sign in; set AUTH_MODE=optional or required"
             )
+        if self.crm_enabled:
+            missing = [
+                name
+                for name in ("SALESFORCE_INSTANCE_URL", "SALESFORCE_CLIENT_ID")
+                if not getattr(self, name.lower())
+            ]
+            if self.salesforce_client_secret is None:
+                missing.append("SALESFORCE_CLIENT_SECRET")
+            if missing:
+                raise ValueError(
+                    "MCP_TOOLSETS includes crm, which needs " + ", ".join(missing) + " (the "
+                    "connected app the CRM tools call Salesforce with)"
+                )
         if self.scrt_retry_total_seconds > self.tool_deadline_seconds:
             raise ValueError(
                 "SCRT_RETRY_TOTAL_SECONDS must not exceed TOOL_DEADLINE_SECONDS "
@@ -339,6 +378,26 @@ class Settings(BaseSettings):
                 + ", ".join(missing)
                 + ". Set them in the environment (Heroku: config vars) or in .env."
             )
+
+    @property
+    def crm_enabled(self) -> bool:
+        return "crm" in self.mcp_toolsets
+
+    def crm_refusal(self, transport: str, *, loopback_demo: bool = False) -> str | None:
+        """Why the CRM toolset may not be served this way, or None. It reads and changes the
+        org's records, so over HTTP only signed-in users may call it (AUTH_MODE=required); over
+        stdio the local user is the one who configured it. `make demo` serves it on loopback
+        without sign-in, against the simulator."""
+        if not self.crm_enabled or transport == "stdio" or self.auth_mode == "required":
+            return None
+        if loopback_demo and self.local_only:
+            return None
+        return (
+            "MCP_TOOLSETS includes crm, but /mcp does not require sign-in: the CRM tools read and "
+            "change your org's records, so over HTTP they need AUTH_MODE=required (staff sign "
+            "in). Serve them to a local client over stdio (MCP_TRANSPORT=stdio) instead, or "
+            "remove crm from MCP_TOOLSETS."
+        )
 
     def signin_settings(self) -> SignInSettings | None:
         if self.auth_mode == "none":

@@ -16,6 +16,8 @@ from app.main import build_app
 from app.simulator import SimulatorOptions, build_simulator
 from app.simulator.options import DEFAULT_DEPLOYMENT, DEFAULT_ORG_ID
 
+SIM = SimulatorOptions()
+
 
 def demo_settings(port: int, **overrides: object) -> Settings:
     values: dict[str, object] = {
@@ -24,6 +26,13 @@ def demo_settings(port: int, **overrides: object) -> Settings:
         "miaw_es_developer_name": DEFAULT_DEPLOYMENT,
         "playground_enabled": True,
         "log_format": "console",
+        "host": "127.0.0.1",
+        # The CRM toolset against the simulator's Salesforce REST surface (loopback, no sign-in).
+        "mcp_toolsets": "handoff,crm",
+        "salesforce_instance_url": f"http://127.0.0.1:{port}/sim",
+        "salesforce_client_id": SIM.crm_client_id,
+        "salesforce_client_secret": SIM.crm_client_secret,
+        "salesforce_refresh_token": SIM.crm_refresh_token,
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[arg-type, call-arg]
@@ -32,7 +41,11 @@ def demo_settings(port: int, **overrides: object) -> Settings:
 def build_demo_app(port: int, sim_options: SimulatorOptions | None = None) -> Starlette:
     simulator = build_simulator(sim_options or SimulatorOptions(rate_limits=False, bot_menu=True))
     home = Route("/", lambda _: RedirectResponse("/playground"), methods=["GET"])
-    app = build_app(demo_settings(port), extra_routes=[home, Mount("/sim", app=simulator)])
+    app = build_app(
+        demo_settings(port),
+        extra_routes=[home, Mount("/sim", app=simulator)],
+        crm_on_loopback=True,
+    )
     app.state.simulator_app = simulator
     return app
 

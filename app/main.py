@@ -26,8 +26,9 @@ from starlette.types import ASGIApp
 
 from app import __version__
 from app.collector import tune_collector
-from app.config import Settings, load_settings
+from app.config import ConfigError, Settings, load_settings
 from app.conversations import HandoffService
+from app.crm_tools import register_crm_tools
 from app.delivery import Delivery, DeliveryEngine, DeliveryOptions
 from app.hours import SupportHours
 from app.identity import CustomerIdentity
@@ -35,6 +36,9 @@ from app.limits import Counters, Limits, MemoryCounters
 from app.logs import configure_logging
 from app.playground import playground_route
 from app.prechat import PrechatForms
+from app.salesforce.client import SalesforceClient
+from app.salesforce.oauth import OAuthSettings, TokenSource
+from app.salesforce.schema import SchemaCache
 from app.scrt import RetryPolicy, ScrtClient, ScrtConfig
 from app.signin import (
     IssuerKeys,
@@ -91,6 +95,8 @@ class Runtime:
     redis: SharedRedis | None = None
     identity: CustomerIdentity | None = None
     """Signs verified customers' identity tokens; its public key is served by the web app."""
+    crm_http: httpx.AsyncClient | None = None
+    """The CRM toolset's HTTP client (Salesforce REST), when the toolset is on."""
     _stopping: asyncio.Future[None] | None = field(default=None, init=False)
 
     async def start(self) -> None:
@@ -125,6 +131,8 @@ class Runtime:
             await self.http.aclose()
         if self.streams is not None:
             await self.streams.aclose()
+        if self.crm_http is not None:
+            await self.crm_http.aclose()
 
     async def health(self) -> tuple[int, dict[str, object]]:
         """HTTP status and body of `/health`: 503 naming Redis when it does not answer."""
@@ -275,6 +283,11 @@ def build_runtime(
         security_schemes(settings.signin_settings()),
         identity,
     )
+    crm_http = None
+    if settings.crm_enabled:
+        crm_http = httpx.AsyncClient(timeout=httpx.Timeout(settings.scrt_timeout_seconds))
+        crm_client = salesforce_client(settings, crm_http)
+        register_crm_tools(mcp, crm_client, SchemaCache(crm_client))
     return Runtime(
         mcp,
         service,
@@ -285,6 +298,22 @@ def build_runtime(
         streams=stream_client,
         redis=redis,
         identity=identity,
+        crm_http=crm_http,
+    )
+
+
+def salesforce_client(settings: Settings, http: httpx.AsyncClient) -> SalesforceClient:
+    """The CRM toolset's Salesforce REST client, from the SALESFORCE_* settings."""
+    assert settings.salesforce_instance_url and settings.salesforce_client_id
+    assert settings.salesforce_client_secret is not None
+    oauth = OAuthSettings(
+        login_url=settings.salesforce_instance_url,
+        client_id=settings.salesforce_client_id,
+        client_secret=settings.salesforce_client_secret,
+        refresh_token=settings.salesforce_refresh_token,
+    )
+    return SalesforceClient(
+        http, TokenSource(http, oauth), api_version=settings.salesforce_api_version
     )
 
 
@@ -294,9 +323,14 @@ def build_app(
     http: httpx.AsyncClient | None = None,
     store: SessionStore | None = None,
     extra_routes: list[BaseRoute] | None = None,
+    crm_on_loopback: bool = False,
 ) -> Starlette:
     """The web app: `/health`, `/mcp`, `/playground` when enabled, and any `extra_routes`
-    (demo mode mounts more)."""
+    (demo mode mounts more). ConfigError when the CRM toolset may not be served over HTTP
+    (`Settings.crm_refusal`; `crm_on_loopback`: demo mode's exception)."""
+    refusal = settings.crm_refusal("http", loopback_demo=crm_on_loopback)
+    if refusal is not None:
+        raise ConfigError(refusal)
     runtime = build_runtime(settings, http=http, store=store)
     # The SDK's Starlette app is built for its session manager (stateless, JSON responses, the
     # DNS-rebinding check), but not mounted: /mcp goes straight to the manager's ASGI app, so a
