@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -43,6 +44,29 @@ def check_id(value: str) -> str:
             f"recordId must be a 15- or 18-character Salesforce id, got {value!r}."
         )
     return value
+
+
+NEXT_RECORDS = re.compile(r"/services/data/v\d{2,3}\.0/query/([A-Za-z0-9]{1,40}-\d{1,9})")
+
+
+@dataclass(frozen=True)
+class QueryPage:
+    records: list[dict[str, Any]]
+    total: int
+    next: str | None
+    """Salesforce's nextRecordsUrl: the next page, or None on the last."""
+
+    @classmethod
+    def of(cls, body: Any) -> QueryPage:
+        body = body if isinstance(body, dict) else {}
+        records = [r for r in body.get("records") or [] if isinstance(r, dict)]
+        total = body.get("totalSize")
+        next_url = body.get("nextRecordsUrl")
+        return cls(
+            records=records,
+            total=total if isinstance(total, int) else len(records),
+            next=next_url if isinstance(next_url, str) and not body.get("done", True) else None,
+        )
 
 
 class SalesforceClient:
@@ -87,6 +111,17 @@ class SalesforceClient:
     async def delete(self, sobject: str, record_id: str) -> None:
         path = f"/sobjects/{check_name('object', sobject)}/{check_id(record_id)}"
         await self._request("DELETE", path)
+
+    async def query(self, soql: str) -> QueryPage:
+        """The first page of a SOQL query's records (`next` leads on)."""
+        return QueryPage.of(await self._request("GET", "/query", params={"q": soql}))
+
+    async def query_more(self, next_records_url: str) -> QueryPage:
+        """The page `next_records_url` (a QueryPage's `next`) names."""
+        match = NEXT_RECORDS.fullmatch(next_records_url)
+        if match is None:
+            raise SalesforceError("cursor must be a value a previous page returned.")
+        return QueryPage.of(await self._request("GET", "/query/" + match.group(1)))
 
     async def _request(
         self,

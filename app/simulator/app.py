@@ -113,5 +113,6 @@ def build_simulator(options: SimulatorOptions | None = None) -> Starlette:
         options.crm_client_id,
         options.crm_client_secret,
         refresh_tokens={options.crm_refresh_token},
+        batch_size=options.crm_query_batch_size,
     )
     return app

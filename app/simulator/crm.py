@@ -20,6 +20,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from app.simulator.soql import Parser, Query, SoqlError
+
 Json = dict[str, Any]
 
 ACCESS_TOKEN_SECONDS = 600.0
@@ -35,6 +37,8 @@ class FieldSpec:
     length: int = 255
     reference_to: str | None = None
     relationship: str | None = None
+    children: str | None = None
+    """A lookup's name seen from the record it points at (Account → Contacts)."""
     picklist: tuple[str, ...] = ()
     updateable: bool = True
 
@@ -51,10 +55,17 @@ class ObjectSpec:
         return next((f for f in self.fields if f.name.lower() == name.lower()), None)
 
 
-def ref(name: str, label: str, to: str, relationship: str) -> FieldSpec:
-    """A lookup field: an id of a `to` record, reached in queries as `relationship`."""
+def ref(name: str, label: str, to: str, relationship: str, children: str) -> FieldSpec:
+    """A lookup field: an id of a `to` record, reached in queries as `relationship`; the `to`
+    record reaches these records as `children`."""
     return FieldSpec(
-        name, "reference", label, length=18, reference_to=to, relationship=relationship
+        name,
+        "reference",
+        label,
+        length=18,
+        reference_to=to,
+        relationship=relationship,
+        children=children,
     )
 
 
@@ -85,7 +96,7 @@ SCHEMA: tuple[ObjectSpec, ...] = (
             FieldSpec("LastName", label="Last Name", required=True, length=80),
             FieldSpec("Email", "email", "Email", length=80),
             FieldSpec("Phone", "phone", "Phone", length=40),
-            ref("AccountId", "Account ID", "Account", "Account"),
+            ref("AccountId", "Account ID", "Account", "Account", "Contacts"),
         ),
     ),
     ObjectSpec(
@@ -102,7 +113,7 @@ SCHEMA: tuple[ObjectSpec, ...] = (
                 required=True,
                 picklist=("New", "Working", "Escalated", "Closed"),
             ),
-            ref("ContactId", "Contact ID", "Contact", "Contact"),
+            ref("ContactId", "Contact ID", "Contact", "Contact", "Cases"),
         ),
     ),
     ObjectSpec(
@@ -113,8 +124,8 @@ SCHEMA: tuple[ObjectSpec, ...] = (
             FieldSpec("Subject", label="Subject"),
             FieldSpec("StartDateTime", "datetime", "Start", required=True),
             FieldSpec("EndDateTime", "datetime", "End", required=True),
-            ref("WhoId", "Name ID", "Contact", "Who"),
-            ref("WhatId", "Related To ID", "Account", "What"),
+            ref("WhoId", "Name ID", "Contact", "Who", "Events"),
+            ref("WhatId", "Related To ID", "Account", "What", "Events"),
         ),
     ),
     ObjectSpec(
@@ -123,12 +134,17 @@ SCHEMA: tuple[ObjectSpec, ...] = (
         "a01",
         _common(
             FieldSpec("Name", label="Support Visit Name", length=80),
-            ref("Contact__c", "Contact", "Contact", "Contact__r"),
+            ref("Contact__c", "Contact", "Contact", "Contact__r", "Support_Visits__r"),
             FieldSpec("Visit_Date__c", "date", "Visit Date"),
         ),
         custom=True,
     ),
 )
+
+
+def child_lookups(spec: ObjectSpec) -> list[tuple[ObjectSpec, FieldSpec]]:
+    """(child object, its lookup field) of every object that points at `spec`."""
+    return [(o, f) for o in SCHEMA for f in o.fields if f.reference_to == spec.name]
 
 
 def rest_error(status: int, code: str, message: str, fields: list[str] | None = None) -> Response:
@@ -150,6 +166,10 @@ class CrmOrg:
     refresh_tokens: set[str] = field(default_factory=set)
     access_tokens: dict[str, float] = field(default_factory=dict)  # token → expiry (monotonic)
     records: dict[str, dict[str, Json]] = field(default_factory=dict)  # object → id → record
+    batch_size: int = 2000
+    """Records per page of a query answer (Salesforce's default); the rest via nextRecordsUrl."""
+    cursors: dict[str, list[Json]] = field(default_factory=dict)
+    """A query's records not yet sent, by the cursor id its nextRecordsUrl names."""
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def schema(self, name: str) -> ObjectSpec | None:
@@ -220,10 +240,8 @@ def object_of(request: Request) -> ObjectSpec | Response:
 
 def describe_json(spec: ObjectSpec) -> Json:
     children = [
-        {"childSObject": other.name, "field": f.name, "relationshipName": other.name + "s"}
-        for other in SCHEMA
-        for f in other.fields
-        if f.reference_to == spec.name
+        {"childSObject": other.name, "field": f.name, "relationshipName": f.children}
+        for other, f in child_lookups(spec)
     ]
     return {
         "name": spec.name,
@@ -392,6 +410,190 @@ async def one_record(request: Request) -> Response:
     return JSONResponse(body)
 
 
+# -- SOQL ----------------------------------------------------------------------------------------
+
+
+def getter(crm: CrmOrg, sobject: str, path: str) -> Any:
+    """A function reading `path` (a field, or relationship.field hops) from a `sobject` record;
+    SoqlError INVALID_FIELD when the path does not exist."""
+    spec = crm.schema(sobject)
+    if spec is None:
+        raise SoqlError("INVALID_TYPE", f"sObject type '{sobject}' is not supported.")
+    head, _, rest = path.partition(".")
+    if not rest:
+        known = spec.field(head)
+        if known is None:
+            raise SoqlError(
+                "INVALID_FIELD",
+                f"No such column '{head}' on entity '{spec.name}'. If you are attempting to use "
+                "a custom field, be sure to append the '__c' after the custom field name.",
+            )
+        return lambda record: record.get(known.name) if record else None
+    lookup = next(
+        (f for f in spec.fields if f.relationship and f.relationship.lower() == head.lower()),
+        None,
+    )
+    if lookup is None or lookup.reference_to is None:
+        raise SoqlError(
+            "INVALID_FIELD",
+            f"Didn't understand relationship '{head}' in field path. If you are attempting to "
+            "use a custom relationship, be sure to append the '__r' after the custom "
+            "relationship name.",
+        )
+    target = lookup.reference_to
+    inner = getter(crm, target, rest)
+
+    def read(record: Json | None) -> Any:
+        parent_id = record.get(lookup.name) if record else None
+        parent = crm.records.get(target, {}).get(parent_id) if parent_id else None
+        return inner(parent)
+
+    return read
+
+
+def parse(crm: CrmOrg, text: str) -> Query:
+    return Parser(
+        text,
+        lambda sobject, path: getter(crm, sobject, path),
+        lambda parent, relationship: child_object(crm, parent, relationship).name,
+    ).parse()
+
+
+def child_object(crm: CrmOrg, parent: str, relationship: str) -> ObjectSpec:
+    spec = crm.schema(parent)
+    assert spec is not None
+    for other, lookup in child_lookups(spec):
+        if (lookup.children or "").lower() == relationship.lower():
+            return other
+    raise SoqlError(
+        "INVALID_TYPE",
+        f"Didn't understand relationship '{relationship}' in FROM part of query call. If you "
+        "are attempting to use a custom relationship, be sure to append the '__r' after the "
+        "custom relationship name.",
+    )
+
+
+def shaped(crm: CrmOrg, spec: ObjectSpec, record: Json, query: Query, version: str) -> Json:
+    """A record as a query returns it: its attributes, the fields asked for (a parent's as a
+    nested record), each child subquery's records."""
+    out: Json = {
+        "attributes": {
+            "type": spec.name,
+            "url": f"/services/data/v{version}/sobjects/{spec.name}/{record['Id']}",
+        }
+    }
+    for path in query.fields:
+        node, current_spec, current = out, spec, record
+        *hops, last = path.split(".")
+        for hop in hops:
+            lookup = next(
+                f for f in current_spec.fields if (f.relationship or "").lower() == hop.lower()
+            )
+            assert lookup.reference_to is not None
+            parent_spec = crm.schema(lookup.reference_to)
+            assert parent_spec is not None
+            parent = crm.records.get(parent_spec.name, {}).get(current.get(lookup.name) or "")
+            if parent is None:
+                node[lookup.relationship or hop] = None
+                break
+            nested = node.get(lookup.relationship or hop)
+            if not isinstance(nested, dict):
+                nested = {"attributes": {"type": parent_spec.name}}
+                node[lookup.relationship or hop] = nested
+            node, current_spec, current = nested, parent_spec, parent
+        else:
+            name = current_spec.field(last).name  # type: ignore[union-attr]
+            node[name] = current.get(name)
+    for child in query.children:
+        child_spec = child_object(crm, spec.name, child.sobject)
+        lookup = next(
+            f
+            for o, f in child_lookups(spec)
+            if o is child_spec and (f.children or "").lower() == child.sobject.lower()
+        )
+        rows = [
+            r
+            for r in crm.records.get(child_spec.name, {}).values()
+            if r.get(lookup.name) == record["Id"]
+        ]
+        rows = run(crm, child_spec, rows, child)
+        out[lookup.children or child.sobject] = (
+            {
+                "totalSize": len(rows),
+                "done": True,
+                "records": [shaped(crm, child_spec, r, child, version) for r in rows],
+            }
+            if rows
+            else None
+        )
+    return out
+
+
+def run(crm: CrmOrg, spec: ObjectSpec, rows: list[Json], query: Query) -> list[Json]:
+    """Filter, order, offset and limit `rows` as `query` says."""
+    if query.where is not None:
+        rows = [r for r in rows if query.where(r)]
+    for path, desc, nulls_first in reversed(query.order):
+        read = getter(crm, spec.name, path)
+        present = [r for r in rows if read(r) is not None]
+        absent = [r for r in rows if read(r) is None]
+        present.sort(key=lambda r: _sort_key(read(r)), reverse=desc)
+        rows = absent + present if nulls_first else present + absent
+    rows = rows[query.offset :]
+    return rows[: query.limit] if query.limit is not None else rows
+
+
+def _sort_key(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def page(crm: CrmOrg, version: str, rows: list[Json], total: int) -> Json:
+    batch, rest = rows[: crm.batch_size], rows[crm.batch_size :]
+    body: Json = {"totalSize": total, "done": not rest, "records": batch}
+    if rest:
+        cursor = f"01g{secrets.token_hex(6).upper()}-{total - len(rest)}"
+        crm.cursors[cursor] = rest
+        body["nextRecordsUrl"] = f"/services/data/v{version}/query/{cursor}"
+    return body
+
+
+async def query(request: Request) -> Response:
+    """`GET /services/data/v<version>/query?q=<SOQL>`."""
+    refused = authorized(request)
+    if refused is not None:
+        return refused
+    crm = crm_of(request)
+    text = request.query_params.get("q")
+    if not text:
+        return rest_error(400, "MALFORMED_QUERY", "The query parameter q is required.")
+    try:
+        parsed = parse(crm, text)
+    except SoqlError as exc:
+        return rest_error(400, exc.code, str(exc))
+    spec = crm.schema(parsed.target)
+    assert spec is not None
+    rows = run(crm, spec, list(crm.records.get(spec.name, {}).values()), parsed)
+    if parsed.count:
+        return JSONResponse({"totalSize": len(rows), "done": True, "records": []})
+    version = request.path_params["version"]
+    shaped_rows = [shaped(crm, spec, r, parsed, version) for r in rows]
+    return JSONResponse(page(crm, version, shaped_rows, len(shaped_rows)))
+
+
+async def query_more(request: Request) -> Response:
+    """`GET /services/data/v<version>/query/<cursor>`: the next page of a query."""
+    refused = authorized(request)
+    if refused is not None:
+        return refused
+    crm = crm_of(request)
+    cursor = request.path_params["cursor"]
+    rest = crm.cursors.pop(cursor, None)
+    if rest is None:
+        return rest_error(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+    total = int(cursor.rsplit("-", 1)[1]) + len(rest)
+    return JSONResponse(page(crm, request.path_params["version"], rest, total))
+
+
 async def expire_tokens(request: Request) -> Response:
     """Control: every CRM access token issued so far is expired now (a refresh is needed)."""
     return JSONResponse({"expired": crm_of(request).expire_all()})
@@ -414,6 +616,8 @@ control_routes = [
 
 routes = [
     Route("/services/oauth2/token", token, methods=["POST"]),
+    Route(DATA + "/query", query, methods=["GET"]),
+    Route(DATA + "/query/{cursor}", query_more, methods=["GET"]),
     Route(DATA + "/sobjects/{sobject}/describe", describe, methods=["GET"]),
     Route(DATA + "/sobjects/{sobject}", create, methods=["POST"]),
     Route(DATA + "/sobjects/{sobject}/{id}", one_record, methods=["GET", "PATCH", "DELETE"]),

@@ -110,6 +110,8 @@ class SimulatorOptions:
     refresh token it accepts."""
     crm_client_secret: str = "sim-connected-app-secret"
     crm_refresh_token: str = "sim-refresh-token"
+    crm_query_batch_size: int = 2000
+    """Records per page of a SOQL answer (Salesforce's default); the rest via nextRecordsUrl."""
     bot_menu: bool = False
     """The bot greets with a menu (a ChoicesMessage: Orders, Billing, Talk to an agent)."""
     actor_delay: float = 0.0

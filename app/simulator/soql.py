@@ -1,0 +1,332 @@
+"""The SOQL the simulator's REST surface answers: enough of the language for the CRM tools.
+
+SELECT fields, a parent's fields through its relationship (`Account.Name`, `Contact__r.Email`),
+child subqueries (`(SELECT Subject FROM Cases)`), `COUNT()`; FROM one object; WHERE with AND, OR,
+NOT, parentheses, = != <> < <= > >=, LIKE (% and _), IN and NOT IN, strings (with \\' escapes),
+numbers, true, false, null and date-times; ORDER BY fields ASC|DESC NULLS FIRST|LAST; LIMIT;
+OFFSET. Anything else is a MALFORMED_QUERY naming where the parse stopped, as Salesforce's is.
+
+No library: `python-soql-parser` (the one on PyPI) pins pyparsing < 3, has no subqueries and asks
+for maintainers; this subset is one tokenizer and a recursive descent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+Json = dict[str, Any]
+
+TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<string>'(?:[^'\\]|\\.)*')
+      | (?P<number>-?\d+(?:\.\d+)?(?![\w-]))
+      | (?P<datetime>\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2}))?)
+      | (?P<op><=|>=|!=|<>|=|<|>|\(|\)|,)
+      | (?P<word>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)
+    )""",
+    re.VERBOSE,
+)
+KEYWORDS = frozenset(
+    {
+        *("SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "LIKE", "IN", "ORDER", "BY"),
+        *("ASC", "DESC", "NULLS", "FIRST", "LAST", "LIMIT", "OFFSET", "COUNT"),
+        *("TRUE", "FALSE", "NULL"),
+    }
+)
+
+
+class SoqlError(ValueError):
+    """A query Salesforce would refuse: `code` (MALFORMED_QUERY, INVALID_FIELD, INVALID_TYPE)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Query:
+    sobject: str
+    """The FROM name: an object, or for a child subquery the relationship's name."""
+    target: str = ""
+    """The object the records are of (for a subquery, the one the relationship leads to)."""
+    fields: list[str] = field(default_factory=list)
+    children: list[Query] = field(default_factory=list)
+    count: bool = False
+    where: Callable[[Json], bool] | None = None
+    order: list[tuple[str, bool, bool]] = field(default_factory=list)  # field, desc, nulls first
+    limit: int | None = None
+    offset: int = 0
+
+
+@dataclass
+class Token:
+    kind: str
+    text: str
+    at: int
+
+    @property
+    def upper(self) -> str:
+        return self.text.upper() if self.kind == "word" else ""
+
+
+def tokenize(text: str) -> list[Token]:
+    tokens, at = [], 0
+    while at < len(text):
+        if text[at:].strip() == "":
+            break
+        match = TOKEN.match(text, at)
+        if match is None or match.end() == at:
+            shown = text[at:].strip()[:20]
+            raise SoqlError("MALFORMED_QUERY", f"unexpected token: '{shown}'")
+        kind = match.lastgroup or ""
+        tokens.append(Token(kind, match.group(kind), match.start(kind)))
+        at = match.end()
+    return tokens
+
+
+def _like(pattern: str) -> re.Pattern[str]:
+    parts = ["." if c == "_" else ".*" if c == "%" else re.escape(c) for c in pattern]
+    return re.compile("^" + "".join(parts) + "$", re.IGNORECASE | re.DOTALL)
+
+
+def _unquote(text: str) -> str:
+    return re.sub(
+        r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)), text[1:-1]
+    )
+
+
+ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}(T|$)")
+
+
+def _comparable(value: Any) -> Any:
+    """Date-times compare as instants (records keep ISO strings in various zones)."""
+    if isinstance(value, str) and ISO_TIME.match(value):
+        with contextlib.suppress(ValueError):
+            parsed = datetime.fromisoformat(value.replace("+0000", "+00:00"))
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return value
+
+
+def _compare(op: str, left: Any, right: Any) -> bool:
+    left, right = _comparable(left), _comparable(right)
+    if op in ("=", "!=", "<>"):
+        equal = (
+            left.lower() == right.lower()
+            if isinstance(left, str) and isinstance(right, str)
+            else left == right
+        )
+        return equal if op == "=" else not equal
+    if left is None or right is None:
+        return False
+    try:
+        return bool(
+            {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
+        )
+    except TypeError:
+        return False
+
+
+class Parser:
+    def __init__(
+        self,
+        text: str,
+        resolve: Callable[[str, str], Callable[[Json], Any]],
+        child: Callable[[str, str], str],
+    ) -> None:
+        """`resolve(object, path)` returns a getter of `path` on a record of `object`, or raises
+        SoqlError INVALID_FIELD; `child(object, relationship)` names the object a child
+        relationship of `object` leads to, or raises SoqlError INVALID_TYPE."""
+        self.tokens = tokenize(text)
+        self.pos = 0
+        self.resolve = resolve
+        self.child = child
+
+    def peek(self, offset: int = 0) -> Token | None:
+        index = self.pos + offset
+        return self.tokens[index] if index < len(self.tokens) else None
+
+    def fail(self, expected: str) -> SoqlError:
+        token = self.peek()
+        found = f"'{token.text}'" if token else "the end of the query"
+        return SoqlError("MALFORMED_QUERY", f"unexpected token: {found} (expected {expected})")
+
+    def take_word(self, *words: str) -> Token | None:
+        token = self.peek()
+        if token is not None and token.upper in words:
+            self.pos += 1
+            return token
+        return None
+
+    def expect_word(self, word: str) -> None:
+        if self.take_word(word) is None:
+            raise self.fail(word)
+
+    def take_op(self, op: str) -> bool:
+        token = self.peek()
+        if token is not None and token.kind == "op" and token.text == op:
+            self.pos += 1
+            return True
+        return False
+
+    def name(self, what: str) -> str:
+        token = self.peek()
+        if token is None or token.kind != "word" or token.upper in KEYWORDS - {"FIRST", "LAST"}:
+            raise self.fail(what)
+        self.pos += 1
+        return token.text
+
+    def parse(self) -> Query:
+        query = self.select()
+        if self.peek() is not None:
+            raise self.fail("the end of the query")
+        return query
+
+    def select(self, parent: str | None = None) -> Query:
+        """A SELECT; `parent`: the object whose child relationship a subquery's FROM names."""
+        self.expect_word("SELECT")
+        fields: list[str] = []
+        subqueries: list[int] = []
+        count = False
+        while True:
+            if self.take_word("COUNT"):
+                if not (self.take_op("(") and self.take_op(")")):
+                    raise self.fail("COUNT()")
+                count = True
+            elif self.take_op("("):
+                if parent is not None:
+                    raise self.fail("a field")  # subqueries do not nest
+                # Its FROM names a relationship of this query's object, not known yet: read on.
+                subqueries.append(self.pos)
+                self.skip_group()
+            else:
+                fields.append(self.name("a field"))
+            if not self.take_op(","):
+                break
+        self.expect_word("FROM")
+        name = self.name("an object")
+        target = self.child(parent, name) if parent else name
+        query = Query(name, target, count=count)
+        for path in fields:
+            self.resolve(target, path)  # checks it exists
+            query.fields.append(path)
+        after_from = self.pos
+        for start in subqueries:
+            self.pos = start
+            query.children.append(self.select(target))
+            if not self.take_op(")"):
+                raise self.fail(")")
+        self.pos = after_from
+        if self.take_word("WHERE"):
+            query.where = self.condition(target)
+        if self.take_word("ORDER"):
+            self.expect_word("BY")
+            while True:
+                path = self.name("a field")
+                self.resolve(target, path)
+                desc = self.take_word("DESC") is not None
+                if not desc:
+                    self.take_word("ASC")
+                nulls_first = not desc  # Salesforce's default: nulls first ascending
+                if self.take_word("NULLS"):
+                    which = self.take_word("FIRST", "LAST")
+                    if which is None:
+                        raise self.fail("FIRST or LAST")
+                    nulls_first = which.upper == "FIRST"
+                query.order.append((path, desc, nulls_first))
+                if not self.take_op(","):
+                    break
+        if self.take_word("LIMIT"):
+            query.limit = self.integer("LIMIT")
+        if self.take_word("OFFSET"):
+            query.offset = self.integer("OFFSET")
+        return query
+
+    def skip_group(self) -> None:
+        """Past the `)` that closes the `(` just taken."""
+        depth = 1
+        while depth:
+            token = self.peek()
+            if token is None:
+                raise self.fail(")")
+            if token.kind == "op" and token.text in "()":
+                depth += 1 if token.text == "(" else -1
+            self.pos += 1
+
+    def integer(self, what: str) -> int:
+        token = self.peek()
+        if token is None or token.kind != "number" or not token.text.isdigit():
+            raise self.fail(f"a whole number after {what}")
+        self.pos += 1
+        return int(token.text)
+
+    def condition(self, sobject: str) -> Callable[[Json], bool]:
+        left = self.conjunction(sobject)
+        while self.take_word("OR"):
+            right = self.conjunction(sobject)
+            left = (lambda a, b: lambda r: a(r) or b(r))(left, right)
+        return left
+
+    def conjunction(self, sobject: str) -> Callable[[Json], bool]:
+        left = self.negation(sobject)
+        while self.take_word("AND"):
+            right = self.negation(sobject)
+            left = (lambda a, b: lambda r: a(r) and b(r))(left, right)
+        return left
+
+    def negation(self, sobject: str) -> Callable[[Json], bool]:
+        if self.take_word("NOT"):
+            inner = self.negation(sobject)
+            return lambda r: not inner(r)
+        if self.take_op("("):
+            inner = self.condition(sobject)
+            if not self.take_op(")"):
+                raise self.fail(")")
+            return inner
+        return self.comparison(sobject)
+
+    def comparison(self, sobject: str) -> Callable[[Json], bool]:
+        get = self.resolve(sobject, self.name("a field"))
+        if self.take_word("LIKE"):
+            pattern = _like(str(self.value()))
+            return lambda r: isinstance(get(r), str) and bool(pattern.match(get(r)))
+        negated = bool(self.take_word("NOT"))
+        if self.take_word("IN"):
+            if not self.take_op("("):
+                raise self.fail("(")
+            values = [self.value()]
+            while self.take_op(","):
+                values.append(self.value())
+            if not self.take_op(")"):
+                raise self.fail(")")
+            return lambda r: any(_compare("=", get(r), v) for v in values) != negated
+        if negated:
+            raise self.fail("IN")
+        token = self.peek()
+        if token is None or token.kind != "op" or token.text in "(),":
+            raise self.fail("an operator")
+        self.pos += 1
+        value = self.value()
+        return lambda r: _compare(token.text, get(r), value)
+
+    def value(self) -> Any:
+        token = self.peek()
+        if token is None:
+            raise self.fail("a value")
+        self.pos += 1
+        if token.kind == "string":
+            return _unquote(token.text)
+        if token.kind == "number":
+            return float(token.text) if "." in token.text else int(token.text)
+        if token.kind == "datetime":
+            return token.text
+        if token.upper in ("TRUE", "FALSE"):
+            return token.upper == "TRUE"
+        if token.upper == "NULL":
+            return None
+        self.pos -= 1
+        raise self.fail("a value")
