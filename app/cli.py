@@ -349,7 +349,7 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"error: {refusal}", file=sys.stderr)
         return 2
     if transport == "stdio":
-        asyncio.run(serve_stdio(settings))
+        asyncio.run(serve_stdio(settings.model_copy(update={"mcp_transport": "stdio"})))
         return 0
     host = args.host or settings.host
     port = args.port or settings.port

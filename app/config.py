@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     salesforce_refresh_token: SecretStr | None = None
     """With one: the refresh-token flow; without: the client-credentials flow."""
     salesforce_api_version: str = Field(default="62.0", pattern=r"^\d{2,3}\.0$")
+    crm_required_scope: str | None = None
+    """Over HTTP: the scope a signed-in user's token must carry to call the CRM tools (staff
+    only; customers who sign in to chat do not get it)."""
 
     # Sign-in (app/signin.py)
     auth_mode: AuthMode = "none"
@@ -228,6 +231,20 @@ class Settings(BaseSettings):
     @classmethod
     def _lists(cls, value: object) -> object:
         return _split_list(value)
+
+    @field_validator("salesforce_instance_url")
+    @classmethod
+    def _instance_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+        if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+            raise ValueError(
+                "SALESFORCE_INSTANCE_URL must be an https:// URL (the client secret and tokens "
+                "travel to it), e.g. https://acme.my.salesforce.com"
+            )
+        return value.strip().rstrip("/")
 
     @field_validator("mcp_toolsets")
     @classmethod
@@ -388,15 +405,18 @@ class Settings(BaseSettings):
         org's records, so over HTTP only signed-in users may call it (AUTH_MODE=required); over
         stdio the local user is the one who configured it. `make demo` serves it on loopback
         without sign-in, against the simulator."""
-        if not self.crm_enabled or transport == "stdio" or self.auth_mode == "required":
+        if not self.crm_enabled or transport == "stdio":
             return None
         if loopback_demo and self.local_only:
             return None
+        if self.auth_mode == "required" and self.crm_required_scope:
+            return None
         return (
-            "MCP_TOOLSETS includes crm, but /mcp does not require sign-in: the CRM tools read and "
-            "change your org's records, so over HTTP they need AUTH_MODE=required (staff sign "
-            "in). Serve them to a local client over stdio (MCP_TRANSPORT=stdio) instead, or "
-            "remove crm from MCP_TOOLSETS."
+            "MCP_TOOLSETS includes crm, but /mcp does not require a staff sign-in: the CRM tools "
+            "read and change your org's records, so over HTTP they need AUTH_MODE=required and "
+            "CRM_REQUIRED_SCOPE (the scope only staff tokens carry; customers may sign in too). "
+            "Serve them to a local client over stdio (MCP_TRANSPORT=stdio) instead, or remove "
+            "crm from MCP_TOOLSETS."
         )
 
     def signin_settings(self) -> SignInSettings | None:

@@ -9,20 +9,24 @@ an error naming it and the closest names, and nothing is sent.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any
 
 import structlog
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
-from app.salesforce.client import SalesforceClient
+from app.salesforce.client import QueryPage, SalesforceClient
 from app.salesforce.errors import SalesforceError
 from app.salesforce.schema import SchemaCache
+from app.salesforce.soql import QUERY_CAP, contains, limited, literal
+from app.signin import signed_in_user
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +51,19 @@ Values = Annotated[
     Field(min_length=1, max_length=200, description="Field API name → value"),
 ]
 Email = Annotated[str, Field(max_length=80, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+
+
+Cursor = Annotated[
+    str | None,
+    Field(max_length=300, description="From a previous page's nextCursor, to read on"),
+]
+Limit = Annotated[int, Field(ge=1, le=QUERY_CAP, description="Records per page")]
+
+
+class Records(BaseModel):
+    records: list[dict[str, Any]] = Field(description="Records by field API name")
+    totalSize: int = Field(description="How many records match in all")
+    nextCursor: str | None = Field(description="Pass as cursor for the next page; null: none")
 
 
 class Record(BaseModel):
@@ -92,51 +109,104 @@ class EventTimes(BaseModel):
 
 
 def _iso(value: datetime) -> str:
-    return value.isoformat()
+    """A date-time as SOQL and the REST API take it: to the second, with its zone."""
+    return value.replace(microsecond=0).isoformat()
+
+
+def _plain(value: Any) -> Any:
+    """A query's records without Salesforce's `attributes` (type and URL of each record)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if k != "attributes"}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _records(page: QueryPage) -> Records:
+    return Records(records=_plain(page.records), totalSize=page.total, nextCursor=page.next)
 
 
 def _without_none(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
+STAFF_ONLY = (
+    "The CRM tools are for support staff: sign in with an account whose token carries the "
+    "scope {scope}."
+)
+
+
 @contextlib.asynccontextmanager
-async def crm_call(name: str) -> AsyncIterator[None]:
-    """One log line per call (tool and outcome, never values); Salesforce's refusals become tool
-    errors saying what to fix."""
+async def crm_call(name: str, deadline: float) -> AsyncIterator[None]:
+    """One log line per call (tool and outcome, never values); every call answers within
+    `deadline`; Salesforce's refusals become tool errors saying what to fix."""
     outcome = "ok"
     try:
-        yield
+        async with asyncio.timeout(deadline):
+            yield
     except SalesforceError as exc:
         outcome = "error"
         raise ToolError(str(exc)) from exc
-    except ToolError:
+    except TimeoutError:
+        outcome = "error"
+        raise ToolError(
+            "Salesforce did not answer in time; a change may or may not have been made: check "
+            "before repeating it."
+        ) from None
+    except BaseException:
         outcome = "error"
         raise
     finally:
         log.info("crm.tool.call", tool=name, outcome=outcome)
 
 
-def register_crm_tools(mcp: MCPServer, client: SalesforceClient, schema: SchemaCache) -> None:
+def register_crm_tools(
+    mcp: MCPServer,
+    client: SalesforceClient,
+    schema: SchemaCache,
+    *,
+    deadline: float,
+    required_scope: str | None,
+    security: list[dict[str, Any]],
+) -> None:
+    """The CRM tools on `mcp`. With `required_scope` (over HTTP), a call is served only for a
+    signed-in user whose token carries it; each tool declares `security` (securitySchemes)."""
     reading = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=True)
-    writing = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True)
-    deleting = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=True)
+    creating = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True)
+    # An update overwrites what was there, a delete removes it: both destructive, both
+    # idempotent (the same call twice leaves the same record).
+    changing = ToolAnnotations(
+        read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True
+    )
+    deleting = changing
+    meta = {"securitySchemes": security}
+    tool = partial(mcp.tool, meta=meta)
+
+    @contextlib.asynccontextmanager
+    async def call(name: str, ctx: Context) -> AsyncIterator[None]:
+        async with crm_call(name, deadline):
+            if required_scope is not None:
+                user = signed_in_user(ctx.request_context.request)
+                if user is None or required_scope not in user.scopes:
+                    raise ToolError(STAFF_ONLY.format(scope=required_scope))
+            yield
 
     async def get_record(sobject: str, record_id: str, fields: list[str] | None) -> Record:
         if fields:
-            await schema.check_fields(sobject, fields, writing=False)
+            await schema.check_fields(sobject, fields, use="read")
         found = await client.get(sobject, record_id, fields)
         body = {k: v for k, v in found.items() if k != "attributes"}
         return Record(objectName=sobject, id=str(body.get("Id", record_id)), fields=body)
 
     async def create(sobject: str, values: dict[str, Any]) -> Saved:
-        await schema.check_fields(sobject, values, writing=True)
+        await schema.check_fields(sobject, values, use="create")
         new_id = await client.create(sobject, values)
         return Saved(objectName=sobject, id=new_id, status="created")
 
     async def update(sobject: str, record_id: str, values: dict[str, Any]) -> Saved:
         if not values:
             raise ToolError("Give at least one field to change.")
-        await schema.check_fields(sobject, values, writing=True)
+        await schema.check_fields(sobject, values, use="update")
         await client.update(sobject, record_id, values)
         return Saved(objectName=sobject, id=record_id, status="updated")
 
@@ -146,11 +216,11 @@ def register_crm_tools(mcp: MCPServer, client: SalesforceClient, schema: SchemaC
 
     # -- any object ---------------------------------------------------------------------------
 
-    @mcp.tool(annotations=reading)
-    async def salesforce_describe(objectName: ObjectName) -> ObjectInfo:
+    @tool(annotations=reading)
+    async def salesforce_describe(ctx: Context, objectName: ObjectName) -> ObjectInfo:
         """An object's fields (name, type, whether required or settable, lookups and picklist
         values) and the objects that point at it. Use it before creating or updating records."""
-        async with crm_call("salesforce_describe"):
+        async with call("salesforce_describe", ctx):
             described = await schema.describe(objectName)
             return ObjectInfo(
                 name=str(described.get("name", objectName)),
@@ -161,7 +231,9 @@ def register_crm_tools(mcp: MCPServer, client: SalesforceClient, schema: SchemaC
                         name=str(f.get("name")),
                         label=f.get("label"),
                         type=f.get("type"),
-                        required=not f.get("nillable", True) and bool(f.get("createable")),
+                        required=not f.get("nillable", True)
+                        and bool(f.get("createable"))
+                        and not f.get("defaultedOnCreate"),
                         settable=bool(f.get("createable") or f.get("updateable")),
                         referenceTo=list(f.get("referenceTo") or []),
                         relationshipName=f.get("relationshipName"),
@@ -181,8 +253,9 @@ def register_crm_tools(mcp: MCPServer, client: SalesforceClient, schema: SchemaC
                 ],
             )
 
-    @mcp.tool(annotations=reading)
+    @tool(annotations=reading)
     async def salesforce_get(
+        ctx: Context,
         objectName: ObjectName,
         recordId: RecordId,
         fields: Annotated[
@@ -190,41 +263,129 @@ def register_crm_tools(mcp: MCPServer, client: SalesforceClient, schema: SchemaC
         ] = None,
     ) -> Record:
         """One record of any object by id."""
-        async with crm_call("salesforce_get"):
+        async with call("salesforce_get", ctx):
             return await get_record(objectName, recordId, fields)
 
-    @mcp.tool(annotations=writing)
-    async def salesforce_create(objectName: ObjectName, values: Values) -> Saved:
+    @tool(annotations=creating)
+    async def salesforce_create(ctx: Context, objectName: ObjectName, values: Values) -> Saved:
         """Create a record of any object, standard or custom, from field API names and values
         (see salesforce_describe)."""
-        async with crm_call("salesforce_create"):
+        async with call("salesforce_create", ctx):
             return await create(objectName, values)
 
-    @mcp.tool(annotations=writing)
+    @tool(annotations=changing)
     async def salesforce_update(
-        objectName: ObjectName, recordId: RecordId, values: Values
+        ctx: Context, objectName: ObjectName, recordId: RecordId, values: Values
     ) -> Saved:
         """Change fields of a record of any object."""
-        async with crm_call("salesforce_update"):
+        async with call("salesforce_update", ctx):
             return await update(objectName, recordId, values)
 
-    @mcp.tool(annotations=deleting)
-    async def salesforce_delete(objectName: ObjectName, recordId: RecordId) -> Saved:
+    @tool(annotations=deleting)
+    async def salesforce_delete(ctx: Context, objectName: ObjectName, recordId: RecordId) -> Saved:
         """Delete a record of any object. Only when the user asked for it."""
-        async with crm_call("salesforce_delete"):
+        async with call("salesforce_delete", ctx):
             return await delete(objectName, recordId)
+
+    async def read(soql: str, cursor: str | None) -> Records:
+        page = await client.query_more(cursor) if cursor else await client.query(soql)
+        return _records(page)
+
+    @tool(annotations=reading)
+    async def salesforce_query(
+        ctx: Context,
+        soql: Annotated[
+            str | None,
+            Field(
+                min_length=1,
+                max_length=20000,
+                description="A SOQL SELECT, e.g. SELECT Id, Subject FROM Case WHERE "
+                "ContactId = '003...' ORDER BY CreatedDate DESC",
+            ),
+        ] = None,
+        limit: Limit = 200,
+        cursor: Cursor = None,
+    ) -> Records:
+        """Read records with SOQL (SELECT only). Without a LIMIT one is added (limit, at most
+        2,000). To read on, pass the previous page's nextCursor as cursor (without soql)."""
+        async with call("salesforce_query", ctx):
+            if cursor:
+                return await read("", cursor)
+            if not soql:
+                raise ToolError("Give soql, or a cursor from a previous page.")
+            return await read(limited(soql, limit), None)
 
     # -- contacts -----------------------------------------------------------------------------
 
-    @mcp.tool(annotations=reading)
-    async def salesforce_get_contact(contactId: RecordId) -> Record:
+    @tool(annotations=reading)
+    async def salesforce_list_contacts(
+        ctx: Context,
+        search: Annotated[
+            str | None,
+            Field(max_length=100, description="Part of a name, an email or a phone number"),
+        ] = None,
+        accountId: RecordId | None = None,
+        limit: Limit = 50,
+        cursor: Cursor = None,
+    ) -> Records:
+        """Contacts by last name, optionally only those matching `search` or of one account."""
+        async with call("salesforce_list_contacts", ctx):
+            where = []
+            if search:
+                like = contains(search)
+                where.append(
+                    f"(FirstName LIKE {like} OR LastName LIKE {like} OR Email LIKE {like} "
+                    f"OR Phone LIKE {like})"
+                )
+            if accountId:
+                where.append(f"AccountId = {literal(accountId)}")
+            soql = (
+                "SELECT Id, FirstName, LastName, Email, Phone, AccountId, Account.Name "
+                "FROM Contact"
+                + (" WHERE " + " AND ".join(where) if where else "")
+                + f" ORDER BY LastName, FirstName LIMIT {limit}"
+            )
+            return await read(soql, cursor)
+
+    @tool(annotations=reading)
+    async def find_customer(
+        ctx: Context,
+        email: Email | None = None,
+        phone: Annotated[str | None, Field(max_length=40)] = None,
+        name: Annotated[str | None, Field(max_length=100)] = None,
+    ) -> Records:
+        """The contacts matching an email, a phone number or a name (at least one), each with
+        its account and open cases: who the customer in a chat is."""
+        async with call("find_customer", ctx):
+            where = []
+            if email:
+                where.append(f"Email = {literal(email)}")
+            if phone:
+                where.append(f"Phone = {literal(phone)}")
+            if name:
+                like = contains(name)
+                where.append(f"(FirstName LIKE {like} OR LastName LIKE {like})")
+            if not where:
+                raise ToolError("Give email, phone or name.")
+            soql = (
+                "SELECT Id, FirstName, LastName, Email, Phone, AccountId, Account.Name, "
+                "(SELECT Id, Subject, Status FROM Cases WHERE Status != 'Closed') "
+                "FROM Contact WHERE " + " OR ".join(where) + " ORDER BY LastName LIMIT 20"
+            )
+            return await read(soql, None)
+
+    # -- contacts -----------------------------------------------------------------------------
+
+    @tool(annotations=reading)
+    async def salesforce_get_contact(ctx: Context, contactId: RecordId) -> Record:
         """A contact: name, email, phone, account."""
-        async with crm_call("salesforce_get_contact"):
+        async with call("salesforce_get_contact", ctx):
             fields = ["Id", "FirstName", "LastName", "Email", "Phone", "AccountId"]
             return await get_record("Contact", contactId, fields)
 
-    @mcp.tool(annotations=writing)
+    @tool(annotations=creating)
     async def salesforce_create_contact(
+        ctx: Context,
         lastName: Annotated[str, Field(min_length=1, max_length=80)],
         firstName: Annotated[str | None, Field(max_length=40)] = None,
         email: Email | None = None,
@@ -232,7 +393,7 @@ def register_crm_tools(mcp: MCPServer, client: SalesforceClient, schema: SchemaC
         accountId: RecordId | None = None,
     ) -> Saved:
         """Create a contact."""
-        async with crm_call("salesforce_create_contact"):
+        async with call("salesforce_create_contact", ctx):
             values = {
                 "FirstName": firstName,
                 "LastName": lastName,
@@ -242,8 +403,9 @@ def register_crm_tools(mcp: MCPServer, client: SalesforceClient, schema: SchemaC
             }
             return await create("Contact", _without_none(values))
 
-    @mcp.tool(annotations=writing)
+    @tool(annotations=changing)
     async def salesforce_update_contact(
+        ctx: Context,
         contactId: RecordId,
         firstName: Annotated[str | None, Field(max_length=40)] = None,
         lastName: Annotated[str | None, Field(min_length=1, max_length=80)] = None,
@@ -252,7 +414,7 @@ def register_crm_tools(mcp: MCPServer, client: SalesforceClient, schema: SchemaC
         accountId: RecordId | None = None,
     ) -> Saved:
         """Change a contact's name, email, phone or account (only the fields given)."""
-        async with crm_call("salesforce_update_contact"):
+        async with call("salesforce_update_contact", ctx):
             values = {
                 "FirstName": firstName,
                 "LastName": lastName,
@@ -262,24 +424,51 @@ def register_crm_tools(mcp: MCPServer, client: SalesforceClient, schema: SchemaC
             }
             return await update("Contact", contactId, _without_none(values))
 
-    @mcp.tool(annotations=deleting)
-    async def salesforce_delete_contact(contactId: RecordId) -> Saved:
+    @tool(annotations=deleting)
+    async def salesforce_delete_contact(ctx: Context, contactId: RecordId) -> Saved:
         """Delete a contact. Only when the user asked for it."""
-        async with crm_call("salesforce_delete_contact"):
+        async with call("salesforce_delete_contact", ctx):
             return await delete("Contact", contactId)
 
     # -- events (appointments) ----------------------------------------------------------------
 
-    @mcp.tool(annotations=reading)
-    async def salesforce_get_event(eventId: RecordId) -> Record:
+    @tool(annotations=reading)
+    async def salesforce_list_events(
+        ctx: Context,
+        contactId: RecordId | None = None,
+        startsAfter: AwareDatetime | None = None,
+        startsBefore: AwareDatetime | None = None,
+        limit: Limit = 50,
+        cursor: Cursor = None,
+    ) -> Records:
+        """Events (appointments) by start time, optionally of one contact (WhoId) and within a
+        time window."""
+        async with call("salesforce_list_events", ctx):
+            where = []
+            if contactId:
+                where.append(f"WhoId = {literal(contactId)}")
+            if startsAfter:
+                where.append(f"StartDateTime >= {_iso(startsAfter)}")
+            if startsBefore:
+                where.append(f"StartDateTime < {_iso(startsBefore)}")
+            soql = (
+                "SELECT Id, Subject, StartDateTime, EndDateTime, WhoId, WhatId FROM Event"
+                + (" WHERE " + " AND ".join(where) if where else "")
+                + f" ORDER BY StartDateTime LIMIT {limit}"
+            )
+            return await read(soql, cursor)
+
+    @tool(annotations=reading)
+    async def salesforce_get_event(ctx: Context, eventId: RecordId) -> Record:
         """An event (appointment): subject, start, end, who (a contact) and what (e.g. an
         account)."""
-        async with crm_call("salesforce_get_event"):
+        async with call("salesforce_get_event", ctx):
             fields = ["Id", "Subject", "StartDateTime", "EndDateTime", "WhoId", "WhatId"]
             return await get_record("Event", eventId, fields)
 
-    @mcp.tool(annotations=writing)
+    @tool(annotations=creating)
     async def salesforce_create_event(
+        ctx: Context,
         subject: Annotated[str, Field(min_length=1, max_length=255)],
         start: Annotated[AwareDatetime, Field(description="ISO 8601 with a time zone")],
         end: Annotated[AwareDatetime, Field(description="ISO 8601 with a time zone, after start")],
@@ -287,7 +476,7 @@ def register_crm_tools(mcp: MCPServer, client: SalesforceClient, schema: SchemaC
         whatId: RecordId | None = None,
     ) -> Saved:
         """Create an event (an appointment), e.g. a follow-up call with a contact (whoId)."""
-        async with crm_call("salesforce_create_event"):
+        async with call("salesforce_create_event", ctx):
             EventTimes(start=start, end=end).check()
             values = {
                 "Subject": subject,
@@ -298,8 +487,9 @@ def register_crm_tools(mcp: MCPServer, client: SalesforceClient, schema: SchemaC
             }
             return await create("Event", _without_none(values))
 
-    @mcp.tool(annotations=writing)
+    @tool(annotations=changing)
     async def salesforce_update_event(
+        ctx: Context,
         eventId: RecordId,
         subject: Annotated[str | None, Field(min_length=1, max_length=255)] = None,
         start: AwareDatetime | None = None,
@@ -309,12 +499,23 @@ def register_crm_tools(mcp: MCPServer, client: SalesforceClient, schema: SchemaC
     ) -> Saved:
         """Change an event (only the fields given); a new start and end must be given together
         when both change, and end must stay after start."""
-        async with crm_call("salesforce_update_event"):
-            if start is not None or end is not None:
+        async with call("salesforce_update_event", ctx):
+            if (start is None) != (end is None):
+                # The new time against the other end as Salesforce has it.
                 current = await client.get("Event", eventId, ["StartDateTime", "EndDateTime"])
-                EventTimes(
-                    start=start or current["StartDateTime"], end=end or current["EndDateTime"]
-                ).check()
+                try:
+                    times = EventTimes.model_validate(
+                        {
+                            "start": start or current.get("StartDateTime"),
+                            "end": end or current.get("EndDateTime"),
+                        }
+                    )
+                except ValidationError:
+                    times = None  # the other end is unknown: Salesforce checks it
+                if times is not None:
+                    times.check()
+            elif start is not None and end is not None:
+                EventTimes(start=start, end=end).check()
             values = {
                 "Subject": subject,
                 "StartDateTime": _iso(start) if start else None,
@@ -324,8 +525,8 @@ def register_crm_tools(mcp: MCPServer, client: SalesforceClient, schema: SchemaC
             }
             return await update("Event", eventId, _without_none(values))
 
-    @mcp.tool(annotations=deleting)
-    async def salesforce_delete_event(eventId: RecordId) -> Saved:
+    @tool(annotations=deleting)
+    async def salesforce_delete_event(ctx: Context, eventId: RecordId) -> Saved:
         """Delete an event. Only when the user asked for it."""
-        async with crm_call("salesforce_delete_event"):
+        async with call("salesforce_delete_event", ctx):
             return await delete("Event", eventId)

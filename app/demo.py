@@ -16,10 +16,11 @@ from app.main import build_app
 from app.simulator import SimulatorOptions, build_simulator
 from app.simulator.options import DEFAULT_DEPLOYMENT, DEFAULT_ORG_ID
 
-SIM = SimulatorOptions()
 
-
-def demo_settings(port: int, **overrides: object) -> Settings:
+def demo_settings(
+    port: int, sim_options: SimulatorOptions | None = None, **overrides: object
+) -> Settings:
+    sim = sim_options or SimulatorOptions()
     values: dict[str, object] = {
         "miaw_scrt_url": f"http://127.0.0.1:{port}/sim",
         "miaw_org_id": DEFAULT_ORG_ID,
@@ -30,19 +31,20 @@ def demo_settings(port: int, **overrides: object) -> Settings:
         # The CRM toolset against the simulator's Salesforce REST surface (loopback, no sign-in).
         "mcp_toolsets": "handoff,crm",
         "salesforce_instance_url": f"http://127.0.0.1:{port}/sim",
-        "salesforce_client_id": SIM.crm_client_id,
-        "salesforce_client_secret": SIM.crm_client_secret,
-        "salesforce_refresh_token": SIM.crm_refresh_token,
+        "salesforce_client_id": sim.crm_client_id,
+        "salesforce_client_secret": sim.crm_client_secret,
+        "salesforce_refresh_token": sim.crm_refresh_token,
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[arg-type, call-arg]
 
 
 def build_demo_app(port: int, sim_options: SimulatorOptions | None = None) -> Starlette:
-    simulator = build_simulator(sim_options or SimulatorOptions(rate_limits=False, bot_menu=True))
+    options = sim_options or SimulatorOptions(rate_limits=False, bot_menu=True)
+    simulator = build_simulator(options)
     home = Route("/", lambda _: RedirectResponse("/playground"), methods=["GET"])
     app = build_app(
-        demo_settings(port),
+        demo_settings(port, options),
         extra_routes=[home, Mount("/sim", app=simulator)],
         crm_on_loopback=True,
     )

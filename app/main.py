@@ -287,7 +287,17 @@ def build_runtime(
     if settings.crm_enabled:
         crm_http = httpx.AsyncClient(timeout=httpx.Timeout(settings.scrt_timeout_seconds))
         crm_client = salesforce_client(settings, crm_http)
-        register_crm_tools(mcp, crm_client, SchemaCache(crm_client))
+        register_crm_tools(
+            mcp,
+            crm_client,
+            SchemaCache(crm_client),
+            deadline=settings.tool_deadline_seconds,
+            # Over stdio nobody signs in: the local user configured it.
+            required_scope=settings.crm_required_scope
+            if settings.mcp_transport == "http"
+            else None,
+            security=security_schemes(settings.signin_settings()),
+        )
     return Runtime(
         mcp,
         service,

@@ -18,7 +18,13 @@ from urllib.parse import quote
 
 import httpx
 
-from app.salesforce.errors import SalesforceError, SessionExpired, Unavailable, from_rest
+from app.salesforce.errors import (
+    NotFound,
+    SalesforceError,
+    SessionExpired,
+    Unavailable,
+    from_rest,
+)
 from app.salesforce.oauth import Access, TokenSource
 
 API_VERSION = "62.0"
@@ -132,26 +138,35 @@ class SalesforceClient:
         json: Any = None,
     ) -> Any:
         """One call: renewed once if the token expired, retried while Salesforce is
-        unavailable (5xx, REQUEST_LIMIT_EXCEEDED, no answer)."""
-        access = await self._tokens.access()
+        unavailable. A create (POST) is retried only when it cannot have been received (no
+        connection, 503, the API limit), never after a timeout: it could be made twice."""
         renewed = False
         attempt = 0
+        stale: Access | None = None
         while True:
             try:
-                return await self._once(access, method, path, params, json)
+                access = await (self._tokens.renew(stale) if stale else self._tokens.access())
+                return await self._once(access, method, path, params, json, retried=attempt > 0)
             except SessionExpired:
                 if renewed:
                     raise
                 renewed = True
-                access = await self._tokens.renew(access)
-            except Unavailable:
-                if attempt >= len(self._delays):
+                stale = access
+            except Unavailable as exc:
+                if attempt >= len(self._delays) or (method == "POST" and not exc.unsent):
                     raise
                 await asyncio.sleep(self._delays[attempt])
                 attempt += 1
 
     async def _once(
-        self, access: Access, method: str, path: str, params: dict[str, str] | None, json: Any
+        self,
+        access: Access,
+        method: str,
+        path: str,
+        params: dict[str, str] | None,
+        json: Any,
+        *,
+        retried: bool,
     ) -> Any:
         url = f"{access.instance_url}/services/data/v{quote(self._version)}{path}"
         headers = {"Authorization": f"Bearer {access.token.get_secret_value()}"}
@@ -159,14 +174,31 @@ class SalesforceClient:
             response = await self._http.request(
                 method, url, params=params, json=json, headers=headers
             )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise Unavailable(
+                f"Salesforce could not be reached ({type(exc).__name__}).", unsent=True
+            ) from None
         except httpx.HTTPError as exc:
-            raise Unavailable(f"Salesforce could not be reached ({type(exc).__name__}).") from None
-        if response.status_code == 204:
+            raise Unavailable(
+                f"Salesforce did not answer ({type(exc).__name__}); the change may or may not "
+                "have been made: check before repeating it."
+                if method != "GET"
+                else f"Salesforce did not answer ({type(exc).__name__})."
+            ) from None
+        status = response.status_code
+        if status == 204:
             return None
         try:
             body = response.json()
         except ValueError:
             body = None
-        if response.status_code >= 400:
-            raise from_rest(response.status_code, body)
+        if status < 300 and body is None:
+            raise SalesforceError(
+                f"Salesforce answered HTTP {status} without JSON; check SALESFORCE_INSTANCE_URL."
+            )
+        if status >= 300:
+            error = from_rest(status, body)
+            if method == "DELETE" and retried and isinstance(error, NotFound):
+                return None  # an earlier attempt deleted it; its answer was lost
+            raise error
         return body

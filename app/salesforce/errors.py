@@ -39,15 +39,19 @@ class NotFound(SalesforceError):
 
 
 class Unavailable(SalesforceError):
-    """Salesforce is down, overloaded or over its API limit: worth trying again later."""
+    """Salesforce is down, overloaded or over its API limit: worth trying again later.
+    `unsent`: the request cannot have been acted on (no connection, 503, the API limit)."""
 
     retryable = True
 
+    def __init__(self, message: str, *, code: str = "", unsent: bool = False) -> None:
+        super().__init__(message, code=code)
+        self.unsent = unsent
+
 
 LOGIN_AGAIN = (
-    "Salesforce refused this server's login ({detail}). An administrator must log in again "
-    "(miaw-mcp crm login) or fix SALESFORCE_CLIENT_ID / SALESFORCE_CLIENT_SECRET / "
-    "SALESFORCE_REFRESH_TOKEN."
+    "Salesforce refused this server's login ({detail}). An administrator must log in again: "
+    "fix SALESFORCE_CLIENT_ID / SALESFORCE_CLIENT_SECRET, or set a new SALESFORCE_REFRESH_TOKEN."
 )
 
 
@@ -64,10 +68,17 @@ def from_rest(status: int, body: Any) -> SalesforceError:
     fields = tuple(str(f) for f in first.get("fields") or [] if isinstance(f, str))
     if status == 401 or code == "INVALID_SESSION_ID":
         return SessionExpired("Salesforce session expired.", code=code)
-    if code == "REQUEST_LIMIT_EXCEEDED" or status == 503 or status >= 500:
+    if code == "REQUEST_LIMIT_EXCEEDED" or status >= 500:
         return Unavailable(
             f"Salesforce is unavailable or over its API limit ({code or status}); try again later.",
             code=code,
+            unsent=code == "REQUEST_LIMIT_EXCEEDED" or status == 503,
+        )
+    if 300 <= status < 400:
+        return SalesforceError(
+            f"Salesforce answered with a redirect (HTTP {status}): check SALESFORCE_INSTANCE_URL "
+            "(the org's My Domain URL).",
+            code=str(status),
         )
     if status == 404:
         return NotFound(f"Not found in Salesforce: {message}", code=code)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Literal
 
 from app.salesforce.client import SalesforceClient
 from app.salesforce.errors import SalesforceError
@@ -40,9 +40,11 @@ class SchemaCache:
         self._kept[key] = (self._monotonic() + self._ttl, described)
         return described
 
-    async def check_fields(self, sobject: str, names: Iterable[str], *, writing: bool) -> None:
-        """Every name a field of `sobject` (and, `writing`, one that can be set), else an error
-        naming the first that is not, with the closest matches."""
+    async def check_fields(
+        self, sobject: str, names: Iterable[str], *, use: Literal["read", "create", "update"]
+    ) -> None:
+        """Every name a field of `sobject` (that can be set on a create or an update, for those),
+        else an error naming the first that is not, with the closest matches."""
         described = await self.describe(sobject)
         fields = {str(f.get("name", "")).lower(): f for f in described.get("fields", [])}
         real = [str(f.get("name", "")) for f in fields.values()]
@@ -56,9 +58,11 @@ class SchemaCache:
                     code="INVALID_FIELD",
                     fields=(name,),
                 )
-            if writing and not (found.get("createable") or found.get("updateable")):
+            settable = {"create": "createable", "update": "updateable"}.get(use)
+            if settable and not found.get(settable):
                 raise UnknownField(
-                    f"{described.get('name', sobject)}.{found['name']} cannot be set (read-only).",
+                    f"{described.get('name', sobject)}.{found['name']} cannot be set on "
+                    f"{'a create' if use == 'create' else 'an update'}.",
                     code="INVALID_FIELD_FOR_INSERT_UPDATE",
                     fields=(str(found["name"]),),
                 )

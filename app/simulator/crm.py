@@ -14,6 +14,7 @@ import itertools
 import secrets
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -96,6 +97,7 @@ SCHEMA: tuple[ObjectSpec, ...] = (
             FieldSpec("LastName", label="Last Name", required=True, length=80),
             FieldSpec("Email", "email", "Email", length=80),
             FieldSpec("Phone", "phone", "Phone", length=40),
+            FieldSpec("DoNotCall", "boolean", "Do Not Call", required=True),
             ref("AccountId", "Account ID", "Account", "Account", "Contacts"),
         ),
     ),
@@ -262,6 +264,7 @@ def describe_json(spec: ObjectSpec) -> Json:
                 "createable": f.updateable,
                 "updateable": f.updateable,
                 "custom": f.name.endswith("__c"),
+                "defaultedOnCreate": f.type == "boolean",
                 "referenceTo": [f.reference_to] if f.reference_to else [],
                 "relationshipName": f.relationship,
                 "picklistValues": [
@@ -322,7 +325,10 @@ def check_values(spec: ObjectSpec, values: Any, *, creating: bool) -> Response |
     missing = [
         f.name
         for f in spec.fields
-        if f.required and (creating or f.name in given) and given.get(f.name) in (None, "")
+        if f.required
+        and f.type != "boolean"  # defaulted on create (false)
+        and (creating or f.name in given)
+        and given.get(f.name) in (None, "")
     ]
     if missing:
         return rest_error(
@@ -334,9 +340,34 @@ def check_values(spec: ObjectSpec, values: Any, *, creating: bool) -> Response |
     return None
 
 
+async def body_json(request: Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError:
+        return rest_error(400, "JSON_PARSER_ERROR", "The request body is not valid JSON.")
+
+
 def canonical(spec: ObjectSpec, values: Json) -> Json:
-    """Field names as the schema spells them (the API takes any letter case)."""
-    return {spec.field(name).name: value for name, value in values.items()}  # type: ignore[union-attr]
+    """Field names as the schema spells them (the API takes any letter case); date-times kept
+    as Salesforce keeps them, in UTC (`2026-12-04T09:00:00.000+0000`)."""
+    out = {}
+    for name, value in values.items():
+        known = spec.field(name)
+        assert known is not None
+        out[known.name] = utc(value) if known.type == "datetime" else value
+    return out
+
+
+def utc(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
 
 
 async def create(request: Request) -> Response:
@@ -346,14 +377,17 @@ async def create(request: Request) -> Response:
     spec = object_of(request)
     if isinstance(spec, Response):
         return spec
-    values = await request.json()
+    values = await body_json(request)
+    if isinstance(values, Response):
+        return values
     problem = check_values(spec, values, creating=True)
     if problem is not None:
         return problem
     crm = crm_of(request)
     record_id = crm.new_id(spec)
     now = time.strftime("%Y-%m-%dT%H:%M:%S.000+0000", time.gmtime())
-    record = {"Id": record_id, "CreatedDate": now, "LastModifiedDate": now}
+    record: Json = {"Id": record_id, "CreatedDate": now, "LastModifiedDate": now}
+    record.update({f.name: False for f in spec.fields if f.type == "boolean"})
     record.update(canonical(spec, values))
     crm.records.setdefault(spec.name, {})[record_id] = record
     return JSONResponse({"id": record_id, "success": True, "errors": []}, status_code=201)
@@ -384,7 +418,9 @@ async def one_record(request: Request) -> Response:
         del crm_of(request).records[spec.name][record["Id"]]
         return Response(status_code=204)
     if request.method == "PATCH":
-        values = await request.json()
+        values = await body_json(request)
+        if isinstance(values, Response):
+            return values
         problem = check_values(spec, values, creating=False)
         if problem is not None:
             return problem

@@ -89,15 +89,25 @@ def tokenize(text: str) -> list[Token]:
     return tokens
 
 
-def _like(pattern: str) -> re.Pattern[str]:
-    parts = ["." if c == "_" else ".*" if c == "%" else re.escape(c) for c in pattern]
+def _like(quoted: str) -> re.Pattern[str]:
+    """A LIKE pattern from its quoted literal: % and _ are wildcards, \\% and \\_ themselves."""
+    parts, chars, n = [], quoted[1:-1], 0
+    while n < len(chars):
+        c = chars[n]
+        if c == "\\" and n + 1 < len(chars):
+            n += 1
+            parts.append(re.escape(ESCAPES.get(chars[n], chars[n])))
+        else:
+            parts.append("." if c == "_" else ".*" if c == "%" else re.escape(c))
+        n += 1
     return re.compile("^" + "".join(parts) + "$", re.IGNORECASE | re.DOTALL)
 
 
+ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
+
+
 def _unquote(text: str) -> str:
-    return re.sub(
-        r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)), text[1:-1]
-    )
+    return re.sub(r"\\(.)", lambda m: ESCAPES.get(m.group(1), m.group(1)), text[1:-1])
 
 
 ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}(T|$)")
@@ -292,7 +302,11 @@ class Parser:
     def comparison(self, sobject: str) -> Callable[[Json], bool]:
         get = self.resolve(sobject, self.name("a field"))
         if self.take_word("LIKE"):
-            pattern = _like(str(self.value()))
+            token = self.peek()
+            if token is None or token.kind != "string":
+                raise self.fail("a quoted pattern")
+            self.pos += 1
+            pattern = _like(token.text)
             return lambda r: isinstance(get(r), str) and bool(pattern.match(get(r)))
         negated = bool(self.take_word("NOT"))
         if self.take_word("IN"):

@@ -106,11 +106,14 @@ async def test_over_stdio_a_contact_gets_a_follow_up_event(tmp_path: Path) -> No
     assert tools["salesforce_create_contact"].annotations.destructive_hint is False
 
 
-async def test_over_http_without_sign_in_the_crm_toolset_is_refused() -> None:
-    async with serve(build_simulator()) as sim_url:
-        settings = settings_for(sim_url, **crm_settings(sim_url))
-        with pytest.raises(ConfigError, match="AUTH_MODE=required"):
-            build_app(settings)
+async def test_over_http_without_a_staff_sign_in_the_crm_toolset_is_refused() -> None:
+    async with identity_provider() as idp, serve(build_simulator()) as sim_url:
+        without = settings_for(sim_url, **crm_settings(sim_url))
+        signin = {"auth_mode": "required", "auth_issuer": idp.issuer, "auth_audience": AUDIENCE}
+        no_scope = settings_for(sim_url, **signin, **crm_settings(sim_url))
+        for settings in (without, no_scope):
+            with pytest.raises(ConfigError, match="AUTH_MODE=required and CRM_REQUIRED_SCOPE"):
+                build_app(settings)
 
 
 async def test_over_http_with_sign_in_required_a_signed_in_user_uses_the_tools() -> None:
@@ -123,10 +126,18 @@ async def test_over_http_with_sign_in_required_a_signed_in_user_uses_the_tools()
             auth_mode="required",
             auth_issuer=idp.issuer,
             auth_audience=AUDIENCE,
-            **crm_settings(sim_url),
+            **crm_settings(sim_url, crm_required_scope="crm"),
         )
         async with serve(build_app(settings), lifespan="on") as base:
-            token = idp.token(AUDIENCE, subject="agent-7")
+            token = idp.token(AUDIENCE, subject="agent-7", scope="crm")
+            customer = idp.token(AUDIENCE, subject="customer-9")
+            with pytest.raises(ToolFailed, match=r"for support staff.*scope crm"):
+                await raw_call(
+                    base + "/mcp",
+                    "salesforce_describe",
+                    {"objectName": "Case"},
+                    headers={"Authorization": f"Bearer {customer}"},
+                )
             created = await raw_call(
                 base + "/mcp",
                 "salesforce_create",
@@ -162,3 +173,5 @@ def test_the_crm_toolset_is_off_by_default_and_its_settings_are_checked(
     assert settings.salesforce_instance_url == "https://acme.my.salesforce.com"
     assert settings.crm_refusal("stdio") is None
     assert "AUTH_MODE=required" in (settings.crm_refusal("http") or "")
+    with pytest.raises(ConfigError, match="SALESFORCE_INSTANCE_URL must be an https:// URL"):
+        load_settings(_env_file=None, salesforce_instance_url="http://acme.my.salesforce.com")

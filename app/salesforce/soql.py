@@ -1,0 +1,63 @@
+"""Writing SOQL safely: user input as quoted literals (nothing in a value can end the string or
+add a clause), LIKE patterns with their wildcards escaped, and the read-only query tool's checks
+(a SELECT, a LIMIT of at most the cap)."""
+
+from __future__ import annotations
+
+import re
+
+from app.salesforce.errors import SalesforceError
+
+QUERY_CAP = 2000
+"""The most records salesforce_query returns per call (Salesforce's largest page)."""
+
+
+def literal(value: str) -> str:
+    """`value` as a SOQL string literal."""
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    escaped = escaped.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return f"'{escaped}'"
+
+
+def contains(value: str) -> str:
+    """A LIKE pattern matching text that contains `value` (its own % and _ taken literally)."""
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    escaped = escaped.replace("%", "\\%").replace("_", "\\_")
+    escaped = escaped.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return f"'%{escaped}%'"
+
+
+_STRINGS = re.compile(r"'(?:[^'\\]|\\.)*'")
+_SELECT = re.compile(r"^\s*SELECT\s", re.IGNORECASE)
+_TAIL_LIMIT = re.compile(r"\bLIMIT\s+(\d+)(\s+OFFSET\s+\d+)?\s*$", re.IGNORECASE)
+
+
+def _outer(soql: str) -> str:
+    """The query with string literals blanked and subqueries removed: its top level."""
+    text = _STRINGS.sub("''", soql)
+    while True:
+        shorter = re.sub(r"\([^()]*\)", "", text)
+        if shorter == text:
+            return text
+        text = shorter
+
+
+def limited(soql: str, limit: int) -> str:
+    """`soql` read-only and bounded: a SELECT, with a LIMIT of at most `limit` (added when it
+    has none); otherwise an error saying what to change."""
+    if not _SELECT.match(soql):
+        raise SalesforceError("soql must be a SELECT query: this tool only reads.")
+    outer = _outer(soql)
+    if ";" in outer:
+        raise SalesforceError("soql must be one query, without ';'.")
+    found = _TAIL_LIMIT.search(outer)
+    if found is None:
+        if re.search(r"\bLIMIT\b", outer, re.IGNORECASE):
+            raise SalesforceError("soql's LIMIT must come last (before OFFSET only).")
+        return f"{soql.rstrip()} LIMIT {limit}"
+    if int(found.group(1)) > limit:
+        raise SalesforceError(
+            f"soql's LIMIT {found.group(1)} is over {limit}, the most one call returns: lower it "
+            "and page on with the cursor."
+        )
+    return soql

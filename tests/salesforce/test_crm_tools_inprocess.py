@@ -1,0 +1,219 @@
+"""The CRM tools in process (the MCP SDK client on the runtime's server, as over stdio) against the
+simulator: queries and their guard rails, lists, find_customer, describe, event times, and what
+the client does when Salesforce's answer is lost."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from mcp.client import Client
+from pydantic import SecretStr
+
+from app.main import build_runtime
+from app.salesforce.client import SalesforceClient
+from app.salesforce.errors import SalesforceError, Unavailable
+from app.salesforce.oauth import OAuthSettings, TokenSource
+from app.simulator import SimulatorOptions, build_simulator
+from tests.mcp.conftest import ToolFailed, call, settings_for
+from tests.salesforce.test_crm_tools import crm_settings
+from tests.servers import serve
+
+
+@contextlib.asynccontextmanager
+async def crm_client() -> AsyncIterator[Client]:
+    options = SimulatorOptions(rate_limits=False, crm_query_batch_size=3)
+    async with serve(build_simulator(options)) as sim_url:
+        settings = settings_for(sim_url, mcp_transport="stdio", **crm_settings(sim_url))
+        runtime = build_runtime(settings)
+        try:
+            async with Client(runtime.mcp) as client:
+                yield client
+        finally:
+            await runtime.aclose()
+
+
+async def contact(client: Client, last: str, **more: Any) -> str:
+    created = await call(client, "salesforce_create_contact", {"lastName": last, **more})
+    return str(created["id"])
+
+
+async def test_a_query_pages_on_with_its_cursor_and_a_limit_is_added() -> None:
+    async with crm_client() as crm:
+        for n in range(5):
+            await contact(crm, f"Person {n}")
+
+        first = await call(
+            crm,
+            "salesforce_query",
+            {"soql": "SELECT LastName FROM Contact ORDER BY LastName", "limit": 4},
+        )
+        second = await call(crm, "salesforce_query", {"cursor": first["nextCursor"]})
+
+        assert first["totalSize"] == 4  # the LIMIT added
+        assert [r["LastName"] for r in first["records"] + second["records"]] == [
+            f"Person {n}" for n in range(4)
+        ]
+        assert second["nextCursor"] is None
+        assert "attributes" not in first["records"][0]
+
+
+@pytest.mark.parametrize(
+    ("soql", "says"),
+    [
+        ("DELETE FROM Contact", "soql must be a SELECT query"),
+        ("SELECT Id FROM Contact LIMIT 5000", "LIMIT 5000 is over 200"),
+        ("SELECT Id FROM Contact; SELECT Id FROM Case", "one query, without ';'"),
+        ("SELECT Emial FROM Contact", "INVALID_FIELD: No such column 'Emial'"),
+    ],
+)
+async def test_a_query_the_tool_would_not_run_says_why(soql: str, says: str) -> None:
+    async with crm_client() as crm:
+        with pytest.raises(ToolFailed, match=says):
+            await call(crm, "salesforce_query", {"soql": soql})
+
+
+async def test_search_text_cannot_change_the_query() -> None:
+    async with crm_client() as crm:
+        await contact(crm, "Lima", email="ana@example.com")
+        await contact(crm, "O'Neil")
+        await contact(crm, "100% Real")
+
+        injected = await call(crm, "salesforce_list_contacts", {"search": "x' OR LastName != 'y"})
+        quote = await call(crm, "salesforce_list_contacts", {"search": "o'ne"})
+        percent = await call(crm, "salesforce_list_contacts", {"search": "%"})
+        found = await call(crm, "find_customer", {"email": "ana@example.com"})
+
+        assert injected["records"] == []
+        assert [r["LastName"] for r in quote["records"]] == ["O'Neil"]
+        assert [r["LastName"] for r in percent["records"]] == ["100% Real"]
+        assert [r["LastName"] for r in found["records"]] == ["Lima"]
+
+
+async def test_find_customer_shows_the_open_cases() -> None:
+    async with crm_client() as crm:
+        ana = await contact(crm, "Lima", email="ana@example.com")
+        for subject, status in [("Parcel late", "New"), ("Old", "Closed")]:
+            await call(
+                crm,
+                "salesforce_create",
+                {
+                    "objectName": "Case",
+                    "values": {"Subject": subject, "Status": status, "ContactId": ana},
+                },
+            )
+
+        [found] = (await call(crm, "find_customer", {"email": "ANA@example.com"}))["records"]
+        with pytest.raises(ToolFailed, match="Give email, phone or name"):
+            await call(crm, "find_customer", {})
+
+        assert [c["Subject"] for c in found["Cases"]["records"]] == ["Parcel late"]
+
+
+async def test_describe_marks_defaulted_fields_not_required() -> None:
+    async with crm_client() as crm:
+        described = await call(crm, "salesforce_describe", {"objectName": "Contact"})
+
+        required = {f["name"] for f in described["fields"] if f["required"]}
+        assert required == {"LastName"}  # DoNotCall is not nillable but defaulted
+
+
+async def test_events_of_a_contact_and_a_new_start_checked_against_the_end() -> None:
+    async with crm_client() as crm:
+        ana = await contact(crm, "Lima")
+        times = [
+            ("2026-12-04T09:00:00Z", "2026-12-04T09:30:00Z"),
+            ("2026-12-05T09:00:00+01:00", "2026-12-05T10:00:00+01:00"),
+        ]
+        ids = [
+            (
+                await call(
+                    crm,
+                    "salesforce_create_event",
+                    {"subject": f"Call {n}", "start": s, "end": e, "whoId": ana},
+                )
+            )["id"]
+            for n, (s, e) in enumerate(times)
+        ]
+        await call(
+            crm,
+            "salesforce_create_event",
+            {"subject": "Other", "start": times[0][0], "end": times[0][1]},
+        )
+
+        listed = await call(
+            crm, "salesforce_list_events", {"contactId": ana, "startsAfter": "2026-12-05T00:00:00Z"}
+        )
+        with pytest.raises(ToolFailed, match="end must be after start"):
+            await call(
+                crm, "salesforce_update_event", {"eventId": ids[0], "start": "2026-12-04T10:00:00Z"}
+            )
+        moved = await call(
+            crm, "salesforce_update_event", {"eventId": ids[0], "start": "2026-12-04T09:10:00Z"}
+        )
+
+        assert [e["Subject"] for e in listed["records"]] == ["Call 1"]
+        assert listed["records"][0]["StartDateTime"] == "2026-12-05T08:00:00.000+0000"
+        assert moved["status"] == "updated"
+
+
+def recording(handler: Any) -> tuple[httpx.AsyncClient, list[str]]:
+    seen: list[str] = []
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.method} {request.url.path}")
+        if request.url.path == "/services/oauth2/token":
+            return httpx.Response(
+                200, json={"access_token": "t", "instance_url": "https://sf.test"}
+            )
+        return handler(request)
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(respond)), seen
+
+
+def client_on(http: httpx.AsyncClient) -> SalesforceClient:
+    settings = OAuthSettings("https://sf.test", "id", SecretStr("secret"), SecretStr("refresh"))
+    return SalesforceClient(http, TokenSource(http, settings), retry_delays=(0, 0))
+
+
+async def test_a_create_whose_answer_is_lost_is_not_sent_again() -> None:
+    def lost(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    http, seen = recording(lost)
+    async with http:
+        with pytest.raises(Unavailable, match="may or may not have been made"):
+            await client_on(http).create("Contact", {"LastName": "Lima"})
+
+    assert seen.count("POST /services/data/v62.0/sobjects/Contact") == 1
+
+
+async def test_a_delete_whose_first_answer_was_lost_is_done() -> None:
+    answers = iter(
+        [
+            httpx.ReadTimeout("lost"),
+            httpx.Response(404, json=[{"errorCode": "NOT_FOUND", "message": "gone"}]),
+        ]
+    )
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    http, seen = recording(flaky)
+    async with http:
+        await client_on(http).delete("Contact", "003000000000001AAA")
+
+    assert seen.count("DELETE /services/data/v62.0/sobjects/Contact/003000000000001AAA") == 2
+
+
+async def test_a_redirect_is_an_error_naming_the_instance_url_setting() -> None:
+    http, _ = recording(lambda _: httpx.Response(302, headers={"Location": "https://login"}))
+    async with http:
+        with pytest.raises(SalesforceError, match="SALESFORCE_INSTANCE_URL"):
+            await client_on(http).update("Contact", "003000000000001AAA", {"LastName": "X"})
