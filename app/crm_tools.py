@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from datetime import datetime
 from functools import partial
@@ -113,6 +114,74 @@ def _iso(value: datetime) -> str:
     return value.replace(microsecond=0).isoformat()
 
 
+def register_schema_resources(mcp: MCPServer, schema: SchemaCache, deadline: float) -> None:
+    """The schema as resources, for clients that browse it: only where the CRM tools need no
+    per-call scope (stdio, the demo), since a resource read has no caller to check; over HTTP
+    salesforce_describe gives the same to staff."""
+
+    @mcp.resource(
+        "salesforce://sobjects",
+        name="salesforce-objects",
+        title="Salesforce objects",
+        description="Every object of the org: name, label, custom",
+        mime_type="application/json",
+    )
+    async def salesforce_objects() -> str:
+        async with crm_call("resource:salesforce://sobjects", deadline):
+            found = await schema.objects()
+            return json.dumps(
+                [
+                    {"name": o.get("name"), "label": o.get("label"), "custom": o.get("custom")}
+                    for o in found
+                ]
+            )
+
+    @mcp.resource(
+        "salesforce://sobjects/{name}",
+        name="salesforce-object",
+        title="A Salesforce object's fields",
+        description="The object's fields and relationships (as salesforce_describe)",
+        mime_type="application/json",
+    )
+    async def salesforce_object(name: str) -> str:
+        async with crm_call("resource:salesforce://sobjects/{name}", deadline):
+            return object_info(await schema.describe(name), name).model_dump_json()
+
+
+def object_info(described: dict[str, Any], asked: str) -> ObjectInfo:
+    """An object's description, as much of it as a model needs."""
+    return ObjectInfo(
+        name=str(described.get("name", asked)),
+        label=described.get("label"),
+        custom=bool(described.get("custom")),
+        fields=[
+            FieldInfo(
+                name=str(f.get("name")),
+                label=f.get("label"),
+                type=f.get("type"),
+                required=not f.get("nillable", True)
+                and bool(f.get("createable"))
+                and not f.get("defaultedOnCreate"),
+                settable=bool(f.get("createable") or f.get("updateable")),
+                referenceTo=list(f.get("referenceTo") or []),
+                relationshipName=f.get("relationshipName"),
+                picklistValues=[str(p.get("value")) for p in f["picklistValues"]]
+                if f.get("picklistValues")
+                else None,
+            )
+            for f in described.get("fields", [])
+        ],
+        childRelationships=[
+            {
+                "object": str(c.get("childSObject")),
+                "field": str(c.get("field")),
+                "name": str(c.get("relationshipName") or ""),
+            }
+            for c in described.get("childRelationships", [])
+        ],
+    )
+
+
 def _plain(value: Any) -> Any:
     """A query's records without Salesforce's `attributes` (type and URL of each record)."""
     if isinstance(value, dict):
@@ -129,6 +198,10 @@ def _records(page: QueryPage) -> Records:
 def _without_none(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
+
+CASE_DESCRIPTION_MAX = 32000
+"""Salesforce's limit for a Case's Description."""
+TRANSCRIPT_HEADING = "\n\n--- Chat transcript ---\n"
 
 STAFF_ONLY = (
     "The CRM tools are for support staff: sign in with an account whose token carries the "
@@ -221,37 +294,10 @@ def register_crm_tools(
         """An object's fields (name, type, whether required or settable, lookups and picklist
         values) and the objects that point at it. Use it before creating or updating records."""
         async with call("salesforce_describe", ctx):
-            described = await schema.describe(objectName)
-            return ObjectInfo(
-                name=str(described.get("name", objectName)),
-                label=described.get("label"),
-                custom=bool(described.get("custom")),
-                fields=[
-                    FieldInfo(
-                        name=str(f.get("name")),
-                        label=f.get("label"),
-                        type=f.get("type"),
-                        required=not f.get("nillable", True)
-                        and bool(f.get("createable"))
-                        and not f.get("defaultedOnCreate"),
-                        settable=bool(f.get("createable") or f.get("updateable")),
-                        referenceTo=list(f.get("referenceTo") or []),
-                        relationshipName=f.get("relationshipName"),
-                        picklistValues=[str(p.get("value")) for p in f["picklistValues"]]
-                        if f.get("picklistValues")
-                        else None,
-                    )
-                    for f in described.get("fields", [])
-                ],
-                childRelationships=[
-                    {
-                        "object": str(c.get("childSObject")),
-                        "field": str(c.get("field")),
-                        "name": str(c.get("relationshipName") or ""),
-                    }
-                    for c in described.get("childRelationships", [])
-                ],
-            )
+            return object_info(await schema.describe(objectName), objectName)
+
+    if required_scope is None:
+        register_schema_resources(mcp, schema, deadline)
 
     @tool(annotations=reading)
     async def salesforce_get(
@@ -429,6 +475,45 @@ def register_crm_tools(
         """Delete a contact. Only when the user asked for it."""
         async with call("salesforce_delete_contact", ctx):
             return await delete("Contact", contactId)
+
+    @tool(annotations=creating)
+    async def log_chat_to_case(
+        ctx: Context,
+        contactId: RecordId,
+        subject: Annotated[str, Field(min_length=1, max_length=255)],
+        summary: Annotated[
+            str, Field(min_length=1, max_length=4000, description="What the chat was about")
+        ],
+        transcript: Annotated[
+            str | None,
+            Field(
+                max_length=200_000,
+                description="The chat as text (get_conversation_transcript's text)",
+            ),
+        ] = None,
+        status: Annotated[
+            str, Field(min_length=1, max_length=40, description="The case's status")
+        ] = "Closed",
+    ) -> Saved:
+        """Record a finished chat on a new Case for the contact: the summary, then the
+        transcript (cut to fit the case's description)."""
+        async with call("log_chat_to_case", ctx):
+            description = summary
+            if transcript:
+                room = CASE_DESCRIPTION_MAX - len(summary) - len(TRANSCRIPT_HEADING)
+                cut = (
+                    transcript
+                    if len(transcript) <= room
+                    else transcript[: room - 40] + ("\n(transcript cut to fit the case)")
+                )
+                description = summary + TRANSCRIPT_HEADING + cut
+            values = {
+                "Subject": subject,
+                "Description": description,
+                "Status": status,
+                "ContactId": contactId,
+            }
+            return await create("Case", values)
 
     # -- events (appointments) ----------------------------------------------------------------
 

@@ -89,6 +89,12 @@ class SalesforceClient:
         self._version = api_version
         self._delays = tuple(retry_delays)
 
+    async def objects(self) -> list[dict[str, Any]]:
+        """Every object of the org, briefly (name, label, custom, ...)."""
+        body = await self._request("GET", "/sobjects")
+        items = body.get("sobjects") if isinstance(body, dict) else None
+        return [o for o in items or [] if isinstance(o, dict)]
+
     async def describe(self, sobject: str) -> dict[str, Any]:
         path = f"/sobjects/{check_name('object', sobject)}/describe"
         body = await self._request("GET", path)

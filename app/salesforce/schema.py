@@ -31,6 +31,14 @@ class SchemaCache:
         self._monotonic = monotonic
         self._kept: dict[str, tuple[float, dict[str, Any]]] = {}
 
+    async def objects(self) -> list[dict[str, Any]]:
+        kept = self._kept.get("")
+        if kept is not None and self._monotonic() < kept[0]:
+            return list(kept[1]["sobjects"])
+        found = await self._client.objects()
+        self._kept[""] = (self._monotonic() + self._ttl, {"sobjects": found})
+        return found
+
     async def describe(self, sobject: str) -> dict[str, Any]:
         key = sobject.lower()
         kept = self._kept.get(key)

@@ -278,6 +278,31 @@ def describe_json(spec: ObjectSpec) -> Json:
     }
 
 
+async def describe_global(request: Request) -> Response:
+    """`GET /services/data/v<version>/sobjects`: every object, briefly."""
+    refused = authorized(request)
+    if refused is not None:
+        return refused
+    version = request.path_params["version"]
+    return JSONResponse(
+        {
+            "encoding": "UTF-8",
+            "maxBatchSize": 200,
+            "sobjects": [
+                {
+                    "name": o.name,
+                    "label": o.label,
+                    "custom": o.custom,
+                    "keyPrefix": o.prefix,
+                    "queryable": True,
+                    "urls": {"describe": f"/services/data/v{version}/sobjects/{o.name}/describe"},
+                }
+                for o in SCHEMA
+            ],
+        }
+    )
+
+
 async def describe(request: Request) -> Response:
     refused = authorized(request)
     if refused is not None:
@@ -654,6 +679,7 @@ routes = [
     Route("/services/oauth2/token", token, methods=["POST"]),
     Route(DATA + "/query", query, methods=["GET"]),
     Route(DATA + "/query/{cursor}", query_more, methods=["GET"]),
+    Route(DATA + "/sobjects", describe_global, methods=["GET"]),
     Route(DATA + "/sobjects/{sobject}/describe", describe, methods=["GET"]),
     Route(DATA + "/sobjects/{sobject}", create, methods=["POST"]),
     Route(DATA + "/sobjects/{sobject}/{id}", one_record, methods=["GET", "PATCH", "DELETE"]),

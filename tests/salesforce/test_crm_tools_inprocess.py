@@ -5,6 +5,7 @@ the client does when Salesforce's answer is lost."""
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -217,3 +218,48 @@ async def test_a_redirect_is_an_error_naming_the_instance_url_setting() -> None:
     async with http:
         with pytest.raises(SalesforceError, match="SALESFORCE_INSTANCE_URL"):
             await client_on(http).update("Contact", "003000000000001AAA", {"LastName": "X"})
+
+
+async def test_a_finished_chat_is_logged_on_a_case_for_the_contact() -> None:
+    async with crm_client() as crm:
+        ana = await contact(crm, "Lima")
+        long_chat = "Agent: hello\n" * 3000  # 39,000 characters: over a description's 32,000
+        logged = await call(
+            crm,
+            "log_chat_to_case",
+            {
+                "contactId": ana,
+                "subject": "Chat: parcel late",
+                "summary": "Parcel 1234 late; agent re-sent it.",
+                "transcript": long_chat,
+            },
+        )
+        case = await call(
+            crm,
+            "salesforce_get",
+            {
+                "objectName": "Case",
+                "recordId": logged["id"],
+                "fields": ["Description", "Status", "ContactId"],
+            },
+        )
+
+    description = case["fields"]["Description"]
+    assert (case["fields"]["Status"], case["fields"]["ContactId"]) == ("Closed", ana)
+    assert description.startswith(
+        "Parcel 1234 late; agent re-sent it.\n\n--- Chat transcript ---\nAgent: hello\n"
+    )
+    assert description.endswith("(transcript cut to fit the case)")
+    assert len(description) <= 32000
+
+
+async def test_the_schema_is_browsable_as_resources() -> None:
+    async with crm_client() as crm:
+        listed = await crm.read_resource("salesforce://sobjects")
+        contact_schema = await crm.read_resource("salesforce://sobjects/Contact")
+
+    objects = json.loads(listed.contents[0].text)  # type: ignore[union-attr]
+    assert {"name": "Support_Visit__c", "label": "Support Visit", "custom": True} in objects
+    fields = json.loads(contact_schema.contents[0].text)["fields"]  # type: ignore[union-attr]
+    account = next(f for f in fields if f["name"] == "AccountId")
+    assert (account["referenceTo"], account["relationshipName"]) == (["Account"], "Account")
