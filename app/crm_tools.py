@@ -26,7 +26,7 @@ from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 from app.salesforce.client import QueryPage, SalesforceClient
 from app.salesforce.errors import SalesforceError
 from app.salesforce.schema import SchemaCache
-from app.salesforce.soql import QUERY_CAP, contains, limited, literal
+from app.salesforce.soql import QUERY_CAP, contains, limited, literal, sosl_term
 from app.signin import signed_in_user
 
 log = structlog.get_logger(__name__)
@@ -360,6 +360,36 @@ def register_crm_tools(
             if not soql:
                 raise ToolError("Give soql, or a cursor from a previous page.")
             return await read(limited(soql, limit), None)
+
+    @tool(annotations=reading)
+    async def salesforce_search(
+        ctx: Context,
+        text: Annotated[str, Field(min_length=2, max_length=100, description="What to find")],
+        objects: Annotated[
+            list[ObjectName],
+            Field(min_length=1, max_length=10, description="Objects to search"),
+        ] = ["Contact", "Account", "Case"],  # noqa: B006 (pydantic copies defaults)
+        limit: Annotated[int, Field(ge=1, le=200)] = 20,
+    ) -> Records:
+        """Find records of several objects whose text fields (names, emails, phones, subjects)
+        contain `text` (SOSL). Each comes with its type, id and its main text fields."""
+        async with call("salesforce_search", ctx):
+            returning = []
+            for name in objects:
+                described = await schema.describe(name)
+                shown = [
+                    str(f["name"])
+                    for f in described.get("fields", [])
+                    if f.get("type") in ("string", "email", "phone")
+                ][:5]
+                returning.append(f"{described.get('name', name)}({', '.join(['Id', *shown])})")
+            sosl = (
+                f"FIND {{{sosl_term(text)}}} IN ALL FIELDS RETURNING {', '.join(returning)} "
+                f"LIMIT {limit}"
+            )
+            found = await client.search(sosl)
+            records = [{"type": r.get("attributes", {}).get("type"), **_plain(r)} for r in found]
+            return Records(records=records, totalSize=len(records), nextCursor=None)
 
     # -- contacts -----------------------------------------------------------------------------
 

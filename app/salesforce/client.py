@@ -128,6 +128,12 @@ class SalesforceClient:
         """The first page of a SOQL query's records (`next` leads on)."""
         return QueryPage.of(await self._request("GET", "/query", params={"q": soql}))
 
+    async def search(self, sosl: str) -> list[dict[str, Any]]:
+        """The records a SOSL search finds."""
+        body = await self._request("GET", "/search", params={"q": sosl})
+        items = body.get("searchRecords") if isinstance(body, dict) else None
+        return [r for r in items or [] if isinstance(r, dict)]
+
     async def query_more(self, next_records_url: str) -> QueryPage:
         """The page `next_records_url` (a QueryPage's `next`) names."""
         match = NEXT_RECORDS.fullmatch(next_records_url)

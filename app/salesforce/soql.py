@@ -61,3 +61,12 @@ def limited(soql: str, limit: int) -> str:
             "and page on with the cursor."
         )
     return soql
+
+
+SOSL_RESERVED = frozenset("?&|!{}[]()^~*:\\\"'+-")
+
+
+def sosl_term(text: str) -> str:
+    """`text` as a SOSL search term: its reserved characters escaped, so it is searched for as
+    written and cannot end the braces."""
+    return "".join("\\" + c if c in SOSL_RESERVED else c for c in text)

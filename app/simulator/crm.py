@@ -11,6 +11,7 @@ Record ids are 18 characters starting with the object's key prefix. Not part of 
 from __future__ import annotations
 
 import itertools
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -655,6 +656,64 @@ async def query_more(request: Request) -> Response:
     return JSONResponse(page(crm, request.path_params["version"], rest, total))
 
 
+# -- SOSL ----------------------------------------------------------------------------------------
+
+SOSL = re.compile(
+    r"^\s*FIND\s+\{(?P<term>(?:[^}\\]|\\.)*)\}"
+    r"(?:\s+IN\s+(?P<scope>ALL|NAME|EMAIL|PHONE)\s+FIELDS)?"
+    r"\s+RETURNING\s+(?P<returning>.+?)"
+    r"(?:\s+LIMIT\s+(?P<limit>\d+))?\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+RETURNING = re.compile(r"\s*(\w+)\s*(?:\(([^)]*)\))?\s*(?:,|$)")
+TEXT_TYPES = {"string", "email", "phone", "textarea"}
+SCOPE_TYPES = {"ALL": TEXT_TYPES, "NAME": {"string"}, "EMAIL": {"email"}, "PHONE": {"phone"}}
+
+
+async def search(request: Request) -> Response:
+    """`GET /services/data/v<version>/search?q=<SOSL>`: FIND {term} [IN … FIELDS] RETURNING
+    Object(fields), … [LIMIT n]; the term matches text fields by substring, without case."""
+    refused = authorized(request)
+    if refused is not None:
+        return refused
+    crm = crm_of(request)
+    match = SOSL.match(request.query_params.get("q", ""))
+    if match is None:
+        return rest_error(
+            400,
+            "MALFORMED_SEARCH",
+            "No search term found. The search term must be enclosed in braces.",
+        )
+    term = re.sub(r"\\(.)", r"\1", match.group("term")).strip().strip("*").lower()
+    if len(term) < 2:
+        return rest_error(400, "INVALID_SEARCH", "search term must be longer than one character")
+    types = SCOPE_TYPES[(match.group("scope") or "ALL").upper()]
+    limit = int(match.group("limit") or 2000)
+    version = request.path_params["version"]
+    found: list[Json] = []
+    for name, fields in RETURNING.findall(match.group("returning")):
+        spec = crm.schema(name)
+        if spec is None:
+            return rest_error(400, "INVALID_TYPE", f"sObject type '{name}' is not supported.")
+        wanted = [f.strip() for f in fields.split(",") if f.strip()] or ["Id"]
+        for path in wanted:
+            if spec.field(path) is None:
+                message = f"No such column '{path}' on entity '{spec.name}'."
+                return rest_error(400, "INVALID_FIELD", message)
+        searched = [f.name for f in spec.fields if f.type in types]
+        for record in crm.records.get(spec.name, {}).values():
+            if any(term in str(record.get(f) or "").lower() for f in searched):
+                row: Json = {
+                    "attributes": {
+                        "type": spec.name,
+                        "url": f"/services/data/v{version}/sobjects/{spec.name}/{record['Id']}",
+                    }
+                }
+                row.update({spec.field(p).name: record.get(spec.field(p).name) for p in wanted})  # type: ignore[union-attr]
+                found.append(row)
+    return JSONResponse({"searchRecords": found[:limit]})
+
+
 async def expire_tokens(request: Request) -> Response:
     """Control: every CRM access token issued so far is expired now (a refresh is needed)."""
     return JSONResponse({"expired": crm_of(request).expire_all()})
@@ -678,6 +737,7 @@ control_routes = [
 routes = [
     Route("/services/oauth2/token", token, methods=["POST"]),
     Route(DATA + "/query", query, methods=["GET"]),
+    Route(DATA + "/search", search, methods=["GET"]),
     Route(DATA + "/query/{cursor}", query_more, methods=["GET"]),
     Route(DATA + "/sobjects", describe_global, methods=["GET"]),
     Route(DATA + "/sobjects/{sobject}/describe", describe, methods=["GET"]),

@@ -263,3 +263,30 @@ async def test_the_schema_is_browsable_as_resources() -> None:
     fields = json.loads(contact_schema.contents[0].text)["fields"]  # type: ignore[union-attr]
     account = next(f for f in fields if f["name"] == "AccountId")
     assert (account["referenceTo"], account["relationshipName"]) == (["Account"], "Account")
+
+
+async def test_search_finds_records_of_several_objects_by_their_text() -> None:
+    async with crm_client() as crm:
+        ana = await contact(crm, "Lima", email="ana.parcel@example.com")
+        await call(
+            crm,
+            "salesforce_create",
+            {
+                "objectName": "Case",
+                "values": {"Subject": "Parcel late", "Status": "New", "ContactId": ana},
+            },
+        )
+        await contact(crm, "Other", email="bo@example.com")
+
+        found = await call(crm, "salesforce_search", {"text": "PARCEL"})
+        braces = await call(crm, "salesforce_search", {"text": "x} RETURNING User(Id"})
+        with pytest.raises(ToolFailed, match="Not found in Salesforce"):
+            await call(crm, "salesforce_search", {"text": "parcel", "objects": ["Contakt"]})
+
+    assert sorted((r["type"], r["Id"][:3]) for r in found["records"]) == [
+        ("Case", "500"),
+        ("Contact", "003"),
+    ]
+    contact_row = next(r for r in found["records"] if r["type"] == "Contact")
+    assert contact_row["Email"] == "ana.parcel@example.com"
+    assert braces["records"] == []
