@@ -19,6 +19,7 @@ from app.arguments import seconds
 from app.collector import tune_collector
 from app.config import ConfigError, Settings, load_settings
 from app.contract import add_contract_parser, run_contract
+from app.crm_cli import add_crm_parser, run_crm
 from app.demo import build_demo_app, demo_banner
 from app.doctor import add_doctor_parser, run_doctor
 from app.logs import configure_logging
@@ -453,6 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_demo_parser(subparsers)
     add_contract_parser(subparsers)
     add_doctor_parser(subparsers)
+    add_crm_parser(subparsers)
     args = parser.parse_args(argv)
     if args.command == "simulator":
         return run_simulator(args)
@@ -464,5 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_contract(args)
     if args.command == "doctor":
         return run_doctor(args)
+    if args.command == "crm":
+        return run_crm(args)
     parser.error(f"unknown command {args.command}")
     return 2

@@ -37,6 +37,7 @@ from app.logs import configure_logging
 from app.playground import playground_route
 from app.prechat import PrechatForms
 from app.salesforce.client import SalesforceClient
+from app.salesforce.login import CredentialStore, default_file
 from app.salesforce.oauth import OAuthSettings, TokenSource
 from app.salesforce.schema import SchemaCache
 from app.scrt import RetryPolicy, ScrtClient, ScrtConfig
@@ -320,7 +321,11 @@ def salesforce_client(settings: Settings, http: httpx.AsyncClient) -> Salesforce
         login_url=settings.salesforce_instance_url,
         client_id=settings.salesforce_client_id,
         client_secret=settings.salesforce_client_secret,
-        refresh_token=settings.salesforce_refresh_token,
+        # Set, or kept by `miaw-mcp crm login`; neither: the client-credentials flow.
+        refresh_token=settings.salesforce_refresh_token
+        or CredentialStore(default_file()).load(
+            settings.salesforce_instance_url, settings.salesforce_client_id
+        ),
     )
     return SalesforceClient(
         http, TokenSource(http, oauth), api_version=settings.salesforce_api_version

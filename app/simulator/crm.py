@@ -10,6 +10,8 @@ Record ids are 18 characters starting with the object's key prefix. Not part of 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import itertools
 import re
 import secrets
@@ -17,9 +19,10 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from app.simulator.soql import Parser, Query, SoqlError
@@ -168,6 +171,8 @@ class CrmOrg:
     client_secret: str
     refresh_tokens: set[str] = field(default_factory=set)
     access_tokens: dict[str, float] = field(default_factory=dict)  # token → expiry (monotonic)
+    codes: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    """Authorization codes not yet used → (client id, redirect URI, PKCE challenge)."""
     records: dict[str, dict[str, Json]] = field(default_factory=dict)  # object → id → record
     batch_size: int = 2000
     """Records per page of a query answer (Salesforce's default); the rest via nextRecordsUrl."""
@@ -202,17 +207,24 @@ def crm_of(request: Request) -> CrmOrg:
 
 
 async def token(request: Request) -> Response:
-    """`POST /services/oauth2/token` (form-encoded): refresh_token and client_credentials."""
+    """`POST /services/oauth2/token` (form-encoded): authorization_code (with PKCE),
+    refresh_token and client_credentials."""
     crm = crm_of(request)
     form = await request.form()
+    grant = form.get("grant_type")
+    if grant == "authorization_code":
+        return exchange_code(request, crm, form)
     if form.get("client_id") != crm.client_id or form.get("client_secret") != crm.client_secret:
         return oauth_error("invalid_client", "invalid client credentials")
-    grant = form.get("grant_type")
     if grant == "refresh_token":
         if form.get("refresh_token") not in crm.refresh_tokens:
             return oauth_error("invalid_grant", "expired access/refresh token")
     elif grant != "client_credentials":
         return oauth_error("unsupported_grant_type", "grant type not supported")
+    return token_answer(request, crm)
+
+
+def token_answer(request: Request, crm: CrmOrg, **extra: str) -> Response:
     base = str(request.base_url).rstrip("/")
     return JSONResponse(
         {
@@ -222,8 +234,58 @@ async def token(request: Request) -> Response:
             "token_type": "Bearer",
             "issued_at": str(int(time.time() * 1000)),
             "signature": secrets.token_urlsafe(32),
+            **extra,
         }
     )
+
+
+async def authorize(request: Request) -> Response:
+    """`GET /services/oauth2/authorize`: the web-server flow's authorization page. The simulated
+    user is logged in and allows access at once: a redirect to `redirect_uri` with a code (or
+    with `error` for a request Salesforce would refuse). PKCE (S256) is required here."""
+    params = request.query_params
+    redirect_uri = params.get("redirect_uri", "")
+    target = urlsplit(redirect_uri)
+    if target.scheme != "http" or target.hostname not in ("127.0.0.1", "localhost"):
+        return PlainTextResponse("error=redirect_uri_mismatch", status_code=400)
+    state = params.get("state", "")
+    crm = crm_of(request)
+    if params.get("client_id") != crm.client_id:
+        answer = {"error": "invalid_client_id", "error_description": "client identifier invalid"}
+    elif params.get("response_type") != "code":
+        answer = {
+            "error": "unsupported_response_type",
+            "error_description": "response type not supported",
+        }
+    elif params.get("code_challenge_method") != "S256" or not params.get("code_challenge"):
+        answer = {"error": "invalid_request", "error_description": "missing code challenge"}
+    else:
+        code = "aPrx" + secrets.token_urlsafe(24)
+        crm.codes[code] = (crm.client_id, redirect_uri, params["code_challenge"])
+        answer = {"code": code}
+    return RedirectResponse(f"{redirect_uri}?{urlencode({**answer, 'state': state})}", 302)
+
+
+def exchange_code(request: Request, crm: CrmOrg, form: Any) -> Response:
+    code = str(form.get("code") or "")
+    found = crm.codes.pop(code, None)
+    if found is None:
+        return oauth_error("invalid_grant", "invalid authorization code")
+    client_id, redirect_uri, challenge = found
+    if form.get("client_id") != client_id:
+        return oauth_error("invalid_client_id", "client identifier invalid")
+    secret = form.get("client_secret")
+    if secret is not None and secret != crm.client_secret:
+        return oauth_error("invalid_client", "invalid client credentials")
+    if form.get("redirect_uri") != redirect_uri:
+        return oauth_error("redirect_uri_mismatch", "redirect_uri must match")
+    verifier = str(form.get("code_verifier") or "")
+    digest = hashlib.sha256(verifier.encode()).digest()
+    if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != challenge:
+        return oauth_error("invalid_grant", "invalid code verifier")
+    refresh = "5Aep" + secrets.token_urlsafe(32)
+    crm.refresh_tokens.add(refresh)
+    return token_answer(request, crm, refresh_token=refresh, scope="api refresh_token")
 
 
 def authorized(request: Request) -> Response | None:
@@ -736,6 +798,7 @@ control_routes = [
 
 routes = [
     Route("/services/oauth2/token", token, methods=["POST"]),
+    Route("/services/oauth2/authorize", authorize, methods=["GET"]),
     Route(DATA + "/query", query, methods=["GET"]),
     Route(DATA + "/search", search, methods=["GET"]),
     Route(DATA + "/query/{cursor}", query_more, methods=["GET"]),

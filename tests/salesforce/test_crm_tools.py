@@ -63,9 +63,33 @@ async def test_over_stdio_a_contact_gets_a_follow_up_event(tmp_path: Path) -> No
         )
         async with Client(params) as client:
             tools = {t.name: t for t in (await client.list_tools()).tools}
-            contact = await call(
-                client, "salesforce_create_contact", {"lastName": "Lima", "firstName": "Ana"}
+            created = await call(
+                client,
+                "salesforce_create_contact",
+                {"lastName": "Lima", "firstName": "Ana", "email": "ana@example.com"},
             )
+            await call(
+                client,
+                "salesforce_create",
+                {
+                    "objectName": "Case",
+                    "values": {
+                        "Subject": "Parcel late",
+                        "Status": "New",
+                        "ContactId": created["id"],
+                    },
+                },
+            )
+            # The flow: who is the customer, what are their cases, then book a follow-up.
+            [contact] = (await call(client, "find_customer", {"email": "ana@example.com"}))[
+                "records"
+            ]
+            cases = await call(
+                client,
+                "salesforce_query",
+                {"soql": f"SELECT Subject, Status FROM Case WHERE ContactId = '{contact['Id']}'"},
+            )
+            contact["id"] = contact["Id"]
             event = await call(
                 client,
                 "salesforce_create_event",
@@ -97,7 +121,8 @@ async def test_over_stdio_a_contact_gets_a_follow_up_event(tmp_path: Path) -> No
                 )
             handoff = await call(client, "generate_guest_access_token", {})
 
-    assert contact["status"] == "created" and contact["id"].startswith("003")
+    assert created["status"] == "created" and contact["id"] == created["id"]
+    assert [(c["Subject"], c["Status"]) for c in cases["records"]] == [("Parcel late", "New")]
     assert got["fields"]["WhoId"] == contact["id"]
     assert got["fields"]["Subject"] == "Follow-up call about order 1234"
     assert handoff["sessionId"]  # the handoff tools are there too, unchanged
