@@ -290,3 +290,64 @@ async def test_search_finds_records_of_several_objects_by_their_text() -> None:
     contact_row = next(r for r in found["records"] if r["type"] == "Contact")
     assert contact_row["Email"] == "ana.parcel@example.com"
     assert braces["records"] == []
+
+
+async def test_every_record_tool_does_what_it_says() -> None:
+    async with crm_client() as crm:
+        tools = {
+            t.name
+            for t in (await crm.list_tools()).tools
+            if t.name.startswith(("salesforce", "find", "log"))
+        }
+        ana = await contact(crm, "Lima", email="ana@example.com")
+        await call(crm, "salesforce_update_contact", {"contactId": ana, "phone": "+33 1 23"})
+        got = await call(crm, "salesforce_get_contact", {"contactId": ana})
+        visit = await call(
+            crm,
+            "salesforce_create",
+            {"objectName": "Support_Visit__c", "values": {"Name": "V1", "Contact__c": ana}},
+        )
+        await call(
+            crm,
+            "salesforce_update",
+            {"objectName": "Support_Visit__c", "recordId": visit["id"], "values": {"Name": "V2"}},
+        )
+        renamed = await call(
+            crm, "salesforce_get", {"objectName": "Support_Visit__c", "recordId": visit["id"]}
+        )
+        event = await call(
+            crm,
+            "salesforce_create_event",
+            {"subject": "Call", "start": "2026-12-04T09:00:00Z", "end": "2026-12-04T09:30:00Z"},
+        )
+        await call(crm, "salesforce_update_event", {"eventId": event["id"], "subject": "Call back"})
+        called = await call(crm, "salesforce_get_event", {"eventId": event["id"]})
+        deleted = [
+            await call(crm, "salesforce_delete_event", {"eventId": event["id"]}),
+            await call(
+                crm,
+                "salesforce_delete",
+                {"objectName": "Support_Visit__c", "recordId": visit["id"]},
+            ),
+            await call(crm, "salesforce_delete_contact", {"contactId": ana}),
+        ]
+        with pytest.raises(ToolFailed, match="Not found in Salesforce"):
+            await call(crm, "salesforce_get_contact", {"contactId": ana})
+        with pytest.raises(
+            ToolFailed, match=r"Support_Visit__c has no field 'Nmae'\. Did you mean Name"
+        ):
+            await call(
+                crm,
+                "salesforce_update",
+                {
+                    "objectName": "Support_Visit__c",
+                    "recordId": visit["id"],
+                    "values": {"Nmae": "x"},
+                },
+            )
+
+    assert len(tools) == 19
+    assert (got["fields"]["Phone"], got["fields"]["Email"]) == ("+33 1 23", "ana@example.com")
+    assert renamed["fields"]["Name"] == "V2"
+    assert called["fields"]["Subject"] == "Call back"
+    assert [d["status"] for d in deleted] == ["deleted"] * 3
