@@ -45,3 +45,16 @@ async def test_after_the_user_closed_the_chat_there_is_no_copy(stack: Stack) -> 
         await call(client, "close_conversation", ids)
         with pytest.raises(ToolFailed):
             await call(client, "get_conversation_transcript", ids)
+
+
+async def test_a_copy_salesforce_cannot_give_says_what_salesforce_answered(stack: Stack) -> None:
+    async with Client(stack.mcp_url) as client:
+        ids = await start_chat(client)
+        await stack.fault(
+            path="/iamessage/api/v2/conversation/{conversationId}/entries",
+            method="GET",
+            status=400,
+            count=None,
+        )
+        with pytest.raises(ToolFailed, match="Salesforce answered HTTP 400"):
+            await call(client, "get_conversation_transcript", ids)

@@ -23,6 +23,9 @@ def tool_args(ids: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
         ("list_conversation_entries", {**ids, "waitSeconds": 0}),
         ("get_conversation_routing_status", ids),
         ("get_conversation_transcript", ids),
+        ("send_choice", {**ids, "messageId": "m-1", "choiceId": "c-1"}),
+        ("send_file", {**ids, "fileName": "a.txt", "mimeType": "text/plain", "content": "aGk="}),
+        ("report_chat_activity", {**ids, "typing": True}),
         ("show_salesforce_chat", ids),
         ("close_conversation", ids),
     ]
@@ -38,7 +41,9 @@ async def test_every_tool_refuses_a_handle_of_another_chatgpt_user(stack: Stack)
         assert (await stack.conversation(ids["conversationId"]))["open"] is True
         assert await stack.user_texts(ids["conversationId"]) == []
         routing = await call(client, "get_conversation_routing_status", ids, **ALICE)
+        copy = await call(client, "get_conversation_transcript", ids, **ALICE)
         assert routing["conversationId"] == ids["conversationId"]
+        assert copy["conversationId"] == ids["conversationId"]
 
 
 async def test_a_routing_status_salesforce_cannot_give_is_a_clear_error(stack: Stack) -> None:
