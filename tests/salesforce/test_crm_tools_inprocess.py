@@ -23,18 +23,25 @@ from tests.mcp.conftest import ToolFailed, call, settings_for
 from tests.salesforce.test_crm_tools import crm_settings
 from tests.servers import serve
 
+OPTIONS = SimulatorOptions(rate_limits=False, crm_query_batch_size=3)
+
+
+@contextlib.asynccontextmanager
+async def crm_on(sim_url: str, **overrides: Any) -> AsyncIterator[Client]:
+    """The CRM tools (as over stdio) against the simulator at `sim_url`."""
+    settings = settings_for(sim_url, mcp_transport="stdio", **crm_settings(sim_url), **overrides)
+    runtime = build_runtime(settings)
+    try:
+        async with Client(runtime.mcp) as client:
+            yield client
+    finally:
+        await runtime.aclose()
+
 
 @contextlib.asynccontextmanager
 async def crm_client() -> AsyncIterator[Client]:
-    options = SimulatorOptions(rate_limits=False, crm_query_batch_size=3)
-    async with serve(build_simulator(options)) as sim_url:
-        settings = settings_for(sim_url, mcp_transport="stdio", **crm_settings(sim_url))
-        runtime = build_runtime(settings)
-        try:
-            async with Client(runtime.mcp) as client:
-                yield client
-        finally:
-            await runtime.aclose()
+    async with serve(build_simulator(OPTIONS)) as sim_url, crm_on(sim_url) as client:
+        yield client
 
 
 async def contact(client: Client, last: str, **more: Any) -> str:
@@ -294,11 +301,8 @@ async def test_search_finds_records_of_several_objects_by_their_text() -> None:
 
 async def test_every_record_tool_does_what_it_says() -> None:
     async with crm_client() as crm:
-        tools = {
-            t.name
-            for t in (await crm.list_tools()).tools
-            if t.name.startswith(("salesforce", "find", "log"))
-        }
+        listed = (await crm.list_tools()).tools
+        tools = {t.name for t in listed if t.name.startswith(("salesforce", "find", "log"))}
         ana = await contact(crm, "Lima", email="ana@example.com")
         await call(crm, "salesforce_update_contact", {"contactId": ana, "phone": "+33 1 23"})
         got = await call(crm, "salesforce_get_contact", {"contactId": ana})
@@ -347,7 +351,27 @@ async def test_every_record_tool_does_what_it_says() -> None:
             )
 
     assert len(tools) == 19
+    assert all(t.meta and t.meta["securitySchemes"] for t in listed if t.name in tools)
     assert (got["fields"]["Phone"], got["fields"]["Email"]) == ("+33 1 23", "ana@example.com")
     assert renamed["fields"]["Name"] == "V2"
     assert called["fields"]["Subject"] == "Call back"
     assert [d["status"] for d in deleted] == ["deleted"] * 3
+
+
+async def test_a_crm_call_answers_within_the_tool_deadline() -> None:
+    async with (
+        serve(build_simulator(OPTIONS)) as sim_url,
+        crm_on(
+            sim_url,
+            tool_deadline_seconds=5,
+            wait_max_seconds=4,
+            wait_default_seconds=1,
+            scrt_retry_total_seconds=4,
+        ) as crm,
+        httpx.AsyncClient(base_url=sim_url) as control,
+    ):
+        await call(crm, "salesforce_describe", {"objectName": "Case"})  # logged in
+        fault = {"path": "/services/data/*", "delay": 20, "count": 1}
+        assert (await control.post("/control/faults", json=fault)).status_code == 201
+        with pytest.raises(ToolFailed, match="did not answer in time"):
+            await call(crm, "salesforce_describe", {"objectName": "Contact"})
