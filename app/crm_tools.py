@@ -195,6 +195,14 @@ def _records(page: QueryPage) -> Records:
     return Records(records=_plain(page.records), totalSize=page.total, nextCursor=page.next)
 
 
+def contact_values(
+    first: str | None, last: str | None, email: str | None, phone: str | None, account: str | None
+) -> dict[str, Any]:
+    """A contact's fields by API name, those given only."""
+    values = {"FirstName": first, "LastName": last, "Email": email, "Phone": phone}
+    return _without_none({**values, "AccountId": account})
+
+
 def _without_none(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
@@ -470,14 +478,8 @@ def register_crm_tools(
     ) -> Saved:
         """Create a contact."""
         async with call("salesforce_create_contact", ctx):
-            values = {
-                "FirstName": firstName,
-                "LastName": lastName,
-                "Email": email,
-                "Phone": phone,
-                "AccountId": accountId,
-            }
-            return await create("Contact", _without_none(values))
+            values = contact_values(firstName, lastName, email, phone, accountId)
+            return await create("Contact", values)
 
     @tool(annotations=changing)
     async def salesforce_update_contact(
@@ -491,14 +493,8 @@ def register_crm_tools(
     ) -> Saved:
         """Change a contact's name, email, phone or account (only the fields given)."""
         async with call("salesforce_update_contact", ctx):
-            values = {
-                "FirstName": firstName,
-                "LastName": lastName,
-                "Email": email,
-                "Phone": phone,
-                "AccountId": accountId,
-            }
-            return await update("Contact", contactId, _without_none(values))
+            values = contact_values(firstName, lastName, email, phone, accountId)
+            return await update("Contact", contactId, values)
 
     @tool(annotations=deleting)
     async def salesforce_delete_contact(ctx: Context, contactId: RecordId) -> Saved:

@@ -21,7 +21,8 @@ import httpx
 import keyring
 from pydantic import SecretStr
 
-from app.salesforce.errors import LoginRequired, SalesforceError, from_oauth
+from app.salesforce.errors import LoginRequired, SalesforceError
+from app.salesforce.oauth import token_request
 
 SERVICE = "miaw-mcp"
 SCOPES = "api refresh_token"
@@ -178,13 +179,7 @@ async def login(
     }
     if client_secret is not None:
         form["client_secret"] = client_secret.get_secret_value()
-    response = await http.post(f"{instance_url.rstrip('/')}/services/oauth2/token", data=form)
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if response.status_code != 200:
-        raise from_oauth(response.status_code, body)
+    body = await token_request(http, instance_url, form)
     refresh = body.get("refresh_token") if isinstance(body, dict) else None
     if not isinstance(refresh, str) or not refresh:
         raise SalesforceError(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from pydantic import SecretStr
@@ -62,20 +63,26 @@ class TokenSource:
             form["refresh_token"] = s.refresh_token.get_secret_value()
         else:
             form["grant_type"] = "client_credentials"
-        url = s.login_url.rstrip("/") + "/services/oauth2/token"
-        try:
-            response = await self._http.post(url, data=form)
-        except httpx.HTTPError as exc:
-            raise Unavailable(
-                f"Salesforce's login service could not be reached ({type(exc).__name__})."
-            ) from None
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if response.status_code != 200:
-            raise from_oauth(response.status_code, body)
+        body = await token_request(self._http, s.login_url, form)
         if not isinstance(body, dict) or not body.get("access_token"):
             raise SalesforceError("Salesforce's login answer had no access token.")
         instance = str(body.get("instance_url") or s.login_url).rstrip("/")
         return Access(SecretStr(str(body["access_token"])), instance)
+
+
+async def token_request(http: httpx.AsyncClient, login_url: str, form: dict[str, str]) -> Any:
+    """POST `form` to the org's token endpoint; the answer's JSON, or the error it stands for."""
+    url = login_url.rstrip("/") + "/services/oauth2/token"
+    try:
+        response = await http.post(url, data=form)
+    except httpx.HTTPError as exc:
+        raise Unavailable(
+            f"Salesforce's login service could not be reached ({type(exc).__name__})."
+        ) from None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code != 200:
+        raise from_oauth(response.status_code, body)
+    return body
