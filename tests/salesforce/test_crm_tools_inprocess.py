@@ -51,22 +51,25 @@ async def contact(client: Client, last: str, **more: Any) -> str:
 
 async def test_a_query_pages_on_with_its_cursor_and_a_limit_is_added() -> None:
     async with crm_client() as crm:
-        for n in range(5):
+        for n in range(10):
             await contact(crm, f"Person {n}")
 
-        first = await call(
-            crm,
-            "salesforce_query",
-            {"soql": "SELECT LastName FROM Contact ORDER BY LastName", "limit": 4},
-        )
-        second = await call(crm, "salesforce_query", {"cursor": first["nextCursor"]})
-
-        assert first["totalSize"] == 4  # the LIMIT added
-        assert [r["LastName"] for r in first["records"] + second["records"]] == [
-            f"Person {n}" for n in range(4)
+        pages = [
+            await call(
+                crm,
+                "salesforce_query",
+                {"soql": "SELECT LastName FROM Contact ORDER BY LastName", "limit": 8},
+            )
         ]
-        assert second["nextCursor"] is None
-        assert "attributes" not in first["records"][0]
+        while pages[-1]["nextCursor"]:
+            pages.append(await call(crm, "salesforce_query", {"cursor": pages[-1]["nextCursor"]}))
+
+        assert [len(p["records"]) for p in pages] == [3, 3, 2]  # pages of 3; the LIMIT added
+        assert {p["totalSize"] for p in pages} == {8}
+        assert [r["LastName"] for p in pages for r in p["records"]] == [
+            f"Person {n}" for n in range(8)
+        ]
+        assert "attributes" not in pages[0]["records"][0]
 
 
 @pytest.mark.parametrize(
@@ -76,6 +79,7 @@ async def test_a_query_pages_on_with_its_cursor_and_a_limit_is_added() -> None:
         ("SELECT Id FROM Contact LIMIT 5000", "LIMIT 5000 is over 200"),
         ("SELECT Id FROM Contact; SELECT Id FROM Case", "one query, without ';'"),
         ("SELECT Emial FROM Contact", "INVALID_FIELD: No such column 'Emial'"),
+        ("SELECT Id FROM Contact WHERE", "MALFORMED_QUERY: unexpected token: 'LIMIT'"),
     ],
 )
 async def test_a_query_the_tool_would_not_run_says_why(soql: str, says: str) -> None:
