@@ -11,7 +11,7 @@ import httpx
 
 from app.config import ConfigError, load_settings
 from app.salesforce.errors import SalesforceError
-from app.salesforce.login import CredentialStore, default_file, login
+from app.salesforce.login import LOGIN_PORT, CredentialStore, default_file, login
 
 
 def add_crm_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,7 +27,11 @@ def add_crm_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
         "not set. The connected app's callback URL must be http://127.0.0.1:PORT/callback.",
     )
     login_parser.add_argument(
-        "--port", type=int, default=0, help="the loopback port to answer on (default: any free)"
+        "--port",
+        type=int,
+        default=LOGIN_PORT,
+        help=f"the loopback port of the callback URL registered on the connected app "
+        f"(http://127.0.0.1:PORT/callback; default {LOGIN_PORT})",
     )
     login_parser.add_argument(
         "--no-browser", action="store_true", help="print the URL instead of opening a browser"
@@ -50,10 +54,18 @@ def run_crm(args: argparse.Namespace) -> int:
         return 2
     assert settings.salesforce_instance_url and settings.salesforce_client_id
 
+    if settings.salesforce_refresh_token is not None:
+        print(
+            "warning: SALESFORCE_REFRESH_TOKEN is set: the server uses it, not the token this "
+            "login keeps. Unset it to use this login.",
+            file=sys.stderr,
+        )
+
     def show(url: str) -> None:
         print(f"Log in to Salesforce and allow access:\n  {url}", flush=True)
         if not args.no_browser:
-            webbrowser.open(url)
+            # A console browser would hold the loop until it exits: open it beside the loop.
+            asyncio.get_running_loop().run_in_executor(None, webbrowser.open, url)
 
     async def run() -> str:
         async with httpx.AsyncClient(timeout=30) as http:
@@ -71,6 +83,9 @@ def run_crm(args: argparse.Namespace) -> int:
         where = asyncio.run(run())
     except SalesforceError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: cannot answer on 127.0.0.1:{args.port} ({exc.strerror})", file=sys.stderr)
         return 1
     print(f"Logged in. The refresh token is kept in {where}.")
     return 0

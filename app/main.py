@@ -13,9 +13,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import httpx
+import structlog
 from mcp.server.mcpserver import MCPServer
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from mcp.server.transport_security import TransportSecuritySettings
+from pydantic import SecretStr
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
@@ -63,6 +65,8 @@ from app.widget import WidgetResource
 HEALTH_PING_SECONDS = 2.0
 SHUTDOWN_END_SESSIONS_SECONDS = 10.0
 """Heroku kills a process 30 s after SIGTERM."""
+
+log = structlog.get_logger(__name__)
 
 
 SIGNIN_FETCH_SECONDS = 5.0
@@ -314,21 +318,36 @@ def build_runtime(
 
 
 def salesforce_client(settings: Settings, http: httpx.AsyncClient) -> SalesforceClient:
-    """The CRM toolset's Salesforce REST client, from the SALESFORCE_* settings."""
-    assert settings.salesforce_instance_url and settings.salesforce_client_id
-    assert settings.salesforce_client_secret is not None
+    """The CRM toolset's Salesforce REST client, from the SALESFORCE_* settings. Over stdio, with
+    no SALESFORCE_REFRESH_TOKEN, the token `miaw-mcp crm login` kept on this machine (and kept
+    again when Salesforce rotates it); neither: the client-credentials flow."""
+    instance, client_id = settings.salesforce_instance_url, settings.salesforce_client_id
+    assert instance and client_id and settings.salesforce_client_secret is not None
+    refresh, source = settings.salesforce_refresh_token, "SALESFORCE_REFRESH_TOKEN"
+    store = CredentialStore(default_file())
+    if refresh is None and settings.mcp_transport == "stdio":
+        refresh, source = store.load(instance, client_id), "crm login"
     oauth = OAuthSettings(
-        login_url=settings.salesforce_instance_url,
-        client_id=settings.salesforce_client_id,
+        login_url=instance,
+        client_id=client_id,
         client_secret=settings.salesforce_client_secret,
-        # Set, or kept by `miaw-mcp crm login`; neither: the client-credentials flow.
-        refresh_token=settings.salesforce_refresh_token
-        or CredentialStore(default_file()).load(
-            settings.salesforce_instance_url, settings.salesforce_client_id
-        ),
+        refresh_token=refresh,
     )
+    log.info(
+        "crm.oauth",
+        flow="refresh_token" if refresh is not None else "client_credentials",
+        source=source if refresh is not None else "SALESFORCE_CLIENT_ID/SECRET",
+    )
+    keep = None
+    if source == "crm login":
+
+        def keep(token: SecretStr) -> None:
+            store.save(instance, client_id, token)
+
     return SalesforceClient(
-        http, TokenSource(http, oauth), api_version=settings.salesforce_api_version
+        http,
+        TokenSource(http, oauth, on_rotated=keep),
+        api_version=settings.salesforce_api_version,
     )
 
 

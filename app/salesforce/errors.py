@@ -50,8 +50,9 @@ class Unavailable(SalesforceError):
 
 
 LOGIN_AGAIN = (
-    "Salesforce refused this server's login ({detail}). An administrator must log in again: "
-    "fix SALESFORCE_CLIENT_ID / SALESFORCE_CLIENT_SECRET, or set a new SALESFORCE_REFRESH_TOKEN."
+    "Salesforce refused this server's login ({detail}). An administrator must log in again "
+    "(miaw-mcp crm login, or a new SALESFORCE_REFRESH_TOKEN) or fix SALESFORCE_CLIENT_ID / "
+    "SALESFORCE_CLIENT_SECRET."
 )
 
 

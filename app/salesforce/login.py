@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import secrets
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +28,12 @@ from app.salesforce.oauth import token_request
 SERVICE = "miaw-mcp"
 SCOPES = "api refresh_token"
 LOGIN_SECONDS = 300.0
+LOGIN_PORT = 1717
+"""The loopback port of the callback: the connected app's callback URL must be
+http://127.0.0.1:1717/callback (Salesforce matches it exactly); --port changes it."""
 DONE_PAGE = (
     b"<!doctype html><meta charset=utf-8><title>miaw-mcp</title>"
-    b"<p>Logged in to Salesforce. You can close this tab and go back to the terminal."
+    b"<p>Salesforce answered. You can close this tab and go back to the terminal."
 )
 
 
@@ -49,19 +53,31 @@ class CredentialStore:
         return f"{instance_url.rstrip('/')}|{client_id}"
 
     def save(self, instance_url: str, client_id: str, token: SecretStr) -> str:
-        """Keep `token`; returns where: 'keyring' or the file's path."""
+        """Keep `token`; returns where: the system keyring, or the file's path."""
         key = self.key(instance_url, client_id)
         with contextlib.suppress(Exception):  # no usable keyring (a server, a container)
             keyring.set_password(SERVICE, key, token.get_secret_value())
             return "the system keyring"
-        self.file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         kept = self._read_file()
         kept[key] = token.get_secret_value()
-        fd = os.open(self.file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(kept, out)
-        os.chmod(self.file, 0o600)
+        self._write_file(kept)
         return str(self.file)
+
+    def _write_file(self, kept: dict[str, str]) -> None:
+        """Replace the file at once with one made readable by the user only before anything is
+        written to it (in a directory only the user can enter)."""
+        folder = self.file.parent
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(folder, 0o700)
+        fd, temporary = tempfile.mkstemp(dir=folder, prefix=".tokens-")  # made 0600
+        try:
+            with os.fdopen(fd, "w") as out:
+                json.dump(kept, out)
+            os.replace(temporary, self.file)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
 
     def load(self, instance_url: str, client_id: str) -> SecretStr | None:
         key = self.key(instance_url, client_id)
@@ -89,9 +105,10 @@ def pkce_pair() -> tuple[str, str]:
     return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-async def _callback(port: int) -> tuple[asyncio.Server, asyncio.Future[dict[str, str]]]:
-    """A one-request HTTP server on 127.0.0.1:`port` (0: any); the future gets the callback's
-    query parameters."""
+async def _callback(port: int, state: str) -> tuple[asyncio.Server, asyncio.Future[dict[str, str]]]:
+    """An HTTP server on 127.0.0.1:`port`; the future gets the query parameters of the first
+    callback that carries `state` (others, from anything else on the machine, get a 400 and
+    change nothing)."""
     loop = asyncio.get_running_loop()
     answered: asyncio.Future[dict[str, str]] = loop.create_future()
 
@@ -106,6 +123,9 @@ async def _callback(port: int) -> tuple[asyncio.Server, asyncio.Future[dict[str,
                 writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
                 return
             params = {k: v[0] for k, v in parse_qs(target.query).items()}
+            if not secrets.compare_digest(params.get("state", ""), state):
+                writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                return
             writer.write(
                 b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
                 + f"Content-Length: {len(DONE_PAGE)}\r\nConnection: close\r\n\r\n".encode()
@@ -130,14 +150,14 @@ async def login(
     client_secret: SecretStr | None,
     store: CredentialStore,
     open_browser: Callable[[str], object],
-    port: int = 0,
+    port: int = LOGIN_PORT,
     wait_seconds: float = LOGIN_SECONDS,
 ) -> str:
     """Run the flow; returns where the refresh token was kept. `open_browser(url)` shows the
     authorization page (the user logs in and allows access there)."""
     verifier, challenge = pkce_pair()
     state = secrets.token_urlsafe(24)
-    server, answered = await _callback(port)
+    server, answered = await _callback(port, state)
     try:
         bound = server.sockets[0].getsockname()[1]
         redirect_uri = f"http://127.0.0.1:{bound}/callback"
@@ -162,8 +182,6 @@ async def login(
             ) from None
     finally:
         server.close()
-    if params.get("state") != state:
-        raise LoginRequired("The login's answer did not match its request (state); try again.")
     if "error" in params:
         reason = params.get("error_description") or params["error"]
         raise LoginRequired(f"Salesforce refused the login: {reason}.")

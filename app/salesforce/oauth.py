@@ -5,6 +5,7 @@ expired. Tokens are never logged."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,9 +34,20 @@ class Access:
 class TokenSource:
     """One access token at a time, shared by concurrent calls; `renew` after an expiry."""
 
-    def __init__(self, http: httpx.AsyncClient, settings: OAuthSettings) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        settings: OAuthSettings,
+        *,
+        on_rotated: Callable[[SecretStr], None] | None = None,
+    ) -> None:
+        """`on_rotated(token)`: Salesforce answered a refresh with a new refresh token (refresh
+        token rotation): the old one no longer works, so the new one is used from now on and
+        handed over to be kept."""
         self._http = http
         self._settings = settings
+        self._refresh = settings.refresh_token
+        self._on_rotated = on_rotated
         self._access: Access | None = None
         self._lock = asyncio.Lock()
 
@@ -58,14 +70,24 @@ class TokenSource:
             "client_id": s.client_id,
             "client_secret": s.client_secret.get_secret_value(),
         }
-        if s.refresh_token is not None:
+        if self._refresh is not None:
             form["grant_type"] = "refresh_token"
-            form["refresh_token"] = s.refresh_token.get_secret_value()
+            form["refresh_token"] = self._refresh.get_secret_value()
         else:
             form["grant_type"] = "client_credentials"
         body = await token_request(self._http, s.login_url, form)
         if not isinstance(body, dict) or not body.get("access_token"):
             raise SalesforceError("Salesforce's login answer had no access token.")
+        rotated = body.get("refresh_token")
+        if (
+            self._refresh is not None
+            and isinstance(rotated, str)
+            and rotated
+            and rotated != self._refresh.get_secret_value()
+        ):
+            self._refresh = SecretStr(rotated)
+            if self._on_rotated is not None:
+                self._on_rotated(self._refresh)
         instance = str(body.get("instance_url") or s.login_url).rstrip("/")
         return Access(SecretStr(str(body["access_token"])), instance)
 

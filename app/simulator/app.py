@@ -114,5 +114,6 @@ def build_simulator(options: SimulatorOptions | None = None) -> Starlette:
         options.crm_client_secret,
         refresh_tokens={options.crm_refresh_token},
         batch_size=options.crm_query_batch_size,
+        rotate=options.crm_rotate_refresh_tokens,
     )
     return app

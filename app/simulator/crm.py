@@ -174,6 +174,8 @@ class CrmOrg:
     codes: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     """Authorization codes not yet used → (client id, redirect URI, PKCE challenge)."""
     records: dict[str, dict[str, Json]] = field(default_factory=dict)  # object → id → record
+    rotate: bool = False
+    """Refresh token rotation (each refresh gets a new refresh token, the old one revoked)."""
     batch_size: int = 2000
     """Records per page of a query answer (Salesforce's default); the rest via nextRecordsUrl."""
     cursors: dict[str, list[Json]] = field(default_factory=dict)
@@ -217,8 +219,14 @@ async def token(request: Request) -> Response:
     if form.get("client_id") != crm.client_id or form.get("client_secret") != crm.client_secret:
         return oauth_error("invalid_client", "invalid client credentials")
     if grant == "refresh_token":
-        if form.get("refresh_token") not in crm.refresh_tokens:
+        used = str(form.get("refresh_token") or "")
+        if used not in crm.refresh_tokens:
             return oauth_error("invalid_grant", "expired access/refresh token")
+        if crm.rotate:
+            crm.refresh_tokens.discard(used)
+            rotated = "5Aep" + secrets.token_urlsafe(32)
+            crm.refresh_tokens.add(rotated)
+            return token_answer(request, crm, refresh_token=rotated)
     elif grant != "client_credentials":
         return oauth_error("unsupported_grant_type", "grant type not supported")
     return token_answer(request, crm)
@@ -263,7 +271,8 @@ async def authorize(request: Request) -> Response:
         code = "aPrx" + secrets.token_urlsafe(24)
         crm.codes[code] = (crm.client_id, redirect_uri, params["code_challenge"])
         answer = {"code": code}
-    return RedirectResponse(f"{redirect_uri}?{urlencode({**answer, 'state': state})}", 302)
+    joiner = "&" if target.query else "?"
+    return RedirectResponse(f"{redirect_uri}{joiner}{urlencode({**answer, 'state': state})}", 302)
 
 
 def exchange_code(request: Request, crm: CrmOrg, form: Any) -> Response:

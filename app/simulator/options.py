@@ -110,6 +110,9 @@ class SimulatorOptions:
     refresh token it accepts."""
     crm_client_secret: str = "sim-connected-app-secret"
     crm_refresh_token: str = "sim-refresh-token"
+    crm_rotate_refresh_tokens: bool = False
+    """Refresh token rotation: each refresh answers with a new refresh token; the old one is
+    revoked."""
     crm_query_batch_size: int = 2000
     """Records per page of a SOQL answer (Salesforce's default); the rest via nextRecordsUrl."""
     bot_menu: bool = False
