@@ -38,6 +38,21 @@ def _split_list(value: object) -> object:
 
 
 TOOLSETS = ("handoff", "crm")
+DEFAULT_REDACTED = (
+    "*SSN*",
+    "*Social_Security*",
+    "*Password*",
+    "*Secret*",
+    "*Token*",
+    "*Tax_Id*",
+    "*National_Id*",
+    "*Passport*",
+    "*Credit_Card*",
+    "*Card_Number*",
+    "*CVV*",
+    "*Bank_Account*",
+    "*IBAN*",
+)
 
 
 class Settings(BaseSettings):
@@ -121,6 +136,13 @@ class Settings(BaseSettings):
     salesforce_refresh_token: SecretStr | None = None
     """With one: the refresh-token flow; without: the client-credentials flow."""
     salesforce_api_version: str = Field(default="62.0", pattern=r"^\d{2,3}\.0$")
+    crm_access: Literal["read", "write", "admin"] = "read"
+    """Which CRM tools exist: read (query, search, describe, get, list), write (also create and
+    update), admin (also delete)."""
+    redact_fields: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_REDACTED)
+    )
+    """Field API names (shell-style patterns, any letter case) masked in every CRM tool result."""
     crm_required_scope: str | None = None
     """Over HTTP: the scope a signed-in user's token must carry to call the CRM tools (staff
     only; customers who sign in to chat do not get it)."""
@@ -221,6 +243,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
+        "redact_fields",
         "mcp_toolsets",
         "mcp_allowed_hosts",
         "mcp_allowed_origins",

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
-from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import structlog
 from mcp.server.mcpserver import Context, MCPServer
@@ -182,17 +182,29 @@ def object_info(described: dict[str, Any], asked: str) -> ObjectInfo:
     )
 
 
-def _plain(value: Any) -> Any:
-    """A query's records without Salesforce's `attributes` (type and URL of each record)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items() if k != "attributes"}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
+REDACTED = "[redacted]"
 
 
-def _records(page: QueryPage) -> Records:
-    return Records(records=_plain(page.records), totalSize=page.total, nextCursor=page.next)
+class Redactor:
+    """Masks the values of fields whose API names match REDACT_FIELDS (shell-style, any case),
+    and drops Salesforce's `attributes` (type and URL of each record)."""
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        self._patterns = [p.lower() for p in patterns]
+
+    def hides(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name.lower(), p) for p in self._patterns)
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                k: REDACTED if self.hides(k) and not isinstance(v, dict | list) else self(v)
+                for k, v in value.items()
+                if k != "attributes"
+            }
+        if isinstance(value, list):
+            return [self(v) for v in value]
+        return value
 
 
 def contact_values(
@@ -210,6 +222,9 @@ def _without_none(values: dict[str, Any]) -> dict[str, Any]:
 CASE_DESCRIPTION_MAX = 32000
 """Salesforce's limit for a Case's Description."""
 TRANSCRIPT_HEADING = "\n\n--- Chat transcript ---\n"
+
+TIERS = ("read", "write", "admin")
+F = TypeVar("F", bound=Callable[..., Any])
 
 STAFF_ONLY = (
     "The CRM tools are for support staff: sign in with an account whose token carries the "
@@ -249,6 +264,8 @@ def register_crm_tools(
     deadline: float,
     required_scope: str | None,
     security: list[dict[str, Any]],
+    access: str = "read",
+    redact: Sequence[str] = (),
 ) -> None:
     """The CRM tools on `mcp`. With `required_scope` (over HTTP), a call is served only for a
     signed-in user whose token carries it; each tool declares `security` (securitySchemes)."""
@@ -261,7 +278,18 @@ def register_crm_tools(
     )
     deleting = changing
     meta = {"securitySchemes": security}
-    tool = partial(mcp.tool, meta=meta)
+    allowed = TIERS[: TIERS.index(access) + 1]
+    plain = Redactor(redact)
+
+    def as_records(page: QueryPage) -> Records:
+        return Records(records=plain(page.records), totalSize=page.total, nextCursor=page.next)
+
+    def tool(annotations: ToolAnnotations, tier: str) -> Callable[[F], F]:
+        """Register the tool if the access tier has it; otherwise it does not exist (not
+        listed, and a call is refused as an unknown tool)."""
+        if tier in allowed:
+            return mcp.tool(annotations=annotations, meta=meta)
+        return lambda fn: fn
 
     @contextlib.asynccontextmanager
     async def call(name: str, ctx: Context) -> AsyncIterator[None]:
@@ -275,8 +303,7 @@ def register_crm_tools(
     async def get_record(sobject: str, record_id: str, fields: list[str] | None) -> Record:
         if fields:
             await schema.check_fields(sobject, fields, use="read")
-        found = await client.get(sobject, record_id, fields)
-        body = {k: v for k, v in found.items() if k != "attributes"}
+        body = plain(await client.get(sobject, record_id, fields))
         return Record(objectName=sobject, id=str(body.get("Id", record_id)), fields=body)
 
     async def create(sobject: str, values: dict[str, Any]) -> Saved:
@@ -297,7 +324,7 @@ def register_crm_tools(
 
     # -- any object ---------------------------------------------------------------------------
 
-    @tool(annotations=reading)
+    @tool(reading, "read")
     async def salesforce_describe(ctx: Context, objectName: ObjectName) -> ObjectInfo:
         """An object's fields (name, type, whether required or settable, lookups and picklist
         values) and the objects that point at it. Use it before creating or updating records."""
@@ -307,7 +334,7 @@ def register_crm_tools(
     if required_scope is None:
         register_schema_resources(mcp, schema, deadline)
 
-    @tool(annotations=reading)
+    @tool(reading, "read")
     async def salesforce_get(
         ctx: Context,
         objectName: ObjectName,
@@ -320,14 +347,14 @@ def register_crm_tools(
         async with call("salesforce_get", ctx):
             return await get_record(objectName, recordId, fields)
 
-    @tool(annotations=creating)
+    @tool(creating, "write")
     async def salesforce_create(ctx: Context, objectName: ObjectName, values: Values) -> Saved:
         """Create a record of any object, standard or custom, from field API names and values
         (see salesforce_describe)."""
         async with call("salesforce_create", ctx):
             return await create(objectName, values)
 
-    @tool(annotations=changing)
+    @tool(changing, "write")
     async def salesforce_update(
         ctx: Context, objectName: ObjectName, recordId: RecordId, values: Values
     ) -> Saved:
@@ -335,7 +362,7 @@ def register_crm_tools(
         async with call("salesforce_update", ctx):
             return await update(objectName, recordId, values)
 
-    @tool(annotations=deleting)
+    @tool(deleting, "admin")
     async def salesforce_delete(ctx: Context, objectName: ObjectName, recordId: RecordId) -> Saved:
         """Delete a record of any object. Only when the user asked for it."""
         async with call("salesforce_delete", ctx):
@@ -343,9 +370,9 @@ def register_crm_tools(
 
     async def read(soql: str, cursor: str | None) -> Records:
         page = await client.query_more(cursor) if cursor else await client.query(soql)
-        return _records(page)
+        return as_records(page)
 
-    @tool(annotations=reading)
+    @tool(reading, "read")
     async def salesforce_query(
         ctx: Context,
         soql: Annotated[
@@ -369,7 +396,7 @@ def register_crm_tools(
                 raise ToolError("Give soql, or a cursor from a previous page.")
             return await read(limited(soql, limit), None)
 
-    @tool(annotations=reading)
+    @tool(reading, "read")
     async def salesforce_search(
         ctx: Context,
         text: Annotated[str, Field(min_length=2, max_length=100, description="What to find")],
@@ -396,12 +423,12 @@ def register_crm_tools(
                 f"LIMIT {limit}"
             )
             found = await client.search(sosl)
-            records = [{"type": r.get("attributes", {}).get("type"), **_plain(r)} for r in found]
-            return Records(records=records, totalSize=len(records), nextCursor=None)
+            rows = [{"type": r.get("attributes", {}).get("type"), **plain(r)} for r in found]
+            return Records(records=rows, totalSize=len(rows), nextCursor=None)
 
     # -- contacts -----------------------------------------------------------------------------
 
-    @tool(annotations=reading)
+    @tool(reading, "read")
     async def salesforce_list_contacts(
         ctx: Context,
         search: Annotated[
@@ -431,7 +458,7 @@ def register_crm_tools(
             )
             return await read(soql, cursor)
 
-    @tool(annotations=reading)
+    @tool(reading, "read")
     async def find_customer(
         ctx: Context,
         email: Email | None = None,
@@ -460,14 +487,14 @@ def register_crm_tools(
 
     # -- contacts -----------------------------------------------------------------------------
 
-    @tool(annotations=reading)
+    @tool(reading, "read")
     async def salesforce_get_contact(ctx: Context, contactId: RecordId) -> Record:
         """A contact: name, email, phone, account."""
         async with call("salesforce_get_contact", ctx):
             fields = ["Id", "FirstName", "LastName", "Email", "Phone", "AccountId"]
             return await get_record("Contact", contactId, fields)
 
-    @tool(annotations=creating)
+    @tool(creating, "write")
     async def salesforce_create_contact(
         ctx: Context,
         lastName: Annotated[str, Field(min_length=1, max_length=80)],
@@ -481,7 +508,7 @@ def register_crm_tools(
             values = contact_values(firstName, lastName, email, phone, accountId)
             return await create("Contact", values)
 
-    @tool(annotations=changing)
+    @tool(changing, "write")
     async def salesforce_update_contact(
         ctx: Context,
         contactId: RecordId,
@@ -496,13 +523,13 @@ def register_crm_tools(
             values = contact_values(firstName, lastName, email, phone, accountId)
             return await update("Contact", contactId, values)
 
-    @tool(annotations=deleting)
+    @tool(deleting, "admin")
     async def salesforce_delete_contact(ctx: Context, contactId: RecordId) -> Saved:
         """Delete a contact. Only when the user asked for it."""
         async with call("salesforce_delete_contact", ctx):
             return await delete("Contact", contactId)
 
-    @tool(annotations=creating)
+    @tool(creating, "write")
     async def log_chat_to_case(
         ctx: Context,
         contactId: RecordId,
@@ -543,7 +570,7 @@ def register_crm_tools(
 
     # -- events (appointments) ----------------------------------------------------------------
 
-    @tool(annotations=reading)
+    @tool(reading, "read")
     async def salesforce_list_events(
         ctx: Context,
         contactId: RecordId | None = None,
@@ -569,7 +596,7 @@ def register_crm_tools(
             )
             return await read(soql, cursor)
 
-    @tool(annotations=reading)
+    @tool(reading, "read")
     async def salesforce_get_event(ctx: Context, eventId: RecordId) -> Record:
         """An event (appointment): subject, start, end, who (a contact) and what (e.g. an
         account)."""
@@ -577,7 +604,7 @@ def register_crm_tools(
             fields = ["Id", "Subject", "StartDateTime", "EndDateTime", "WhoId", "WhatId"]
             return await get_record("Event", eventId, fields)
 
-    @tool(annotations=creating)
+    @tool(creating, "write")
     async def salesforce_create_event(
         ctx: Context,
         subject: Annotated[str, Field(min_length=1, max_length=255)],
@@ -598,7 +625,7 @@ def register_crm_tools(
             }
             return await create("Event", _without_none(values))
 
-    @tool(annotations=changing)
+    @tool(changing, "write")
     async def salesforce_update_event(
         ctx: Context,
         eventId: RecordId,
@@ -636,7 +663,7 @@ def register_crm_tools(
             }
             return await update("Event", eventId, _without_none(values))
 
-    @tool(annotations=deleting)
+    @tool(deleting, "admin")
     async def salesforce_delete_event(ctx: Context, eventId: RecordId) -> Saved:
         """Delete an event. Only when the user asked for it."""
         async with call("salesforce_delete_event", ctx):

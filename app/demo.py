@@ -30,6 +30,7 @@ def demo_settings(
         "host": "127.0.0.1",
         # The CRM toolset against the simulator's Salesforce REST surface (loopback, no sign-in).
         "mcp_toolsets": "handoff,crm",
+        "crm_access": "admin",  # the simulator's records: every tool
         "salesforce_instance_url": f"http://127.0.0.1:{port}/sim",
         "salesforce_client_id": sim.crm_client_id,
         "salesforce_client_secret": sim.crm_client_secret,

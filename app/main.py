@@ -302,6 +302,8 @@ def build_runtime(
             if settings.mcp_transport == "http"
             else None,
             security=security_schemes(settings.signin_settings()),
+            access=settings.crm_access,
+            redact=settings.redact_fields,
         )
     return Runtime(
         mcp,

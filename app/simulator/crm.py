@@ -102,6 +102,7 @@ SCHEMA: tuple[ObjectSpec, ...] = (
             FieldSpec("Email", "email", "Email", length=80),
             FieldSpec("Phone", "phone", "Phone", length=40),
             FieldSpec("DoNotCall", "boolean", "Do Not Call", required=True),
+            FieldSpec("SSN__c", "string", "Social Security Number", length=11),
             ref("AccountId", "Account ID", "Account", "Account", "Contacts"),
         ),
     ),

@@ -35,6 +35,7 @@ def crm_env(sim_url: str) -> dict[str, str]:
         "MIAW_ES_DEVELOPER_NAME": DEFAULT_DEPLOYMENT,
         "LOG_FORMAT": "json",
         "MCP_TOOLSETS": "handoff,crm",
+        "CRM_ACCESS": "admin",
         "SALESFORCE_INSTANCE_URL": sim_url,
         "SALESFORCE_CLIENT_ID": SIM.crm_client_id,
         "SALESFORCE_CLIENT_SECRET": SIM.crm_client_secret,
@@ -45,6 +46,7 @@ def crm_env(sim_url: str) -> dict[str, str]:
 def crm_settings(sim_url: str, **overrides: Any) -> dict[str, Any]:
     return {
         "mcp_toolsets": "handoff,crm",
+        "crm_access": "admin",
         "salesforce_instance_url": sim_url,
         "salesforce_client_id": SIM.crm_client_id,
         "salesforce_client_secret": SIM.crm_client_secret,
@@ -183,7 +185,10 @@ async def test_over_http_with_sign_in_required_a_signed_in_user_uses_the_tools()
 def test_the_crm_toolset_is_off_by_default_and_its_settings_are_checked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert load_settings(_env_file=None).mcp_toolsets == ["handoff"]
+    defaults = load_settings(_env_file=None)
+    assert defaults.mcp_toolsets == ["handoff"]
+    assert defaults.crm_access == "read"  # reading only, unless the operator says more
+    assert "*SSN*" in defaults.redact_fields
     with pytest.raises(ConfigError, match=r"MCP_TOOLSETS takes handoff, crm .*not billing"):
         load_settings(_env_file=None, mcp_toolsets="crm,billing")
     with pytest.raises(

@@ -29,7 +29,7 @@ OPTIONS = SimulatorOptions(rate_limits=False, crm_query_batch_size=3)
 @contextlib.asynccontextmanager
 async def crm_on(sim_url: str, **overrides: Any) -> AsyncIterator[Client]:
     """The CRM tools (as over stdio) against the simulator at `sim_url`."""
-    settings = settings_for(sim_url, mcp_transport="stdio", **crm_settings(sim_url), **overrides)
+    settings = settings_for(sim_url, mcp_transport="stdio", **crm_settings(sim_url, **overrides))
     runtime = build_runtime(settings)
     try:
         async with Client(runtime.mcp) as client:
@@ -379,3 +379,79 @@ async def test_a_crm_call_answers_within_the_tool_deadline() -> None:
         assert (await control.post("/control/faults", json=fault)).status_code == 201
         with pytest.raises(ToolFailed, match="did not answer in time"):
             await call(crm, "salesforce_describe", {"objectName": "Contact"})
+
+
+READ_TOOLS = {
+    "salesforce_describe",
+    "salesforce_query",
+    "salesforce_search",
+    "salesforce_get",
+    "salesforce_list_contacts",
+    "salesforce_get_contact",
+    "find_customer",
+    "salesforce_list_events",
+    "salesforce_get_event",
+}
+WRITE_TOOLS = {
+    "salesforce_create",
+    "salesforce_update",
+    "salesforce_create_contact",
+    "salesforce_update_contact",
+    "salesforce_create_event",
+    "salesforce_update_event",
+    "log_chat_to_case",
+}
+ADMIN_TOOLS = {"salesforce_delete", "salesforce_delete_contact", "salesforce_delete_event"}
+
+
+@pytest.mark.parametrize(
+    ("access", "expected"),
+    [
+        ("read", READ_TOOLS),
+        ("write", READ_TOOLS | WRITE_TOOLS),
+        ("admin", READ_TOOLS | WRITE_TOOLS | ADMIN_TOOLS),
+    ],
+)
+async def test_each_access_tier_lists_and_allows_exactly_its_tools(
+    access: str, expected: set[str]
+) -> None:
+    async with (
+        serve(build_simulator(OPTIONS)) as sim_url,
+        crm_on(sim_url, crm_access=access) as crm,
+    ):
+        listed = {t.name for t in (await crm.list_tools()).tools}
+        crm_tools = {n for n in listed if n.startswith(("salesforce_", "find_", "log_"))}
+        refused = []
+        for name in sorted((READ_TOOLS | WRITE_TOOLS | ADMIN_TOOLS) - expected):
+            with pytest.raises(ToolFailed, match="Unknown tool"):
+                await call(crm, name, {})
+            refused.append(name)
+
+    assert crm_tools == expected
+    assert set(refused) == (READ_TOOLS | WRITE_TOOLS | ADMIN_TOOLS) - expected
+
+
+async def test_redacted_fields_never_appear_in_a_result_or_a_log_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ssn = "078-05-1120"
+    async with crm_client() as crm:
+        ana = await contact(crm, "Lima", email="ana@example.com")
+        await call(
+            crm,
+            "salesforce_update",
+            {"objectName": "Contact", "recordId": ana, "values": {"SSN__c": ssn}},
+        )
+        results = [
+            await call(crm, "salesforce_get", {"objectName": "Contact", "recordId": ana}),
+            await call(crm, "salesforce_query", {"soql": "SELECT LastName, SSN__c FROM Contact"}),
+            await call(crm, "find_customer", {"email": "ana@example.com"}),
+        ]
+        described = await call(crm, "salesforce_describe", {"objectName": "Contact"})
+
+    shown = json.dumps(results)
+    assert ssn not in shown
+    assert results[0]["fields"]["SSN__c"] == "[redacted]"
+    assert results[1]["records"][0] == {"LastName": "Lima", "SSN__c": "[redacted]"}
+    assert "SSN__c" in {f["name"] for f in described["fields"]}  # the name is not a secret
+    assert ssn not in capsys.readouterr().out
