@@ -224,6 +224,9 @@ CASE_DESCRIPTION_MAX = 32000
 TRANSCRIPT_HEADING = "\n\n--- Chat transcript ---\n"
 
 TIERS = ("read", "write", "admin")
+CONTACT_FIELDS = ("Id", "FirstName", "LastName", "Email", "Phone", "AccountId")
+"""What the contact tools read (the lists also the account's name)."""
+EVENT_FIELDS = ("Id", "Subject", "StartDateTime", "EndDateTime", "WhoId", "WhatId")
 F = TypeVar("F", bound=Callable[..., Any])
 
 STAFF_ONLY = (
@@ -451,7 +454,7 @@ def register_crm_tools(
             if accountId:
                 where.append(f"AccountId = {literal(accountId)}")
             soql = (
-                "SELECT Id, FirstName, LastName, Email, Phone, AccountId, Account.Name "
+                f"SELECT {', '.join(CONTACT_FIELDS)}, Account.Name "
                 "FROM Contact"
                 + (" WHERE " + " AND ".join(where) if where else "")
                 + f" ORDER BY LastName, FirstName LIMIT {limit}"
@@ -479,7 +482,7 @@ def register_crm_tools(
             if not where:
                 raise ToolError("Give email, phone or name.")
             soql = (
-                "SELECT Id, FirstName, LastName, Email, Phone, AccountId, Account.Name, "
+                f"SELECT {', '.join(CONTACT_FIELDS)}, Account.Name, "
                 "(SELECT Id, Subject, Status FROM Cases WHERE Status != 'Closed') "
                 "FROM Contact WHERE " + " OR ".join(where) + " ORDER BY LastName LIMIT 20"
             )
@@ -491,8 +494,7 @@ def register_crm_tools(
     async def salesforce_get_contact(ctx: Context, contactId: RecordId) -> Record:
         """A contact: name, email, phone, account."""
         async with call("salesforce_get_contact", ctx):
-            fields = ["Id", "FirstName", "LastName", "Email", "Phone", "AccountId"]
-            return await get_record("Contact", contactId, fields)
+            return await get_record("Contact", contactId, list(CONTACT_FIELDS))
 
     @tool(creating, "write")
     async def salesforce_create_contact(
@@ -590,7 +592,7 @@ def register_crm_tools(
             if startsBefore:
                 where.append(f"StartDateTime < {_iso(startsBefore)}")
             soql = (
-                "SELECT Id, Subject, StartDateTime, EndDateTime, WhoId, WhatId FROM Event"
+                f"SELECT {', '.join(EVENT_FIELDS)} FROM Event"
                 + (" WHERE " + " AND ".join(where) if where else "")
                 + f" ORDER BY StartDateTime LIMIT {limit}"
             )
@@ -601,8 +603,7 @@ def register_crm_tools(
         """An event (appointment): subject, start, end, who (a contact) and what (e.g. an
         account)."""
         async with call("salesforce_get_event", ctx):
-            fields = ["Id", "Subject", "StartDateTime", "EndDateTime", "WhoId", "WhatId"]
-            return await get_record("Event", eventId, fields)
+            return await get_record("Event", eventId, list(EVENT_FIELDS))
 
     @tool(creating, "write")
     async def salesforce_create_event(

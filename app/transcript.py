@@ -335,7 +335,8 @@ def visible(
     """What a reader is shown of these entries, in order. `include_live`: also typing and a
     bot's answer in the making (LIVE_TYPES). `titles`: option titles offered before these
     entries (those offered among them are picked up on the way)."""
-    known = dict(titles or {})
+    known: Mapping[str, str] = titles or {}
+    added: dict[str, str] | None = None  # copied only when these entries offer choices
     out = []
     for entry in entries:
         if entry.entry_type in HIDDEN_TYPES:
@@ -343,7 +344,9 @@ def visible(
         if entry.entry_type in LIVE_TYPES and not include_live:
             continue
         if entry.choices:
-            remember_titles(known, entry)
+            if added is None:
+                known = added = dict(known)
+            remember_titles(added, entry)
         out.extend(present(entry, known))
     return out
 

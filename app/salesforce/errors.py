@@ -14,8 +14,6 @@ from typing import Any
 class SalesforceError(Exception):
     """A Salesforce call failed; `str(error)` is safe to show the model."""
 
-    retryable = False
-
     def __init__(self, message: str, *, code: str = "", fields: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.code = code
@@ -41,8 +39,6 @@ class NotFound(SalesforceError):
 class Unavailable(SalesforceError):
     """Salesforce is down, overloaded or over its API limit: worth trying again later.
     `unsent`: the request cannot have been acted on (no connection, 503, the API limit)."""
-
-    retryable = True
 
     def __init__(self, message: str, *, code: str = "", unsent: bool = False) -> None:
         super().__init__(message, code=code)

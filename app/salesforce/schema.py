@@ -30,13 +30,13 @@ class SchemaCache:
         self._ttl = ttl
         self._monotonic = monotonic
         self._kept: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._objects: tuple[float, list[dict[str, Any]]] | None = None
 
     async def objects(self) -> list[dict[str, Any]]:
-        kept = self._kept.get("")
-        if kept is not None and self._monotonic() < kept[0]:
-            return list(kept[1]["sobjects"])
+        if self._objects is not None and self._monotonic() < self._objects[0]:
+            return self._objects[1]
         found = await self._client.objects()
-        self._kept[""] = (self._monotonic() + self._ttl, {"sobjects": found})
+        self._objects = (self._monotonic() + self._ttl, found)
         return found
 
     async def describe(self, sobject: str) -> dict[str, Any]:

@@ -306,6 +306,10 @@ def authorized(request: Request) -> Response | None:
 
 
 def object_of(request: Request) -> ObjectSpec | Response:
+    """The object the path names, for an authorized request; otherwise the refusal to send."""
+    refused = authorized(request)
+    if refused is not None:
+        return refused
     spec = crm_of(request).schema(request.path_params["sobject"])
     if spec is None:
         name = request.path_params["sobject"]
@@ -377,9 +381,6 @@ async def describe_global(request: Request) -> Response:
 
 
 async def describe(request: Request) -> Response:
-    refused = authorized(request)
-    if refused is not None:
-        return refused
     spec = object_of(request)
     if isinstance(spec, Response):
         return spec
@@ -469,9 +470,6 @@ def utc(value: Any) -> Any:
 
 
 async def create(request: Request) -> Response:
-    refused = authorized(request)
-    if refused is not None:
-        return refused
     spec = object_of(request)
     if isinstance(spec, Response):
         return spec
@@ -503,9 +501,6 @@ def record_of(request: Request, spec: ObjectSpec) -> Json | Response:
 
 
 async def one_record(request: Request) -> Response:
-    refused = authorized(request)
-    if refused is not None:
-        return refused
     spec = object_of(request)
     if isinstance(spec, Response):
         return spec

@@ -13,6 +13,7 @@ import binascii
 import uuid
 from typing import Any
 
+from app.simulator import entries as E
 from app.simulator.errors import bad_request
 from app.simulator.org import SimulatedOrg, StoredFile
 
@@ -126,12 +127,10 @@ def message_payload(org: SimulatedOrg, body: Json, entry_id: str, base_url: str)
         }
         return _message(entry_id, "StaticContentMessage", "staticContent", content)
     if kind == "file":
-        content = {
-            "formatType": "Attachments",
-            "text": _text(body, required=False),
-            "attachments": [_stored_file(org, body["file"], base_url)],
-        }
-        return _message(entry_id, "StaticContentMessage", "staticContent", content)
+        caption = _text(body, required=False)
+        return E.attachment_message_payload(
+            entry_id, caption, _stored_file(org, body["file"], base_url)
+        )
     if kind == "form":
         form = body["form"]
         title = form.get("title") if isinstance(form, dict) else None
@@ -139,9 +138,7 @@ def message_payload(org: SimulatedOrg, body: Json, entry_id: str, base_url: str)
             raise bad_request('Field "form" must be {"title"} with a non-empty title.')
         content = {"formatType": "Inputs", "title": {"title": title}}
         return _message(entry_id, "FormMessage", "form", content)
-    text = _text(body, required=True)
-    content = {"formatType": "Text", "text": text}
-    return _message(entry_id, "StaticContentMessage", "staticContent", content)
+    return E.text_message_payload(entry_id, str(_text(body, required=True)))
 
 
 def streaming_token_payload(entry_id: str, target: str, sequence: int, text: str) -> Json:
