@@ -1,10 +1,12 @@
 """The SOQL the simulator's REST surface answers: enough of the language for the CRM tools.
 
 SELECT fields, a parent's fields through its relationship (`Account.Name`, `Contact__r.Email`),
-child subqueries (`(SELECT Subject FROM Cases)`), `COUNT()`; FROM one object; WHERE with AND, OR,
-NOT, parentheses, = != <> < <= > >=, LIKE (% and _), IN and NOT IN, strings (with \\' escapes),
-numbers, true, false, null and date-times; ORDER BY fields ASC|DESC NULLS FIRST|LAST; LIMIT;
-OFFSET. Anything else is a MALFORMED_QUERY naming where the parse stopped, as Salesforce's is.
+child subqueries (`(SELECT Subject FROM Cases)`), `COUNT()`, aggregates (COUNT, COUNT_DISTINCT,
+SUM, AVG, MIN, MAX of a field, with an alias or as expr0, expr1, …) with GROUP BY; FROM one
+object; WHERE with AND, OR, NOT, parentheses, = != <> < <= > >=, LIKE (% and _), IN and NOT IN,
+strings (with \\' escapes), numbers, true, false, null and date-times; ORDER BY fields (or,
+grouped, an aggregate of the SELECT) ASC|DESC NULLS FIRST|LAST; LIMIT; OFFSET.
+Anything else is a MALFORMED_QUERY naming where the parse stopped, as Salesforce's is.
 
 No library: `python-soql-parser` (the one on PyPI) pins pyparsing < 3, has no subqueries and asks
 for maintainers; this subset is one tokenizer and a recursive descent.
@@ -34,10 +36,13 @@ TOKEN = re.compile(
 KEYWORDS = frozenset(
     {
         *("SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "LIKE", "IN", "ORDER", "BY"),
-        *("ASC", "DESC", "NULLS", "FIRST", "LAST", "LIMIT", "OFFSET", "COUNT"),
+        *("ASC", "DESC", "NULLS", "FIRST", "LAST", "LIMIT", "OFFSET", "COUNT", "GROUP"),
         *("TRUE", "FALSE", "NULL"),
     }
 )
+
+
+AGGREGATES = frozenset({"COUNT", "COUNT_DISTINCT", "SUM", "AVG", "MIN", "MAX"})
 
 
 class SoqlError(ValueError):
@@ -49,6 +54,15 @@ class SoqlError(ValueError):
 
 
 @dataclass
+class Aggregate:
+    function: str
+    path: str
+    label: str
+    """The column's name in the result: the alias, else expr0, expr1, … in SELECT order."""
+    read: Callable[[Json], Any] = lambda record: None
+
+
+@dataclass
 class Query:
     sobject: str
     """The FROM name: an object, or for a child subquery the relationship's name."""
@@ -57,6 +71,8 @@ class Query:
     fields: list[str] = field(default_factory=list)
     children: list[Query] = field(default_factory=list)
     count: bool = False
+    aggregates: list[Aggregate] = field(default_factory=list)
+    group_by: list[tuple[str, Callable[[Json], Any]]] = field(default_factory=list)
     where: Callable[[Json], bool] | None = None
     order: list[tuple[str, bool, bool]] = field(default_factory=list)  # field, desc, nulls first
     limit: int | None = None
@@ -201,12 +217,15 @@ class Parser:
         self.expect_word("SELECT")
         fields: list[str] = []
         subqueries: list[int] = []
+        aggregates: list[Aggregate] = []
         count = False
         while True:
-            if self.take_word("COUNT"):
-                if not (self.take_op("(") and self.take_op(")")):
-                    raise self.fail("COUNT()")
-                count = True
+            if self.aggregate_ahead():
+                function = self.take_function()
+                if function == "COUNT" and self.take_op(")"):
+                    count = True
+                else:
+                    aggregates.append(self.aggregate(function))
             elif self.take_op("("):
                 if parent is not None:
                     raise self.fail("a field")  # subqueries do not nest
@@ -220,10 +239,15 @@ class Parser:
         self.expect_word("FROM")
         name = self.name("an object")
         target = self.child(parent, name) if parent else name
-        query = Query(name, target, count=count)
+        query = Query(name, target, count=count, aggregates=aggregates)
         for path in fields:
             self.resolve(target, path)  # checks it exists
             query.fields.append(path)
+        unnamed = 0
+        for aggregate in aggregates:
+            aggregate.read = self.resolve(target, aggregate.path)
+            if not aggregate.label:
+                aggregate.label, unnamed = f"expr{unnamed}", unnamed + 1
         after_from = self.pos
         for start in subqueries:
             self.pos = start
@@ -233,11 +257,28 @@ class Parser:
         self.pos = after_from
         if self.take_word("WHERE"):
             query.where = self.condition(target)
-        if self.take_word("ORDER"):
+        if self.take_word("GROUP"):
             self.expect_word("BY")
             while True:
                 path = self.name("a field")
-                self.resolve(target, path)
+                query.group_by.append((path, self.resolve(target, path)))
+                if not self.take_op(","):
+                    break
+        if query.aggregates or query.group_by:
+            grouped = {p.lower() for p, _ in query.group_by}
+            for path in query.fields:
+                if path.lower() not in grouped:
+                    raise SoqlError(
+                        "MALFORMED_QUERY", f"Field must be grouped or aggregated: {path}"
+                    )
+        if self.take_word("ORDER"):
+            self.expect_word("BY")
+            while True:
+                if query.group_by and self.aggregate_ahead():
+                    path = self.ordered_aggregate(query)
+                else:
+                    path = self.name("a field")
+                    self.resolve(target, path)
                 desc = self.take_word("DESC") is not None
                 if not desc:
                     self.take_word("ASC")
@@ -255,6 +296,48 @@ class Parser:
         if self.take_word("OFFSET"):
             query.offset = self.integer("OFFSET")
         return query
+
+    def aggregate_ahead(self) -> bool:
+        word, following = self.peek(), self.peek(1)
+        return (
+            word is not None
+            and word.upper in AGGREGATES
+            and following is not None
+            and following.text == "("
+        )
+
+    def take_function(self) -> str:
+        """An aggregate's name and its `(`."""
+        token = self.peek()
+        assert token is not None
+        self.pos += 2
+        return token.text.upper()
+
+    def aggregate(self, function: str) -> Aggregate:
+        """The rest of `SUM(Amount) total`, after `SUM(`."""
+        path = self.name("a field")
+        if not self.take_op(")"):
+            raise self.fail(")")
+        alias = ""
+        token = self.peek()
+        if token is not None and token.kind == "word" and token.upper not in KEYWORDS:
+            alias = self.name("an alias")
+        return Aggregate(function, path, alias)
+
+    def ordered_aggregate(self, query: Query) -> str:
+        """An ORDER BY aggregate, as the label of the same aggregate in SELECT."""
+        function = self.take_function()
+        path = self.name("a field")
+        if not self.take_op(")"):
+            raise self.fail(")")
+        for aggregate in query.aggregates:
+            if aggregate.function == function and aggregate.path.lower() == path.lower():
+                return aggregate.label
+        raise SoqlError(
+            "MALFORMED_QUERY",
+            f"ORDER BY {function}({path}): the simulator orders only by an "
+            "aggregate the SELECT has",
+        )
 
     def skip_group(self) -> None:
         """Past the `)` that closes the `(` just taken."""
@@ -344,3 +427,45 @@ class Parser:
             return None
         self.pos -= 1
         raise self.fail("a value")
+
+
+def aggregated(query: Query, rows: list[Json]) -> list[Json]:
+    """`rows` (filtered) grouped and aggregated as `query` says, ordered, offset and limited:
+    AggregateResult records, a grouped field under its own name, each aggregate under its label."""
+    groups: dict[tuple[Any, ...], list[Json]] = {}
+    for row in rows:
+        key = tuple(read(row) for _, read in query.group_by)
+        groups.setdefault(key, []).append(row)
+    if not query.group_by:
+        groups = {(): rows}  # one row, even for no records (COUNT(Id) is 0)
+    out = []
+    for key, members in groups.items():
+        result: Json = {"attributes": {"type": "AggregateResult"}}
+        for (path, _), value in zip(query.group_by, key, strict=True):
+            result[path.rsplit(".", 1)[-1]] = value
+        for aggregate in query.aggregates:
+            values = [v for v in map(aggregate.read, members) if v is not None]
+            result[aggregate.label] = _aggregate(aggregate.function, values)
+        out.append(result)
+    for label, desc, nulls_first in reversed(query.order):
+        name = label.rsplit(".", 1)[-1]
+        present = [r for r in out if r.get(name) is not None]
+        absent = [r for r in out if r.get(name) is None]
+        present.sort(key=lambda r: _comparable(r[name]), reverse=desc)
+        out = absent + present if nulls_first else present + absent
+    out = out[query.offset :]
+    return out[: query.limit] if query.limit is not None else out
+
+
+def _aggregate(function: str, values: list[Any]) -> Any:
+    if function == "COUNT":
+        return len(values)
+    if function == "COUNT_DISTINCT":
+        return len(set(values))
+    if not values:
+        return None
+    if function == "SUM":
+        return sum(values)
+    if function == "AVG":
+        return sum(values) / len(values)
+    return min(values) if function == "MIN" else max(values)
