@@ -25,6 +25,7 @@ HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 DEPLOYMENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 REQUIRED_TO_SERVE = ("MIAW_SCRT_URL", "MIAW_ORG_ID", "MIAW_ES_DEVELOPER_NAME")
+MIN_ADMIN_PASSWORD = 16
 
 
 class ConfigError(Exception):
@@ -181,6 +182,11 @@ class Settings(BaseSettings):
     web_concurrency: int = Field(default=1, ge=1, le=64)
     """uvicorn worker processes (Heroku sets WEB_CONCURRENCY); more than 1 needs REDIS_URL."""
 
+    # The operator page (app/admin/)
+    admin_password: SecretStr | None = None
+    """Serves /admin, the operator page, behind this password (at least 16 characters); unset:
+    no /admin at all."""
+
     # Observability
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
@@ -197,6 +203,7 @@ class Settings(BaseSettings):
         "auth_issuer",
         "auth_audience",
         "identity_signing_key",
+        "admin_password",
         mode="before",
     )
     @classmethod
@@ -336,6 +343,16 @@ class Settings(BaseSettings):
             raise ValueError("must be a redis:// or rediss:// URL")
         return value.strip() if value else value
 
+    @field_validator("admin_password")
+    @classmethod
+    def _admin_password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_ADMIN_PASSWORD:
+            raise ValueError(
+                f"must be at least {MIN_ADMIN_PASSWORD} characters (the operator page shows "
+                "every chat and error; e.g. `openssl rand -base64 24`)"
+            )
+        return value
+
     @field_validator("state_encryption_key")
     @classmethod
     def _state_key(cls, value: SecretStr | None) -> SecretStr | None:
@@ -418,6 +435,11 @@ class Settings(BaseSettings):
                 + ", ".join(missing)
                 + ". Set them in the environment (Heroku: config vars) or in .env."
             )
+
+    @property
+    def admin_enabled(self) -> bool:
+        """The operator page (`/admin`) is served: a password is set and there is HTTP."""
+        return self.admin_password is not None and self.mcp_transport == "http"
 
     @property
     def crm_enabled(self) -> bool:

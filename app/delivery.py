@@ -73,6 +73,26 @@ class DeliveryOptions:
     history_entries: int = HISTORY_ENTRIES
     """Entries each conversation's log keeps in memory; older ones are fetched again from
     Salesforce for a reader that asks for them (`app.history`)."""
+    watcher: FeedWatcher | None = None
+    """Told what the feeds see (the operator page's board, `app.admin`)."""
+
+
+class FeedWatcher(Protocol):
+    """Observes feeds without a say in them: called in their tasks, so it must not block, and
+    it reads only structured state (no message text, no token)."""
+
+    def feed_opened(self, feed: GuestFeed) -> None: ...
+
+    def feed_closed(self, feed: GuestFeed) -> None: ...
+
+    def stream_opened(self, feed: GuestFeed, opens: int) -> None:
+        """The event stream (re)connected; `opens` counts this feed's connections."""
+
+    def stream_stopped(self, feed: GuestFeed, error: ScrtError) -> None:
+        """The event stream stopped for good (readers poll and report the failure)."""
+
+    def appended(self, log: ConversationLog) -> None:
+        """A conversation's log appended entries (its `view` may have changed)."""
 
 
 @dataclass(frozen=True)
@@ -185,14 +205,22 @@ class GuestFeed:
         self._task = asyncio.get_running_loop().create_task(
             self._consume(), context=contextvars.Context()
         )
+        self._watcher = options.watcher
+        if self._watcher is not None:
+            self._watcher.feed_opened(self)
 
     def log(self, conversation_id: str) -> ConversationLog:
         existing = self.logs.get(conversation_id)
         if existing is None:
-            existing = self.logs[conversation_id] = ConversationLog(
-                conversation_id, self._options.history_entries
+            existing = self.logs[conversation_id] = self._watched(
+                ConversationLog(conversation_id, self._options.history_entries)
             )
         return existing
+
+    def _watched(self, target: ConversationLog) -> ConversationLog:
+        if self._watcher is not None:
+            target.on_change = self._watcher.appended
+        return target
 
     async def conversation(self, conversation_id: str) -> ConversationLog:
         """The conversation's log; with an `open_log`, a new one continues what was kept of it
@@ -213,6 +241,7 @@ class GuestFeed:
             if opening.done():
                 self._opening.pop(conversation_id, None)
         existing = self.logs.setdefault(conversation_id, opened)
+        self._watched(existing)
         if self._stream.connected:
             self._start_catch_up()
         return existing
@@ -235,6 +264,8 @@ class GuestFeed:
         # undocumented. So every known conversation holds its live entries until a fetch from its
         # last timestamp before the gap has filled it, then releases them in Salesforce's order.
         self._given_up.clear()
+        if self._watcher is not None:
+            self._watcher.stream_opened(self, count)
         for target in self.logs.values():
             target.gap()
         if self.logs:
@@ -292,6 +323,8 @@ class GuestFeed:
             # 400/401 repeat forever; polling takes over and surfaces them to the reader.
             self.error = exc
             log.warning("delivery.stream_stopped", error=type(exc).__name__)
+            if self._watcher is not None:
+                self._watcher.stream_stopped(self, exc)
 
     async def retired(self, target: ConversationLog, cursor: int) -> tuple[list[Entry], int]:
         """Entries the log let go, from `cursor` on, fetched again (`app.history`)."""
@@ -335,6 +368,8 @@ class GuestFeed:
             self._backoff.pop(conversation_id, None)
 
     async def aclose(self) -> None:
+        if self._watcher is not None:
+            self._watcher.feed_closed(self)
         if self._catch_up_task is not None:
             self._catch_up_task.cancel()
         self._task.cancel()

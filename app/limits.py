@@ -182,10 +182,18 @@ class Limits:
         counters: Counters,
         settings: LimitSettings,
         clock: Callable[[], float] = time.time,
+        on_refused: Callable[[str, str | None], None] | None = None,
     ) -> None:
         self._counters = counters
         self._settings = settings
         self._clock = clock
+        self._on_refused = on_refused
+        """Told each refusal: the limit's name and the tool, when known (the operator page)."""
+
+    def _refuse(self, limit: str, message: str, tool: str | None = None) -> NoReturn:
+        if self._on_refused is not None:
+            self._on_refused(limit, tool)
+        refuse(limit, message)
 
     async def admit(self, tool: str, user: str | None, request: Request | None) -> None:
         """A call that starts something (`tool`) by this user, or without one from the request's
@@ -201,17 +209,18 @@ class Limits:
             return
         wait = await self._counters.take(f"rate:{tool}:{digest(who, key)}", rate, self._clock())
         if wait > 0:
-            refuse(
+            self._refuse(
                 limit,
                 f"{tool} is limited to {rate.text} for each {who} ({limit}); "
                 f"try again in {_wait_text(wait)}.",
+                tool,
             )
 
     async def open_session(self, handle: str, until: float) -> None:
         if not await self._counters.hold(
             "sessions", digest(handle), until, self._settings.max_sessions, self._clock()
         ):
-            refuse(
+            self._refuse(
                 "MAX_SESSIONS",
                 f"The server is at its limit of {self._settings.max_sessions} concurrent chats "
                 "(MAX_SESSIONS); try again in a few minutes, when other chats have ended.",
@@ -227,7 +236,7 @@ class Limits:
         scope, member = self._conversation_slot(user, handle, conversation_id)
         if not await self._counters.hold(scope, member, until, cap, self._clock()):
             who = "user" if user is not None else "session"
-            refuse(
+            self._refuse(
                 "MAX_OPEN_CONVERSATIONS_PER_USER",
                 f"This {who} already has {cap} open conversations "
                 "(MAX_OPEN_CONVERSATIONS_PER_USER); close one with close_conversation, or "

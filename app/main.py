@@ -27,6 +27,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from app import __version__
+from app.admin import OperationsBoard, ToolWatch, admin_routes
 from app.collector import tune_collector
 from app.config import ConfigError, Settings, load_settings
 from app.conversations import HandoffService
@@ -102,6 +103,10 @@ class Runtime:
     """Signs verified customers' identity tokens; its public key is served by the web app."""
     crm_http: httpx.AsyncClient | None = None
     """The CRM toolset's HTTP client (Salesforce REST), when the toolset is on."""
+    board: OperationsBoard | None = None
+    """What the operator page shows (ADMIN_PASSWORD set)."""
+    counters: Counters | None = None
+    """The limits' counters (memory or Redis); the operator page's sign-in spends from them."""
     _stopping: asyncio.Future[None] | None = field(default=None, init=False)
 
     async def start(self) -> None:
@@ -234,10 +239,12 @@ def build_runtime(
         retry=RetryPolicy(total_timeout=settings.scrt_retry_total_seconds),
         streams=stream_client,
     )
+    board = OperationsBoard(settings.session_ttl_seconds) if settings.admin_enabled else None
     options = DeliveryOptions(
         poll_interval=settings.poll_interval_seconds,
         burst_window=settings.burst_window_seconds,
         history_entries=settings.history_entries,
+        watcher=board,
     )
     redis: SharedRedis | None = None
     delivery: Delivery
@@ -251,7 +258,13 @@ def build_runtime(
         counters = MemoryCounters()
     if store is not None:
         session_store = store
-    abuse_limits = Limits(counters, settings.limit_settings())
+    if board is not None and isinstance(delivery, SharedDelivery):
+        board.process = delivery.process_id
+    abuse_limits = Limits(
+        counters,
+        settings.limit_settings(),
+        on_refused=board.refused if board is not None else None,
+    )
     service = HandoffService(
         client,
         session_store,
@@ -271,6 +284,8 @@ def build_runtime(
         version=__version__,
         log_level="WARNING",
     )
+    if board is not None:
+        mcp.middleware.append(ToolWatch(board))
     widget = WidgetResource.from_settings(settings)
     widget.register(mcp)
     limits = ToolLimits(
@@ -316,6 +331,8 @@ def build_runtime(
         redis=redis,
         identity=identity,
         crm_http=crm_http,
+        board=board,
+        counters=counters,
     )
 
 
@@ -429,6 +446,8 @@ def build_app(
             return JSONResponse(key_set, headers={"Cache-Control": "public, max-age=300"})
 
         routes.append(Route("/.well-known/jwks.json", jwks, methods=["GET"]))
+    if runtime.board is not None and runtime.counters is not None:
+        routes += admin_routes(settings, runtime.board, runtime.counters, runtime.health)
     routes += extra_routes or []
     if settings.playground_enabled:
         routes.append(playground_route())

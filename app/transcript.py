@@ -393,6 +393,8 @@ class ConversationLog:
         self.on_commit: Callable[[list[Entry]], None] | None = None
         """Told every batch of entries appended (in order), e.g. to journal them for other
         processes."""
+        self.on_change: Callable[[ConversationLog], None] | None = None
+        """Told after every batch appended, to read the folded state (the operator page)."""
 
     def restore(self, ids: Iterable[str], view: ConversationView, last_timestamp: int) -> None:
         """Continue a log another process kept: what it delivered is known (so not delivered
@@ -451,6 +453,8 @@ class ConversationLog:
         if added:
             if self.on_commit is not None:
                 self.on_commit(self.entries[-added:])
+            if self.on_change is not None:
+                self.on_change(self)
             excess = len(self.entries) - self.keep
             if excess > 0:
                 self.retired.add(self.entries[:excess])

@@ -1,0 +1,263 @@
+"""Who gets the operator page, and over what: off without ADMIN_PASSWORD; the password, CSRF
+tokens and the Origin on every POST; HTTPS except between loopback addresses; a budget of
+sign-in attempts per address; a signed session cookie."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from starlette.applications import Starlette
+
+from app.admin.access import SESSION_SECONDS, AdminAccess
+from app.config import ConfigError, load_settings
+from app.limits import MemoryCounters
+from tests.admin.conftest import (
+    PASSWORD,
+    UNUSED_SCRT,
+    admin_app,
+    client_for,
+    csrf_of,
+    sign_in,
+)
+from tests.mcp.conftest import settings_for
+
+ADMIN_PATHS = ["/admin", "/admin/signin", "/admin/api/state"]
+
+
+async def test_without_a_password_there_is_no_admin_route_at_all() -> None:
+    from app.main import build_app
+
+    app = build_app(settings_for(UNUSED_SCRT))
+    async with client_for(app) as client:
+        for path in ADMIN_PATHS:
+            assert (await client.get(path)).status_code == 404, path
+        assert (await client.post("/admin/signin", data={"password": PASSWORD})).status_code == 404
+
+
+def test_a_short_password_is_refused_at_start_naming_the_variable() -> None:
+    with pytest.raises(ConfigError, match=r"ADMIN_PASSWORD: .*at least 16 characters"):
+        load_settings(_env_file=None, admin_password="fifteen chars..")
+    assert load_settings(_env_file=None, admin_password="sixteen chars..!").admin_enabled
+    assert not load_settings(_env_file=None, admin_password=" ").admin_enabled
+
+
+async def test_without_a_session_the_page_sends_to_sign_in_and_the_data_is_refused(
+    local: httpx.AsyncClient,
+) -> None:
+    page = await local.get("/admin")
+    assert page.status_code == 303 and page.headers["location"] == "/admin/signin"
+    state = await local.get("/admin/api/state")
+    assert state.status_code == 401 and "Sign in" in state.json()["error"]
+
+
+async def test_a_wrong_password_is_refused_and_the_right_one_signs_in(
+    local: httpx.AsyncClient,
+) -> None:
+    wrong = await sign_in(local, "correct horse battery stapler")
+    assert wrong.status_code == 401 and "Wrong password." in wrong.text
+    assert not any(c.startswith("miaw-admin=") for c in wrong.headers.get_list("set-cookie"))
+    assert (await local.get("/admin/api/state")).status_code == 401
+
+    right = await sign_in(local)
+    assert right.status_code == 303 and right.headers["location"] == "/admin"
+    cookie = next(c for c in right.headers.get_list("set-cookie") if c.startswith("miaw-admin="))
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
+    assert "Secure" not in cookie  # plain HTTP on loopback: a Secure cookie would not come back
+    state = await local.get("/admin/api/state")
+    assert state.status_code == 200 and state.json()["conversations"] == []
+
+
+async def test_signing_in_needs_the_forms_csrf_token_and_our_own_origin(
+    app: Starlette, local: httpx.AsyncClient
+) -> None:
+    form = await local.get("/admin/signin")
+    token = csrf_of(form.text)
+    attempts = [
+        ({"password": PASSWORD}, {}),
+        ({"password": PASSWORD, "csrf": token + "x"}, {}),
+        ({"password": PASSWORD, "csrf": token}, {"Origin": "https://evil.example"}),
+        ({"password": PASSWORD, "csrf": token}, {"Sec-Fetch-Site": "cross-site"}),
+    ]
+    for data, headers in attempts:
+        refused = await local.post("/admin/signin", data=data, headers=headers)
+        assert refused.status_code == 403, (data, headers)
+        assert "did not come from this page" in refused.text
+        assert not any(c.startswith("miaw-admin=") for c in refused.headers.get_list("set-cookie"))
+    # The form's token is checked against its cookie: another browser's token does not do.
+    async with client_for(app) as another_browser:
+        other = csrf_of((await another_browser.get("/admin/signin")).text)
+    theirs = await local.post("/admin/signin", data={"password": PASSWORD, "csrf": other})
+    assert theirs.status_code == 403
+
+
+async def test_signing_out_needs_the_sessions_csrf_token_and_ends_the_session(
+    local: httpx.AsyncClient,
+) -> None:
+    await sign_in(local)
+    page = await local.get("/admin")
+    assert page.status_code == 200
+    token = csrf_of(page.text)
+    assert (await local.post("/admin/signout", data={})).status_code == 403
+    assert (await local.post("/admin/signout", data={"csrf": "forged"})).status_code == 403
+    cross = await local.post(
+        "/admin/signout", data={"csrf": token}, headers={"Origin": "https://evil.example"}
+    )
+    assert cross.status_code == 403
+    cookie = local.cookies["miaw-admin"]
+    assert (await local.get("/admin/api/state")).status_code == 200
+
+    out = await local.post("/admin/signout", data={"csrf": token})
+    assert out.status_code == 303 and out.headers["location"] == "/admin/signin"
+    # Even a copy of the cookie kept from before no longer opens the page.
+    local.cookies.set("miaw-admin", cookie)
+    assert (await local.get("/admin/api/state")).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("base_url", "peer", "hops", "headers"),
+    [
+        # Plain HTTP from another machine, whatever Host it names.
+        ("http://chat.example.com", "203.0.113.5", 0, {}),
+        ("http://127.0.0.1:8000", "203.0.113.5", 0, {}),
+        ("http://localhost:8000", "203.0.113.5", 0, {}),
+        # A forwarded scheme is the client's say unless a trusted proxy is in front.
+        ("http://chat.example.com", "203.0.113.5", 0, {"X-Forwarded-Proto": "https"}),
+        # Behind a trusted proxy: what the proxy saw counts, not the hop from it.
+        ("http://chat.example.com", "10.0.0.1", 1, {"X-Forwarded-Proto": "http"}),
+        (
+            "http://localhost:8000",
+            "127.0.0.1",
+            1,
+            {"X-Forwarded-Proto": "http", "X-Forwarded-For": "203.0.113.5"},
+        ),
+    ],
+)
+async def test_plain_http_from_anywhere_but_this_machine_is_refused(
+    base_url: str, peer: str, hops: int, headers: dict[str, str]
+) -> None:
+    app = admin_app(mcp_allowed_hosts="chat.example.com", trusted_proxy_hops=hops)
+    async with client_for(app, base_url, peer) as client:
+        for path in ADMIN_PATHS:
+            refused = await client.get(path, headers=headers)
+            assert refused.status_code == 403, path
+            assert "only over HTTPS" in refused.text
+        posted = await client.post("/admin/signin", data={"password": PASSWORD}, headers=headers)
+        assert posted.status_code == 403
+
+
+async def test_https_is_served_with_a_secure_host_only_cookie() -> None:
+    app = admin_app(mcp_allowed_hosts="chat.example.com", trusted_proxy_hops=1)
+    # Heroku: the router terminates TLS and says so in X-Forwarded-Proto.
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.7"}
+    async with client_for(app, "http://chat.example.com", "10.0.0.1") as client:
+        form = await client.get("/admin/signin", headers=forwarded)
+        assert form.status_code == 200
+        signin_cookie = form.headers["set-cookie"]
+        assert signin_cookie.startswith("__Host-miaw-admin-signin=") and "Secure" in signin_cookie
+        signed_in = await client.post(
+            "/admin/signin",
+            data={"password": PASSWORD, "csrf": csrf_of(form.text)},
+            headers={
+                **forwarded,
+                "Origin": "https://chat.example.com",
+                "Cookie": signin_cookie.split(";")[0],
+            },
+        )
+        assert signed_in.status_code == 303
+        cookie = next(
+            c
+            for c in signed_in.headers.get_list("set-cookie")
+            if c.startswith("__Host-miaw-admin=")
+        )
+        assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    # Over TLS to the server itself, too.
+    async with client_for(app, "https://chat.example.com", "198.51.100.7") as client:
+        assert (await sign_in(client)).status_code == 303
+        assert (await client.get("/admin/api/state")).status_code == 200
+
+
+async def test_a_host_the_server_does_not_serve_is_refused() -> None:
+    async with client_for(admin_app(), "http://evil.example", "127.0.0.1") as client:
+        for path in ADMIN_PATHS:
+            assert (await client.get(path)).status_code == 421, path
+
+
+async def test_sign_in_attempts_are_limited_per_address_and_shown_as_refusals() -> None:
+    app = admin_app()
+    async with client_for(app) as client, client_for(app, peer="127.0.0.2") as neighbour:
+        for _ in range(10):
+            assert (await sign_in(client, "a wrong password, again")).status_code == 401
+        limited = await sign_in(client)  # even the right password, once the budget is spent
+        assert limited.status_code == 429
+        assert "Too many sign-in attempts" in limited.text
+        assert int(limited.headers["retry-after"]) > 0
+        # Another address has a budget of its own.
+        assert (await sign_in(neighbour)).status_code == 303
+        state = (await neighbour.get("/admin/api/state")).json()
+    assert state["refusals"][0]["limit"] == "ADMIN_SIGNIN"
+    assert state["refusalCounts"] == {"ADMIN_SIGNIN": 1}
+
+
+def test_a_forged_tampered_or_expired_session_cookie_is_refused() -> None:
+    now = [1_800_000_000.0]
+    access = AdminAccess(SecretStr(PASSWORD), MemoryCounters(), clock=lambda: now[0])
+    cookie = access.new_session()
+    session = access.session(cookie)
+    assert session is not None and session.csrf
+    expires, session_id, mac = cookie.split(".")
+    assert access.session(f"{expires}.{session_id}.{mac[:-2]}AA") is None
+    assert access.session(f"{int(expires) + 3600}.{session_id}.{mac}") is None
+    assert access.session(f"{expires}.{session_id[:-1]}x.{mac}") is None
+    other = AdminAccess(SecretStr(PASSWORD + "!"), MemoryCounters(), clock=lambda: now[0])
+    assert other.session(cookie) is None  # a changed password ends every session
+    assert access.session("not.a-cookie") is None
+    now[0] += SESSION_SECONDS - 1
+    assert access.session(cookie) is not None
+    now[0] += 1
+    assert access.session(cookie) is None
+
+
+async def test_the_page_runs_only_its_own_nonced_script_and_loads_nothing_else(
+    local: httpx.AsyncClient,
+) -> None:
+    await sign_in(local)
+    page = await local.get("/admin")
+    policy = page.headers["content-security-policy"]
+    nonce = re.search(r"script-src 'nonce-([^']+)'", policy)
+    assert nonce is not None
+    assert "default-src 'none'" in policy and "connect-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    scripts = re.findall(r"<script([^>]*)>", page.text)
+    assert scripts and all(f'nonce="{nonce[1]}"' in attrs for attrs in scripts)
+    assert not re.search(r"\b(src|href)=\"(https?:)?//", page.text)
+    assert page.headers["cache-control"] == "no-store"
+    assert page.headers["x-frame-options"] == "DENY"
+    second = await local.get("/admin")
+    assert second.headers["content-security-policy"] != policy  # a nonce per response
+
+
+async def test_a_malformed_version_is_refused_with_a_specific_error(
+    local: httpx.AsyncClient,
+) -> None:
+    await sign_in(local)
+    bad = await local.get("/admin/api/state", params={"after": "-1"})
+    assert bad.status_code == 400 and "after must be" in bad.json()["error"]
+
+
+async def test_the_long_poll_answers_at_once_when_the_board_has_moved_on(
+    app: Starlette, local: httpx.AsyncClient
+) -> None:
+    await sign_in(local)
+    first = (await local.get("/admin/api/state")).json()
+    board = app.state.runtime.board
+    board.refused("RATE_LIMIT_PER_USER", "create_conversation")
+    moved = (await local.get("/admin/api/state", params={"after": first["version"]})).json()
+    assert moved["version"] > first["version"]
+    assert moved["refusals"][0] == {
+        "at": moved["refusals"][0]["at"],
+        "limit": "RATE_LIMIT_PER_USER",
+        "tool": "create_conversation",
+    }
