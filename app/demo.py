@@ -16,6 +16,9 @@ from app.main import build_app
 from app.simulator import SimulatorOptions, build_simulator
 from app.simulator.options import DEFAULT_DEPLOYMENT, DEFAULT_ORG_ID
 
+DEMO_ADMIN_PASSWORD = "demo-operator-page"
+"""The operator page's password in demo mode: it serves only this machine (127.0.0.1)."""
+
 
 def demo_settings(
     port: int, sim_options: SimulatorOptions | None = None, **overrides: object
@@ -35,6 +38,7 @@ def demo_settings(
         "salesforce_client_id": sim.crm_client_id,
         "salesforce_client_secret": sim.crm_client_secret,
         "salesforce_refresh_token": sim.crm_refresh_token,
+        "admin_password": DEMO_ADMIN_PASSWORD,
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[arg-type, call-arg]
@@ -62,6 +66,7 @@ miaw-mcp demo: the MCP server and a simulated Salesforce org, on {base}
   2. Open the playground (you play the ChatGPT user):      {base}/playground
      Start a chat, ask the bot for "an agent", accept it in the console, and talk.
 
+  Operator page:                             {base}/admin  (password {DEMO_ADMIN_PASSWORD})
   MCP endpoint (for curl or an MCP client):  {base}/mcp
   Simulator control API:                     {base}/sim/control/conversations
   Health:                                    {base}/health

@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 
 from app.admin.access import SESSION_SECONDS, AdminAccess
 from app.config import ConfigError, load_settings
+from app.demo import DEMO_ADMIN_PASSWORD, build_demo_app, demo_banner
 from app.limits import MemoryCounters
 from tests.admin.conftest import (
     PASSWORD,
@@ -261,3 +262,11 @@ async def test_the_long_poll_answers_at_once_when_the_board_has_moved_on(
         "limit": "RATE_LIMIT_PER_USER",
         "tool": "create_conversation",
     }
+
+
+async def test_demo_mode_serves_the_page_behind_the_password_its_banner_prints() -> None:
+    banner = demo_banner(8000)
+    assert "http://127.0.0.1:8000/admin" in banner and DEMO_ADMIN_PASSWORD in banner
+    async with client_for(build_demo_app(8000)) as client:
+        assert (await sign_in(client, DEMO_ADMIN_PASSWORD)).status_code == 303
+        assert (await client.get("/admin/api/state")).status_code == 200
