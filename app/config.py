@@ -144,6 +144,12 @@ class Settings(BaseSettings):
         default_factory=lambda: list(DEFAULT_REDACTED)
     )
     """Field API names (shell-style patterns, any letter case) masked in every CRM tool result."""
+    crm_export_max_rows: int = Field(default=10_000, ge=1, le=100_000)
+    """The most records salesforce_export puts in a file: a query matching more is refused
+    (before its second page is read)."""
+    crm_export_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    """The most bytes of an exported file, and of its cells' text: the file travels in one MCP
+    response (an XLSX file base64-encoded, a third larger)."""
     crm_required_scope: str | None = None
     """Over HTTP: the scope a signed-in user's token must carry to call the CRM tools (staff
     only; customers who sign in to chat do not get it)."""

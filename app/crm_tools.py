@@ -10,21 +10,31 @@ an error naming it and the closest names, and nothing is sent.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import fnmatch
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import structlog
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import ToolAnnotations
+from mcp.types import (
+    Annotations,
+    BlobResourceContents,
+    CallToolResult,
+    EmbeddedResource,
+    TextContent,
+    TextResourceContents,
+    ToolAnnotations,
+)
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
 from app.salesforce.client import QueryPage, SalesforceClient
 from app.salesforce.errors import SalesforceError
+from app.salesforce.export import ExportBounds, ExportFile, export
 from app.salesforce.schema import SchemaCache
 from app.salesforce.soql import QUERY_CAP, contains, limited, literal, sosl_term
 from app.signin import signed_in_user
@@ -269,6 +279,7 @@ def register_crm_tools(
     security: list[dict[str, Any]],
     access: str = "read",
     redact: Sequence[str] = (),
+    export_bounds: ExportBounds = ExportBounds(),  # noqa: B008 (frozen)
 ) -> None:
     """The CRM tools on `mcp`. With `required_scope` (over HTTP), a call is served only for a
     signed-in user whose token carries it; each tool declares `security` (securitySchemes)."""
@@ -669,3 +680,76 @@ def register_crm_tools(
         """Delete an event. Only when the user asked for it."""
         async with call("salesforce_delete_event", ctx):
             return await delete("Event", eventId)
+
+    # -- export -------------------------------------------------------------------------------
+
+    @tool(reading, "read")
+    async def salesforce_export(
+        ctx: Context,
+        soql: Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=20000,
+                description="A SOQL SELECT of fields and parent fields, e.g. SELECT Id, LastName, "
+                "Email, Account.Name FROM Contact WHERE CreatedDate > 2026-01-01T00:00:00Z",
+            ),
+        ],
+        format: Literal["csv", "xlsx"] = "csv",
+    ) -> Annotated[CallToolResult, Exported]:
+        """Export every record a SOQL SELECT matches (all pages) as a CSV or XLSX file, attached
+        for the user. Columns are the fields selected, parent fields as Account.Name; child
+        subqueries are refused; a LIMIT is honoured. A query over the export's bound of records
+        (CRM_EXPORT_MAX_ROWS, 10,000 by default) or bytes is refused: narrow it. In CSV, text
+        starting with = + - or @ is prefixed with ' so that no spreadsheet runs it."""
+        async with call("salesforce_export", ctx):
+            made = await export(client, soql, format, export_bounds, plain)
+            return exported_result(made)
+
+
+class Exported(BaseModel):
+    name: str = Field(description="The file's name, e.g. Contact-20261204-090000.csv")
+    uri: str = Field(description="The embedded resource's URI")
+    format: str = Field(description="csv or xlsx")
+    mimeType: str
+    rows: int = Field(description="Records in the file, one row each (after the header row)")
+    columns: list[str]
+    bytes: int = Field(description="The file's size")
+
+
+def exported_result(made: ExportFile) -> CallToolResult:
+    """The file as an embedded resource (CSV as text, XLSX base64-encoded) meant for the user,
+    after a sentence saying what it holds; the same as structured content. Embedded rather than
+    a resource link: a link would have the server keep the file and serve resources/read, which
+    has no caller to check (see register_schema_resources)."""
+    uri = f"export://salesforce/{made.name}"
+    resource: TextResourceContents | BlobResourceContents = (
+        TextResourceContents(uri=uri, mime_type=made.mime_type, text=made.data.decode())
+        if made.format == "csv"
+        else BlobResourceContents(
+            uri=uri, mime_type=made.mime_type, blob=base64.b64encode(made.data).decode()
+        )
+    )
+    shown = ", ".join(made.columns[:20]) + (", …" if len(made.columns) > 20 else "")
+    summary = (
+        f"Exported {made.rows:,} {made.object} records with {len(made.columns)} columns "
+        f"({shown}) as {made.name} ({len(made.data):,} bytes), attached."
+    )
+    exported = Exported(
+        name=made.name,
+        uri=uri,
+        format=made.format,
+        mimeType=made.mime_type,
+        rows=made.rows,
+        columns=made.columns,
+        bytes=len(made.data),
+    )
+    return CallToolResult(
+        content=[
+            TextContent(type="text", text=summary),
+            EmbeddedResource(
+                type="resource", resource=resource, annotations=Annotations(audience=["user"])
+            ),
+        ],
+        structured_content=exported.model_dump(mode="json"),
+    )

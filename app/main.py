@@ -40,6 +40,7 @@ from app.logs import configure_logging
 from app.playground import playground_route
 from app.prechat import PrechatForms
 from app.salesforce.client import SalesforceClient
+from app.salesforce.export import ExportBounds
 from app.salesforce.login import CredentialStore, default_file
 from app.salesforce.oauth import OAuthSettings, TokenSource
 from app.salesforce.schema import SchemaCache
@@ -319,6 +320,7 @@ def build_runtime(
             security=security_schemes(settings.signin_settings()),
             access=settings.crm_access,
             redact=settings.redact_fields,
+            export_bounds=ExportBounds(settings.crm_export_max_rows, settings.crm_export_max_bytes),
         )
     return Runtime(
         mcp,

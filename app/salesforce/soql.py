@@ -42,18 +42,25 @@ def _outer(soql: str) -> str:
         text = shorter
 
 
-def limited(soql: str, limit: int) -> str:
-    """`soql` read-only and bounded: a SELECT, with a LIMIT of at most `limit` (added when it
-    has none); otherwise an error saying what to change."""
+def one_select(soql: str) -> re.Match[str] | None:
+    """Checks that `soql` is one read-only SELECT whose LIMIT, if any, comes last (otherwise an
+    error saying what to change); returns that LIMIT's match (group 1: the number), or None."""
     if not _SELECT.match(soql):
         raise SalesforceError("soql must be a SELECT query: this tool only reads.")
     outer = _outer(soql)
     if ";" in outer:
         raise SalesforceError("soql must be one query, without ';'.")
     found = _TAIL_LIMIT.search(outer)
+    if found is None and re.search(r"\bLIMIT\b", outer, re.IGNORECASE):
+        raise SalesforceError("soql's LIMIT must come last (before OFFSET only).")
+    return found
+
+
+def limited(soql: str, limit: int) -> str:
+    """`soql` read-only and bounded: a SELECT, with a LIMIT of at most `limit` (added when it
+    has none); otherwise an error saying what to change."""
+    found = one_select(soql)
     if found is None:
-        if re.search(r"\bLIMIT\b", outer, re.IGNORECASE):
-            raise SalesforceError("soql's LIMIT must come last (before OFFSET only).")
         return f"{soql.rstrip()} LIMIT {limit}"
     if int(found.group(1)) > limit:
         raise SalesforceError(
@@ -61,6 +68,36 @@ def limited(soql: str, limit: int) -> str:
             "and page on with the cursor."
         )
     return soql
+
+
+_TOP_LEVEL = re.compile(r"[(),]|\bFROM\b", re.IGNORECASE)
+_OBJECT = re.compile(r"\s+([A-Za-z][A-Za-z0-9_]*)")
+
+
+def select_items(soql: str) -> tuple[list[str], str]:
+    """The items of a SELECT's field list as written (fields, `Account.Name`, functions, child
+    subqueries) and the object its FROM names, read at the top level: commas and FROM inside
+    parentheses (subqueries, functions) or string literals do not count."""
+    text = _STRINGS.sub(lambda m: "'" + "_" * (len(m.group()) - 2) + "'", soql)
+    start = _SELECT.match(text)
+    if start is None:
+        raise SalesforceError("soql must be a SELECT query: this tool only reads.")
+    items, depth, at = [], 0, start.end()
+    for found in _TOP_LEVEL.finditer(text, start.end()):
+        token = found.group()
+        if token == "(":
+            depth += 1
+        elif token == ")":
+            depth -= 1
+        elif depth == 0:
+            items.append(soql[at : found.start()].strip())
+            at = found.end()
+            if token != ",":
+                named = _OBJECT.match(text, at)
+                if named is None:
+                    break
+                return items, named.group(1)
+    raise SalesforceError("soql must name the object it reads: SELECT … FROM Object.")
 
 
 SOSL_RESERVED = frozenset("?&|!{}[]()^~*:\\\"'+-")

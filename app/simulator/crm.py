@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import itertools
+import json
 import re
 import secrets
 import time
@@ -479,14 +480,88 @@ async def create(request: Request) -> Response:
     problem = check_values(spec, values, creating=True)
     if problem is not None:
         return problem
-    crm = crm_of(request)
+    record_id = insert(crm_of(request), spec, values)
+    return JSONResponse({"id": record_id, "success": True, "errors": []}, status_code=201)
+
+
+def insert(crm: CrmOrg, spec: ObjectSpec, values: Json) -> str:
+    """A new record of `spec` from `values` (checked): its id."""
     record_id = crm.new_id(spec)
     now = time.strftime("%Y-%m-%dT%H:%M:%S.000+0000", time.gmtime())
     record: Json = {"Id": record_id, "CreatedDate": now, "LastModifiedDate": now}
     record.update({f.name: False for f in spec.fields if f.type == "boolean"})
     record.update(canonical(spec, values))
     crm.records.setdefault(spec.name, {})[record_id] = record
-    return JSONResponse({"id": record_id, "success": True, "errors": []}, status_code=201)
+    return record_id
+
+
+COLLECTION_MAX = 200
+"""The most records one sObject Collections request takes."""
+ROLLED_BACK = {
+    "statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+    "message": "Record rolled back because not all records were valid and the request was using "
+    "AllOrNone header",
+    "fields": [],
+}
+
+
+def save_error(code: str, message: str, fields: list[str] | None = None) -> Json:
+    """A SaveResult of a record not created."""
+    return {
+        "success": False,
+        "errors": [{"statusCode": code, "message": message, "fields": fields or []}],
+    }
+
+
+async def create_collection(request: Request) -> Response:
+    """`POST …/composite/sobjects` (sObject Collections): `{"allOrNone": false, "records": [{
+    "attributes": {"type": "Contact"}, "LastName": …}, …]}`, at most 200 records of any objects,
+    created in order; 200 with one SaveResult per record, in the same order. A record refused
+    answers `{"success": false, "errors": [{"statusCode", "message", "fields"}]}`; with
+    `allOrNone` any refusal creates none (the others answer ALL_OR_NONE_OPERATION_ROLLED_BACK)."""
+    refused = authorized(request)
+    if refused is not None:
+        return refused
+    body = await body_json(request)
+    if isinstance(body, Response):
+        return body
+    records = body.get("records") if isinstance(body, dict) else None
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        message = "The request body must be an object whose records is a list of records."
+        return rest_error(400, "JSON_PARSER_ERROR", message)
+    if len(records) > COLLECTION_MAX:
+        return rest_error(
+            400,
+            "EXCEEDED_ID_LIMIT",
+            f"record limit reached. cannot submit more than {COLLECTION_MAX} records into this "
+            "call",
+        )
+    crm = crm_of(request)
+    checked: list[tuple[ObjectSpec, Json] | Json] = []
+    for item in records:
+        attributes = item.get("attributes")
+        name = attributes.get("type") if isinstance(attributes, dict) else None
+        spec = crm.schema(name) if isinstance(name, str) else None
+        if spec is None:
+            checked.append(save_error("INVALID_TYPE", f"sObject type '{name}' is not supported."))
+            continue
+        values = {k: v for k, v in item.items() if k != "attributes"}
+        problem = check_values(spec, values, creating=True)
+        if problem is None:
+            checked.append((spec, values))
+        else:
+            [error] = json.loads(bytes(problem.body))
+            checked.append(save_error(error["errorCode"], error["message"], error["fields"]))
+    undone = body.get("allOrNone") is True and any(isinstance(c, dict) for c in checked)
+    results = []
+    for c in checked:
+        if isinstance(c, dict):
+            results.append(c)
+        elif undone:
+            results.append({"success": False, "errors": [ROLLED_BACK]})
+        else:
+            results.append({"id": insert(crm, *c), "success": True, "errors": []})
+    return JSONResponse(results)
 
 
 def record_of(request: Request, spec: ObjectSpec) -> Json | Response:
@@ -810,5 +885,6 @@ routes = [
     Route(DATA + "/sobjects", describe_global, methods=["GET"]),
     Route(DATA + "/sobjects/{sobject}/describe", describe, methods=["GET"]),
     Route(DATA + "/sobjects/{sobject}", create, methods=["POST"]),
+    Route(DATA + "/composite/sobjects", create_collection, methods=["POST"]),
     Route(DATA + "/sobjects/{sobject}/{id}", one_record, methods=["GET", "PATCH", "DELETE"]),
 ]

@@ -354,7 +354,7 @@ async def test_every_record_tool_does_what_it_says() -> None:
                 },
             )
 
-    assert len(tools) == 19
+    assert len(tools) == 20
     assert all(t.meta and t.meta["securitySchemes"] for t in listed if t.name in tools)
     assert (got["fields"]["Phone"], got["fields"]["Email"]) == ("+33 1 23", "ana@example.com")
     assert renamed["fields"]["Name"] == "V2"
@@ -384,6 +384,7 @@ async def test_a_crm_call_answers_within_the_tool_deadline() -> None:
 READ_TOOLS = {
     "salesforce_describe",
     "salesforce_query",
+    "salesforce_export",
     "salesforce_search",
     "salesforce_get",
     "salesforce_list_contacts",

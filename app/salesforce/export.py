@@ -1,0 +1,285 @@
+"""salesforce_export's file: a SOQL query read across all its pages, one row per record, written
+as CSV or XLSX, within a bound of rows and one of bytes.
+
+Columns are the SELECT's fields in order, a parent's fields flattened to dotted names
+(`Account.Name`) and spelled as Salesforce answers them; Salesforce's `attributes` are dropped,
+nulls (and a parent that is null) are empty cells. A field list that is not plain fields (functions
+such as `toLabel(Status)`, aliases, aggregates, `TYPEOF`) takes its columns from the records, in the
+order first seen. A child subquery (`(SELECT … FROM Cases)`) is refused: a flat file has one row per
+record and no place for a list of children (export the children with their parent's fields
+instead).
+
+Bounds: a query whose first page says it matches more records than `max_rows` is refused before
+any other page is read; reading stops as soon as the cells' text passes `max_bytes`, and a file
+over `max_bytes` is refused (an XLSX file is compressed, so both are checked). Nothing partial is
+returned: past a bound the export is an error that says which bound and how to narrow the query.
+
+Spreadsheet formulas: a CSV cell whose text starts with =, +, -, @, a tab or a carriage return is
+prefixed with a single quote (the usual guard: a spreadsheet shows it as text and runs nothing;
+numbers from Salesforce are never prefixed); an XLSX cell holding text is a string cell, never a
+formula, so XLSX needs no prefix.
+
+XLSX through openpyxl (the maintained standard): the format is a zip of XML parts with many rules
+(content types, relationships, styles, inline or shared strings, the XML characters allowed), none
+of which this module should get wrong by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.styles import Font
+from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+
+from app.salesforce.client import QueryPage
+from app.salesforce.errors import SalesforceError
+from app.salesforce.soql import one_select, select_items
+
+Format = Literal["csv", "xlsx"]
+MIME_TYPES: dict[str, str] = {
+    "csv": "text/csv",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+MAX_ROWS = 10_000
+MAX_BYTES = 4 * 1024 * 1024
+XLSX_CELL_CHARS = 32_767
+"""The most characters an XLSX cell holds (openpyxl would cut longer text silently)."""
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+PATH = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*$")
+SHEET_TITLE_BAD = re.compile(r"[\[\]:*?/\\]")
+
+
+@dataclass(frozen=True)
+class ExportBounds:
+    max_rows: int = MAX_ROWS
+    max_bytes: int = MAX_BYTES
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    object: str
+    """The object the query reads (as written in its FROM)."""
+    format: Format
+    columns: list[str]
+    rows: int
+    data: bytes
+    name: str
+    """A file name: the object, the time of the export (UTC) and the format's extension."""
+
+    @property
+    def mime_type(self) -> str:
+        return MIME_TYPES[self.format]
+
+
+class Pages(Protocol):
+    async def query(self, soql: str) -> QueryPage: ...
+
+    async def query_more(self, next_records_url: str) -> QueryPage: ...
+
+
+def export_columns(soql: str) -> tuple[list[str] | None, str]:
+    """The columns `soql`'s field list names (None: functions or aggregates, whose columns come
+    from the records) and the object it reads; an error for what cannot go into a flat file."""
+    one_select(soql)
+    items, sobject = select_items(soql)
+    for item in items:
+        if item.startswith("("):
+            raise SalesforceError(
+                f"soql selects a child subquery ({item[:60]}): an export has one row per record "
+                "and no place for a list of children. Leave it out, or export the children "
+                "with their parent's fields (e.g. SELECT Subject, Contact.LastName FROM Case)."
+            )
+        if re.fullmatch(r"COUNT\s*\(\s*\)", item, re.IGNORECASE):
+            raise SalesforceError(
+                "soql is SELECT COUNT(), which counts records and returns none: select fields "
+                "to export them."
+            )
+    plain = all(PATH.fullmatch(item) for item in items)
+    return (items if plain else None), sobject
+
+
+def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A record's fields by dotted name (`Account.Name`), without `attributes`."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if key == "attributes":
+            continue
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+class Table:
+    """The rows read so far, by column, with the size of their text."""
+
+    def __init__(
+        self, selected: list[str] | None, bounds: ExportBounds, cell_chars: int | None = None
+    ) -> None:
+        self._selected = selected
+        self._bounds = bounds
+        self._cell_chars = cell_chars
+        self._spelling: dict[str, str] = {}
+        """A column's name in lower case → as Salesforce spells it (the first seen)."""
+        self._rows: list[dict[str, Any]] = []
+        self._text = 0
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def add(self, records: Iterable[dict[str, Any]], total: int) -> None:
+        for record in records:
+            flat = flatten(record)
+            row: dict[str, Any] = {}
+            for name, value in flat.items():
+                key = name.lower()
+                self._spelling.setdefault(key, name)
+                row[key] = value
+                if value is not None:
+                    text = str(value)
+                    self._text += len(text.encode())
+                    if self._cell_chars is not None and len(text) > self._cell_chars:
+                        raise SalesforceError(
+                            f"A value of {name} has {len(text):,} characters, over the "
+                            f"{self._cell_chars:,} an XLSX cell holds: export as CSV, or leave "
+                            "the field out. Nothing was exported."
+                        )
+            self._rows.append(row)
+        if len(self._rows) > self._bounds.max_rows:
+            # More than the first page said: Salesforce's count was low (records added since).
+            raise too_many(len(self._rows), self._bounds.max_rows, at_least=True)
+        if self._text > self._bounds.max_bytes:
+            raise too_big(self._bounds.max_bytes, f"after {len(self._rows):,} of {total:,} records")
+
+    def columns(self) -> tuple[list[str], list[str]]:
+        """The column names and the keys of their cells in each row."""
+        if self._selected is not None:
+            keys = [path.lower() for path in self._selected]
+        else:
+            seen = list(self._spelling)
+            # A parent that was null on some record is one key there (Account: null): not a
+            # column when its fields are (Account.Name).
+            keys = [k for k in seen if not any(o.startswith(k + ".") for o in seen)]
+        names = [
+            self._spelling.get(k, path)
+            for k, path in zip(keys, self._selected or keys, strict=True)
+        ]
+        return names, keys
+
+    def cells(self, keys: list[str]) -> Iterable[list[Any]]:
+        for row in self._rows:
+            yield [row.get(k) for k in keys]
+
+
+def too_many(count: int, bound: int, *, at_least: bool = False) -> SalesforceError:
+    return SalesforceError(
+        f"The query matches {'at least ' if at_least else ''}{count:,} records, over the "
+        f"export's bound of {bound:,} "
+        "(CRM_EXPORT_MAX_ROWS): narrow it (a WHERE, or a LIMIT) and export in parts. "
+        "Nothing was exported."
+    )
+
+
+def too_big(bound: int, where: str) -> SalesforceError:
+    return SalesforceError(
+        f"The export is over its bound of {bound:,} bytes (CRM_EXPORT_MAX_BYTES) {where}: select "
+        "fewer fields or fewer records (a WHERE, or a LIMIT) and export in parts. Nothing was "
+        "exported."
+    )
+
+
+async def export(
+    client: Pages,
+    soql: str,
+    fmt: Format,
+    bounds: ExportBounds,
+    redact: Callable[[Any], Any] = lambda records: records,
+    *,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> ExportFile:
+    """`soql`'s records, every page of them, as a file of `fmt`; `redact` masks each page's
+    records first."""
+    selected, sobject = export_columns(soql)
+    page = await client.query(soql)
+    if page.total > bounds.max_rows:
+        raise too_many(page.total, bounds.max_rows)
+    table = Table(selected, bounds, XLSX_CELL_CHARS if fmt == "xlsx" else None)
+    table.add(redact(page.records), page.total)
+    while page.next:
+        page = await client.query_more(page.next)
+        table.add(redact(page.records), page.total)
+    names, keys = table.columns()
+    write = write_csv if fmt == "csv" else write_xlsx
+    # Off the event loop: an XLSX of ten thousand rows takes a second or two to write.
+    data = await asyncio.to_thread(write, sobject, names, table.cells(keys))
+    if len(data) > bounds.max_bytes:
+        raise too_big(bounds.max_bytes, f"as {fmt.upper()} ({len(data):,} bytes)")
+    stamp = now().astimezone(UTC).strftime("%Y%m%d-%H%M%S")
+    return ExportFile(sobject, fmt, names, len(table), data, f"{sobject}-{stamp}.{fmt}")
+
+
+def csv_cell(value: Any) -> str:
+    """A cell's CSV text: nulls empty, booleans as Salesforce writes them, text that a
+    spreadsheet would take for a formula prefixed with a single quote."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    text = value if isinstance(value, str) else json.dumps(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def write_csv(sobject: str, names: list[str], rows: Iterable[list[Any]]) -> bytes:
+    """UTF-8 (no byte order mark), comma-separated, CRLF line ends, quotes where needed (RFC
+    4180, as Python's csv module writes it)."""
+    out = io.StringIO(newline="")
+    writer = csv.writer(out)
+    writer.writerow([csv_cell(n) for n in names])
+    for row in rows:
+        writer.writerow([csv_cell(v) for v in row])
+    return out.getvalue().encode()
+
+
+def xlsx_cell(sheet: WriteOnlyWorksheet, value: Any) -> Any:
+    """A cell's XLSX value: numbers and booleans as such, text as a string cell (never a
+    formula); characters XML cannot hold become U+FFFD. (Text over an XLSX cell's length was
+    refused when read.)"""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    text = value if isinstance(value, str) else json.dumps(value)
+    cell = WriteOnlyCell(sheet, ILLEGAL_CHARACTERS_RE.sub("\ufffd", text))
+    cell.data_type = "s"  # openpyxl makes text starting with "=" a formula otherwise
+    return cell
+
+
+def write_xlsx(sobject: str, names: list[str], rows: Iterable[list[Any]]) -> bytes:
+    """One sheet named after the object: a bold header row (frozen), then a row per record."""
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet(title=SHEET_TITLE_BAD.sub("_", sobject)[:31] or "Export")
+    sheet.freeze_panes = "A2"
+    bold = Font(bold=True)
+    header = []
+    for name in names:
+        cell = xlsx_cell(sheet, name)
+        cell.font = bold
+        header.append(cell)
+    sheet.append(header)
+    for row in rows:
+        sheet.append([xlsx_cell(sheet, v) for v in row])
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
