@@ -44,7 +44,8 @@ from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from app.salesforce.client import QueryPage
 from app.salesforce.errors import SalesforceError
-from app.salesforce.soql import one_select, select_items
+from app.salesforce.soql import one_select
+from app.salesforce.soql_syntax import SoqlSyntax, parse
 
 Format = Literal["csv", "xlsx"]
 MIME_TYPES: dict[str, str] = {
@@ -56,7 +57,6 @@ MAX_BYTES = 4 * 1024 * 1024
 XLSX_CELL_CHARS = 32_767
 """The most characters an XLSX cell holds (openpyxl would cut longer text silently)."""
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-PATH = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*$")
 SHEET_TITLE_BAD = re.compile(r"[\[\]:*?/\\]")
 
 
@@ -92,21 +92,34 @@ def export_columns(soql: str) -> tuple[list[str] | None, str]:
     """The columns `soql`'s field list names (None: functions or aggregates, whose columns come
     from the records) and the object it reads; an error for what cannot go into a flat file."""
     one_select(soql)
-    items, sobject = select_items(soql)
-    for item in items:
-        if item.startswith("("):
-            raise SalesforceError(
-                f"soql selects a child subquery ({item[:60]}): an export has one row per record "
-                "and no place for a list of children. Leave it out, or export the children "
-                "with their parent's fields (e.g. SELECT Subject, Contact.LastName FROM Case)."
-            )
-        if re.fullmatch(r"COUNT\s*\(\s*\)", item, re.IGNORECASE):
-            raise SalesforceError(
-                "soql is SELECT COUNT(), which counts records and returns none: select fields "
-                "to export them."
-            )
-    plain = all(PATH.fullmatch(item) for item in items)
-    return (items if plain else None), sobject
+    try:
+        shape = parse(soql)
+    except SoqlSyntax:
+        raise SalesforceError(
+            "soql's field list could not be read to name the file's columns: export fields and "
+            "parent fields (SELECT Id, Name, Account.Name FROM Contact WHERE …)."
+        ) from None
+    if shape.children:
+        raise SalesforceError(
+            f"soql selects a child subquery (FROM {shape.children[0].sobject.text}): an export "
+            "has one row per record and no place for a list of children. Leave it out, or "
+            "export the children with their parent's fields (e.g. SELECT Subject, "
+            "Contact.LastName FROM Case)."
+        )
+    if shape.count_only:
+        raise SalesforceError(
+            "soql is SELECT COUNT(), which counts records and returns none: select fields "
+            "to export them."
+        )
+    itself = {shape.sobject.text.lower(), (shape.alias or "").lower()}
+    columns = shape.columns
+    if columns is not None:
+        # `c.Name` and `Contact.Name` (FROM Contact c) are the record's own Name.
+        columns = [
+            c.split(".", 1)[1] if "." in c and c.split(".")[0].lower() in itself else c
+            for c in columns
+        ]
+    return columns, shape.sobject.text
 
 
 def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -2,34 +2,34 @@
 relationship path (`Account.Name`, `Contact__r.Account.Owner.Name`), child subquery and semi-join
 must exist, else an error naming the name and the closest the org has. Names written without their
 package's namespace (`Loyalty_Card__c` for `acme__Loyalty_Card__c`) are completed when exactly one
-match exists. Values come in as bind variables (`:email`) and go out as escaped literals.
+match exists. Bind variables (`:email`) are filled with literals of the compared field's type.
 
-Salesforce remains the judge of the rest (types, operators, functions): a query this module cannot
-read is sent as written.
+A name missing from a kept describe is looked up once more, fresh, before it is refused (the org
+may have gained it since). Salesforce remains the judge of the rest (types, operators,
+functions): a query this module cannot read is sent as written, its binds filled as text.
 """
 
 from __future__ import annotations
 
 import difflib
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
+from app.salesforce.binds import Params, bind_text, check_names, value_literal
 from app.salesforce.errors import SalesforceError
 from app.salesforce.schema import SchemaCache, UnknownField
-from app.salesforce.soql import literal
-from app.salesforce.soql_syntax import Name, Select, SoqlSyntax, parse, tokenize
+from app.salesforce.soql import limited
+from app.salesforce.soql_syntax import Name, Select, SoqlSyntax, parse
 
 log = structlog.get_logger(__name__)
 
 MAX_PARENT_HOPS = 5
 """Salesforce follows at most five child-to-parent relationships in one path."""
 
-BindValue = str | int | float | bool | None
-Params = Mapping[str, BindValue | Sequence[BindValue]]
+Described = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -45,70 +45,57 @@ class Checked:
         query = self.query
         if query is None or query.aggregate or query.limit is not None or query.offset:
             return None
-        rest = self.soql[query.from_start :]
+        end = query.tail if query.tail is not None else len(self.soql)
         if query.order is not None:
-            start, end = (at - query.from_start for at in query.order)
-            rest = rest[:start] + (rest[end:] if end >= 0 else "")
-        return f"SELECT COUNT() {rest.strip()}"
+            start, after = query.order
+            kept = (
+                self.soql[query.from_start : start] + self.soql[after if after >= 0 else end : end]
+            )
+        else:
+            kept = self.soql[query.from_start : end]
+        return f"SELECT COUNT() {kept.strip()}"
+
+    def bounded(self, limit: int) -> str:
+        """The query with a LIMIT of at most `limit`: added where SOQL puts it (before OFFSET
+        and FOR VIEW) when it has none; a larger one is an error."""
+        query = self.query
+        if query is None:
+            return limited(self.soql, limit)
+        if query.limit is None:
+            at = query.limit_at if query.limit_at is not None else len(self.soql)
+            return f"{self.soql[:at].rstrip()} LIMIT {limit} {self.soql[at:]}".rstrip()
+        if query.limit > limit:
+            raise SalesforceError(
+                f"soql's LIMIT {query.limit} is over {limit}, the most one call returns: lower "
+                "it and page on with the cursor."
+            )
+        return self.soql
 
 
-def bind(soql: str, params: Params | None) -> str:
-    """`soql` with each `:name` replaced by `params[name]` as a literal: text quoted and escaped,
-    so nothing in a value can end the string or add a condition."""
+async def check(schema: SchemaCache, soql: str, params: Params | None = None) -> Checked:
+    """`soql` with its names checked and completed and its binds filled; UnknownField naming
+    the first wrong name."""
     given = dict(params or {})
     try:
-        tokens = [t for t in tokenize(soql) if t.kind == "bind"]
-    except SoqlSyntax as exc:
-        if given:
-            raise SalesforceError(f"soql could not be read to fill in params: {exc}.") from None
-        return soql
-    named = {t.text[1:] for t in tokens}
-    if missing := sorted(named - given.keys()):
-        raise SalesforceError(f"soql uses :{missing[0]} but params has no {missing[0]!r}.")
-    if unused := sorted(given.keys() - named):
-        raise SalesforceError(f"params has {unused[0]!r}, which soql does not use as :{unused[0]}.")
-    out = soql
-    for token in reversed(tokens):
-        out = (
-            out[: token.start] + _literal(token.text[1:], given[token.text[1:]]) + out[token.end :]
-        )
-    return out
-
-
-def _literal(name: str, value: Any) -> str:
-    if isinstance(value, list | tuple):
-        if not value:
-            raise SalesforceError(f"params[{name!r}] is an empty list; IN needs one value or more.")
-        return "(" + ", ".join(_literal(name, v) for v in value) + ")"
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise SalesforceError(f"params[{name!r}] must be a finite number.")
-        return repr(value)
-    if isinstance(value, str):
-        return literal(value)
-    raise SalesforceError(
-        f"params[{name!r}] must be text, a number, true/false, null or a list of them."
-    )
-
-
-async def check(schema: SchemaCache, soql: str) -> Checked:
-    """`soql` with its names checked and completed; UnknownField naming the first wrong one."""
+        query = parse(soql)
+    except SoqlSyntax:
+        # Not why: the reason quotes the query, whose values may be a customer's data.
+        log.info("crm.query.unchecked")
+        return Checked(bind_text(soql, given), None)
+    checker = _Checker(schema)
+    await checker.select(query, None)
+    binds = [b for q in query.every() for b in q.binds]
+    check_names((b.name for b in binds), given)
+    edits = list(checker.fixes)
+    for b in binds:
+        kind, field = checker.types.get(b.subject.start, (None, "")) if b.subject else (None, "")
+        edits.append((b.start, b.end, value_literal(b.name, given[b.name], kind, field)))
+    for start, end, text in sorted(edits, reverse=True):
+        soql = soql[:start] + text + soql[end:]
     try:
-        query = parse(soql)
-    except SoqlSyntax as exc:
-        log.info("crm.query.unchecked", reason=str(exc)[:80])
+        return Checked(soql, parse(soql) if edits else query)
+    except SoqlSyntax:
         return Checked(soql, None)
-    fixes: list[tuple[Name, str]] = []
-    await _Checker(schema, fixes).select(query, None)
-    for name, resolved in sorted(fixes, key=lambda f: f[0].start, reverse=True):
-        soql = soql[: name.start] + resolved + soql[name.end :]
-    if fixes:
-        query = parse(soql)
-    return Checked(soql, query)
 
 
 def _closest(name: str, options: Sequence[str]) -> str:
@@ -118,38 +105,68 @@ def _closest(name: str, options: Sequence[str]) -> str:
     return f" Did you mean {' or '.join(close)}?" if close else ""
 
 
-def _namespaced(name: str, options: Sequence[str]) -> str | None:
-    """The one option that is `name` with a package namespace in front (`acme__` + name)."""
-    lowered = name.lower()
-    found = [
-        o
-        for o in options
-        if o.lower().endswith("__" + lowered) and o.count("__") == name.count("__") + 1
-    ]
-    return found[0] if len(found) == 1 else None
-
-
 def _lookup(name: str, by_name: Mapping[str, Any]) -> tuple[str, Any] | None:
-    """The entry for `name` (any case, or completed with its namespace): (its name, value)."""
+    """The entry for `name` in any letter case, or completed with a package namespace (the one
+    key that is `ns__` + name): (its key, value)."""
+    lowered = name.lower()
     for key, value in by_name.items():
-        if key.lower() == name.lower():
+        if key.lower() == lowered:
             return key, value
-    resolved = _namespaced(name, list(by_name))
-    return (resolved, by_name[resolved]) if resolved else None
+    found = [
+        k
+        for k in by_name
+        if k.lower().endswith("__" + lowered) and k.count("__") == name.count("__") + 1
+    ]
+    return (found[0], by_name[found[0]]) if len(found) == 1 else None
+
+
+def _fields(described: Described) -> dict[str, Any]:
+    return {str(f.get("name")): f for f in described.get("fields", [])}
+
+
+def _lookups(described: Described) -> dict[str, Any]:
+    return {
+        str(f["relationshipName"]): f
+        for f in described.get("fields", [])
+        if f.get("relationshipName")
+    }
+
+
+def _children(described: Described) -> dict[str, Any]:
+    return {
+        str(c["relationshipName"]): str(c.get("childSObject"))
+        for c in described.get("childRelationships", [])
+        if c.get("relationshipName")
+    }
 
 
 class _Checker:
-    def __init__(self, schema: SchemaCache, fixes: list[tuple[Name, str]]) -> None:
+    def __init__(self, schema: SchemaCache) -> None:
         self.schema = schema
-        self.fixes = fixes
+        self.fixes: list[tuple[int, int, str]] = []
+        self.types: dict[int, tuple[str | None, str]] = {}
+        """Where a field path starts → (its type, Object.Field), for the binds compared with it."""
 
     def fix(self, name: Name, resolved: str) -> None:
         if resolved.lower() != name.text.lower():
-            self.fixes.append((name, resolved))
+            self.fixes.append((name.start, name.end, resolved))
 
-    async def object(self, name: Name) -> dict[str, Any]:
+    async def find(
+        self, described: Described, part: Any, name: str
+    ) -> tuple[Described, tuple[str, Any] | None]:
+        """`name` among `part(described)`; on a miss, once more in a fresh describe."""
+        found = _lookup(name, part(described))
+        if found is None:
+            described = await self.schema.describe(str(described.get("name")), fresh=True)
+            found = _lookup(name, part(described))
+        return described, found
+
+    async def object(self, name: Name) -> Described:
         objects = {str(o.get("name")): o for o in await self.schema.objects()}
         found = _lookup(name.text, objects)
+        if found is None:
+            objects = {str(o.get("name")): o for o in await self.schema.objects(fresh=True)}
+            found = _lookup(name.text, objects)
         if found is None:
             raise UnknownField(
                 f"The org has no object {name.text!r}.{_closest(name.text, list(objects))}",
@@ -158,39 +175,40 @@ class _Checker:
         self.fix(name, found[0])
         return await self.schema.describe(found[0])
 
-    async def select(self, query: Select, parent: dict[str, Any] | None) -> None:
+    async def select(self, query: Select, parent: Described | None) -> None:
         if parent is None:
             described = await self.object(query.sobject)
         else:
             described = await self.child(parent, query.sobject)
+        written = {query.sobject.text.lower(), str(described.get("name")).lower()}
+        if query.alias:
+            written.add(query.alias.lower())
         for path in query.fields:
             if path.text.lower() not in query.aliases:
-                await self.path(described, path, query.alias)
+                await self.path(described, path, written)
         for child in query.children:
             await self.select(child, described)
         for semijoin in query.semijoins:
             await self.select(semijoin, None)
 
-    async def child(self, parent: dict[str, Any], name: Name) -> dict[str, Any]:
-        children = {
-            str(c["relationshipName"]): str(c.get("childSObject"))
-            for c in parent.get("childRelationships", [])
-            if c.get("relationshipName")
-        }
-        found = _lookup(name.text, children)
+    async def child(self, parent: Described, name: Name) -> Described:
+        parent, found = await self.find(parent, _children, name.text)
         if found is None:
             raise UnknownField(
                 f"{parent.get('name')} has no child relationship {name.text!r} (a subquery's "
-                f"FROM names one, e.g. Cases).{_closest(name.text, list(children))}",
+                f"FROM names one, e.g. Cases).{_closest(name.text, list(_children(parent)))}",
                 code="INVALID_TYPE",
             )
         self.fix(name, found[0])
         return await self.schema.describe(found[1])
 
-    async def path(self, described: dict[str, Any], path: Name, alias: str | None) -> None:
+    async def path(self, described: Described, path: Name, qualifiers: set[str]) -> None:
+        """Check `path` on `described`; `qualifiers`: what may stand before a field for the
+        object itself (its name as written and its alias: `Contact.FirstName`, `c.Email`)."""
         hops = path.text.split(".")
         at = path.start
-        if alias and len(hops) > 1 and hops[0].lower() == alias.lower():
+        itself = len(hops) > 1 and hops[0].lower() in qualifiers
+        if itself and _lookup(hops[0], _lookups(described)) is None:
             at += len(hops[0]) + 1
             hops = hops[1:]
         if len(hops) - 1 > MAX_PARENT_HOPS:
@@ -201,39 +219,31 @@ class _Checker:
             )
         *relationships, last = hops
         for hop in relationships:
-            here = Name(hop, at, at + len(hop))
+            target = await self.relationship(described, Name(hop, at, at + len(hop)), path.text)
             at += len(hop) + 1
-            target = self.relationship(described, here, path.text)
             if target is None:
                 return  # polymorphic (Who, What, Owner): which object depends on the record
             described = await self.schema.describe(target)
-        fields = {str(f.get("name")): f for f in described.get("fields", [])}
-        found = _lookup(last, fields)
+        described, found = await self.find(described, _fields, last)
         if found is None:
             raise UnknownField(
                 f"{described.get('name')} has no field {last!r}"
                 + (f" (in {path.text})" if relationships else "")
-                + f".{_closest(last, list(fields))}",
+                + f".{_closest(last, list(_fields(described)))}",
                 code="INVALID_FIELD",
                 fields=(last,),
             )
         self.fix(Name(last, at, at + len(last)), found[0])
+        self.types[path.start] = (found[1].get("type"), f"{described.get('name')}.{found[0]}")
 
-    def relationship(self, described: dict[str, Any], hop: Name, path: str) -> str | None:
-        lookups = {
-            str(f["relationshipName"]): f
-            for f in described.get("fields", [])
-            if f.get("relationshipName")
-        }
-        found = _lookup(hop.text, lookups)
+    async def relationship(self, described: Described, hop: Name, path: str) -> str | None:
+        described, found = await self.find(described, _lookups, hop.text)
         if found is None:
-            hint = _closest(hop.text, list(lookups))
-            field = next(
-                (f for f in described.get("fields", []) if f.get("name") == hop.text), None
-            )
-            if field is not None and field.get("relationshipName"):
+            hint = _closest(hop.text, list(_lookups(described)))
+            lookup = _fields(described).get(hop.text)
+            if lookup is not None and lookup.get("relationshipName"):
                 hint = (
-                    f" A lookup is followed by its relationship name: {field['relationshipName']}."
+                    f" A lookup is followed by its relationship name: {lookup['relationshipName']}."
                 )
             raise UnknownField(
                 f"{described.get('name')} has no relationship {hop.text!r} (in {path}).{hint}",

@@ -32,17 +32,19 @@ class SchemaCache:
         self._kept: dict[str, tuple[float, dict[str, Any]]] = {}
         self._objects: tuple[float, list[dict[str, Any]]] | None = None
 
-    async def objects(self) -> list[dict[str, Any]]:
-        if self._objects is not None and self._monotonic() < self._objects[0]:
+    async def objects(self, *, fresh: bool = False) -> list[dict[str, Any]]:
+        """Every object of the org; `fresh`: asked again, not from what is kept."""
+        if not fresh and self._objects is not None and self._monotonic() < self._objects[0]:
             return self._objects[1]
         found = await self._client.objects()
         self._objects = (self._monotonic() + self._ttl, found)
         return found
 
-    async def describe(self, sobject: str) -> dict[str, Any]:
+    async def describe(self, sobject: str, *, fresh: bool = False) -> dict[str, Any]:
+        """`sobject`'s description; `fresh`: asked again, not from what is kept."""
         key = sobject.lower()
         kept = self._kept.get(key)
-        if kept is not None and self._monotonic() < kept[0]:
+        if not fresh and kept is not None and self._monotonic() < kept[0]:
             return kept[1]
         described = await self._client.describe(sobject)
         self._kept[key] = (self._monotonic() + self._ttl, described)

@@ -70,36 +70,6 @@ def limited(soql: str, limit: int) -> str:
     return soql
 
 
-_TOP_LEVEL = re.compile(r"[(),]|\bFROM\b", re.IGNORECASE)
-_OBJECT = re.compile(r"\s+([A-Za-z][A-Za-z0-9_]*)")
-
-
-def select_items(soql: str) -> tuple[list[str], str]:
-    """The items of a SELECT's field list as written (fields, `Account.Name`, functions, child
-    subqueries) and the object its FROM names, read at the top level: commas and FROM inside
-    parentheses (subqueries, functions) or string literals do not count."""
-    text = _STRINGS.sub(lambda m: "'" + "_" * (len(m.group()) - 2) + "'", soql)
-    start = _SELECT.match(text)
-    if start is None:
-        raise SalesforceError("soql must be a SELECT query: this tool only reads.")
-    items, depth, at = [], 0, start.end()
-    for found in _TOP_LEVEL.finditer(text, start.end()):
-        token = found.group()
-        if token == "(":
-            depth += 1
-        elif token == ")":
-            depth -= 1
-        elif depth == 0:
-            items.append(soql[at : found.start()].strip())
-            at = found.end()
-            if token != ",":
-                named = _OBJECT.match(text, at)
-                if named is None:
-                    break
-                return items, named.group(1)
-    raise SalesforceError("soql must name the object it reads: SELECT … FROM Object.")
-
-
 SOSL_RESERVED = frozenset("?&|!{}[]()^~*:\\\"'+-")
 
 

@@ -35,6 +35,10 @@ KEYWORDS = CLAUSES | {
     *("NULLS", "FIRST", "LAST", "TRUE", "FALSE", "NULL", "USING", "SCOPE", "TYPEOF", "END"),
 }
 AGGREGATES = frozenset({"COUNT", "COUNT_DISTINCT", "SUM", "AVG", "MIN", "MAX"})
+FIELD_SETS = frozenset({"ALL", "STANDARD", "CUSTOM"})
+"""FIELDS(ALL) and the like: sets of fields, not names."""
+MAX_DEPTH = 50
+"""Deeper nesting of conditions or functions than this is left to Salesforce."""
 COMPARISONS = frozenset({"=", "!=", "<>", "<", "<=", ">", ">="})
 
 
@@ -63,11 +67,24 @@ class Name:
     end: int
 
 
+@dataclass(frozen=True)
+class Bind:
+    """A `:name` bind variable and the field it is compared with (None: a LIMIT, a function)."""
+
+    name: str
+    start: int
+    end: int
+    subject: Name | None
+
+
 @dataclass
 class Select:
     sobject: Name
     """The FROM name: an object; for a child subquery, the parent's child relationship."""
     alias: str | None = None
+    columns: list[str] | None = None
+    """The SELECT's fields as written, in order; None when it also computes (functions,
+    aggregates, TYPEOF) and its columns are known from the records only."""
     fields: list[Name] = field(default_factory=list)
     children: list[Select] = field(default_factory=list)
     semijoins: list[Select] = field(default_factory=list)
@@ -75,12 +92,21 @@ class Select:
     count_only: bool = False
     """SELECT COUNT(): Salesforce answers with the number only."""
     aliases: set[str] = field(default_factory=set)
-    """Names given to aggregate columns (`COUNT(Id) total`): not fields."""
+    """Names given to SELECT columns (`COUNT(Id) total`): not fields."""
+    binds: list[Bind] = field(default_factory=list)
     limit: int | None = None
     offset: bool = False
     from_start: int = 0
     order: tuple[int, int] | None = None
     """Where ORDER BY starts and ends (a COUNT() query must not have one)."""
+    limit_at: int | None = None
+    """Where a LIMIT clause would go (before OFFSET, FOR VIEW, UPDATE …); None: at the end."""
+    tail: int | None = None
+    """Where FOR VIEW / FOR UPDATE / UPDATE TRACKING start: what a count must not repeat."""
+
+    def every(self) -> list[Select]:
+        """This query and those inside it."""
+        return [self] + [q for inner in self.children + self.semijoins for q in inner.every()]
 
 
 def tokenize(text: str) -> list[Token]:
@@ -97,6 +123,7 @@ def tokenize(text: str) -> list[Token]:
 
 
 def parse(text: str) -> Select:
+    """The query's shape; SoqlSyntax when this module cannot read it."""
     reader = _Reader(tokenize(text))
     query = reader.select()
     if reader.peek() is not None:
@@ -108,6 +135,7 @@ class _Reader:
     def __init__(self, tokens: list[Token]) -> None:
         self.tokens = tokens
         self.pos = 0
+        self.depth = 0
 
     def peek(self, ahead: int = 0) -> Token | None:
         at = self.pos + ahead
@@ -117,6 +145,11 @@ class _Reader:
         token = self.peek()
         found = repr(token.text) if token else "the end"
         return SoqlSyntax(f"expected {expected}, found {found}")
+
+    def nested(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise SoqlSyntax("nested too deeply")
 
     def take(self) -> Token:
         token = self.peek()
@@ -164,6 +197,7 @@ class _Reader:
         self.expect("SELECT")
         query = Select(Name("", 0, 0))
         fields: list[Name] = []
+        columns: list[str] | None = []
         pending: list[int] = []  # where child subqueries start: read once FROM is known
         while True:
             if self.op("("):
@@ -171,8 +205,13 @@ class _Reader:
                 self.skip_group()
             elif self.word("TYPEOF"):
                 self.skip_until("END")
+                columns = None
             else:
-                self.item(query, fields, in_select=True)
+                path = self.item(query, fields, in_select=True)
+                if path is None:
+                    columns = None
+                elif columns is not None:
+                    columns.append(path.text)
             if not self.op(","):
                 break
         query.from_start = self.expect("FROM").start
@@ -180,6 +219,7 @@ class _Reader:
         if self.is_name(self.peek()):
             query.alias = self.take().text
         query.fields = fields
+        query.columns = columns
         after_from = self.pos
         for start in pending:
             self.pos = start
@@ -211,13 +251,21 @@ class _Reader:
             query.order = (order.start, token.start if token else -1)
         if self.word("LIMIT"):
             number = self.take()
-            if number.kind not in ("number", "bind"):
-                raise SoqlSyntax("expected a number after LIMIT")
-            query.limit = int(number.text) if number.kind == "number" else None
+            if number.kind == "bind":
+                query.binds.append(Bind(number.text[1:], number.start, number.end, None))
+                query.limit = -1  # a LIMIT whose number comes with the binds
+            elif number.kind == "number" and number.text.isdigit():
+                query.limit = int(number.text)
+            else:
+                raise SoqlSyntax("expected a whole number after LIMIT")
+        following = self.peek()
+        query.limit_at = following.start if following is not None else None
         if self.word("OFFSET"):
             self.take()
             query.offset = True
-        if self.word("FOR", "UPDATE"):
+        tail = self.word("FOR", "UPDATE")
+        if tail is not None:
+            query.tail = tail.start
             self.skip_clause()
 
     def items(self, query: Select, *, grouping: bool = False, ordering: bool = False) -> None:
@@ -233,8 +281,9 @@ class _Reader:
             if not self.op(","):
                 return
 
-    def item(self, query: Select, fields: list[Name], *, in_select: bool = False) -> None:
-        """A field path, or a function of fields (with an alias, in SELECT)."""
+    def item(self, query: Select, fields: list[Name], *, in_select: bool = False) -> Name | None:
+        """A field path (returned), or a function of fields; in SELECT either may have an
+        alias."""
         token = self.peek()
         following = self.peek(1)
         if (
@@ -249,26 +298,35 @@ class _Reader:
                 inside = self.peek(1)
                 if in_select and token.upper == "COUNT" and inside and inside.text == ")":
                     query.count_only = True
-            self.arguments(query, fields)
-            if in_select and self.is_name(self.peek()):
-                query.aliases.add(self.take().text.lower())
-            return
-        fields.append(self.name("a field"))
+            self.arguments(query, fields, sets=token.upper == "FIELDS")
+            path = None
+        else:
+            path = self.name("a field")
+            fields.append(path)
+        if in_select and self.is_name(self.peek()):
+            query.aliases.add(self.take().text.lower())
+        return path
 
-    def arguments(self, query: Select, fields: list[Name]) -> None:
+    def arguments(self, query: Select, fields: list[Name], *, sets: bool = False) -> None:
         if not self.op("("):
             raise self.fail("'('")
         if self.op(")"):
             return
+        self.nested()
         while True:
             token = self.peek()
             if token is not None and token.kind in ("string", "number", "bind"):
+                self.pos += 1
+                if token.kind == "bind":
+                    query.binds.append(Bind(token.text[1:], token.start, token.end, None))
+            elif sets and token is not None and token.upper in FIELD_SETS:
                 self.pos += 1
             else:
                 self.item(query, fields)
             if not self.op(","):
                 break
         self.close()
+        self.depth -= 1
 
     def condition(self, query: Select) -> None:
         while True:
@@ -277,34 +335,36 @@ class _Reader:
                 return
 
     def term(self, query: Select) -> None:
+        self.nested()
         if self.word("NOT"):
             self.term(query)
         elif self.op("("):
             self.condition(query)
             self.close()
         else:
-            self.item(query, query.fields)
-            self.operator(query)
+            subject = self.item(query, query.fields)
+            self.operator(query, subject)
+        self.depth -= 1
 
-    def operator(self, query: Select) -> None:
+    def operator(self, query: Select, subject: Name | None) -> None:
         token = self.peek()
         if token is not None and token.kind == "op" and token.text in COMPARISONS:
             self.pos += 1
-            self.value()
+            self.value(query, subject)
         elif self.word("LIKE"):
-            self.value()
+            self.value(query, subject)
         elif self.word("INCLUDES", "EXCLUDES"):
-            self.values(query)
+            self.values(query, subject)
         else:
             self.word("NOT")
             self.expect("IN")
-            self.values(query)
+            self.values(query, subject)
 
-    def values(self, query: Select) -> None:
+    def values(self, query: Select, subject: Name | None) -> None:
         """A list in parentheses, or a semi-join `(SELECT …)`, or a bind."""
         token = self.peek()
         if token is not None and token.kind == "bind":
-            self.pos += 1
+            self.value(query, subject)
             return
         if not self.op("("):
             raise self.fail("'('")
@@ -313,15 +373,17 @@ class _Reader:
             query.semijoins.append(self.select())
         else:
             while True:
-                self.value()
+                self.value(query, subject)
                 if not self.op(","):
                     break
         self.close()
 
-    def value(self) -> None:
+    def value(self, query: Select, subject: Name | None) -> None:
         token = self.take()
         if token.kind == "op":
             raise SoqlSyntax(f"expected a value, found {token.text!r}")
+        if token.kind == "bind":
+            query.binds.append(Bind(token.text[1:], token.start, token.end, subject))
 
     def skip_group(self) -> None:
         depth = 1

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from app.simulator.soql import Parser, Query, SoqlError
+from app.simulator.soql import Parser, Query, SoqlError, aggregated
 
 Json = dict[str, Any]
 
@@ -135,6 +135,20 @@ SCHEMA: tuple[ObjectSpec, ...] = (
             ref("WhoId", "Name ID", "Contact", "Who", "Events"),
             ref("WhatId", "Related To ID", "Account", "What", "Events"),
         ),
+    ),
+    ObjectSpec(
+        # A managed package's object: its namespace (acme) prefixes the object, its fields and
+        # its relationships.
+        "acme__Loyalty_Card__c",
+        "Loyalty Card",
+        "a02",
+        _common(
+            FieldSpec("Name", label="Card Number", length=80),
+            FieldSpec("acme__Points__c", "double", "Points"),
+            FieldSpec("acme__Tier__c", "picklist", "Tier", picklist=("Bronze", "Silver", "Gold")),
+            ref("acme__Contact__c", "Member", "Contact", "acme__Contact__r", "acme__Cards__r"),
+        ),
+        custom=True,
     ),
     ObjectSpec(
         "Support_Visit__c",
@@ -660,7 +674,23 @@ def parse(crm: CrmOrg, text: str) -> Query:
         text,
         lambda sobject, path: getter(crm, sobject, path),
         lambda parent, relationship: child_object(crm, parent, relationship).name,
+        lambda sobject, path: field_of(crm, sobject, path),
     ).parse()
+
+
+def field_of(crm: CrmOrg, sobject: str, path: str) -> tuple[str, str]:
+    """The API name and type of the field `path` (checked to exist) ends at."""
+    spec = crm.schema(sobject)
+    assert spec is not None
+    *hops, last = path.split(".")
+    for hop in hops:
+        lookup = next(f for f in spec.fields if (f.relationship or "").lower() == hop.lower())
+        parent = crm.schema(lookup.reference_to or "")
+        assert parent is not None
+        spec = parent
+    found = spec.field(last)
+    assert found is not None
+    return found.name, found.type
 
 
 def child_object(crm: CrmOrg, parent: str, relationship: str) -> ObjectSpec:
@@ -776,10 +806,17 @@ async def query(request: Request) -> Response:
         return rest_error(400, exc.code, str(exc))
     spec = crm.schema(parsed.target)
     assert spec is not None
+    version = request.path_params["version"]
+    if parsed.aggregates or parsed.group_by:
+        matching = list(crm.records.get(spec.name, {}).values())
+        if parsed.where is not None:
+            matching = [r for r in matching if parsed.where(r)]
+        results = aggregated(parsed, matching)
+        # Aggregate results come in one answer: Salesforce has no queryMore for them.
+        return JSONResponse({"totalSize": len(results), "done": True, "records": results})
     rows = run(crm, spec, list(crm.records.get(spec.name, {}).values()), parsed)
     if parsed.count:
         return JSONResponse({"totalSize": len(rows), "done": True, "records": []})
-    version = request.path_params["version"]
     shaped_rows = [shaped(crm, spec, r, parsed, version) for r in rows]
     return JSONResponse(page(crm, version, shaped_rows, len(shaped_rows)))
 

@@ -43,6 +43,7 @@ KEYWORDS = frozenset(
 
 
 AGGREGATES = frozenset({"COUNT", "COUNT_DISTINCT", "SUM", "AVG", "MIN", "MAX"})
+NUMBERS = frozenset({"double", "int", "currency", "percent", "long"})
 
 
 class SoqlError(ValueError):
@@ -73,6 +74,8 @@ class Query:
     count: bool = False
     aggregates: list[Aggregate] = field(default_factory=list)
     group_by: list[tuple[str, Callable[[Json], Any]]] = field(default_factory=list)
+    group_names: dict[str, str] = field(default_factory=dict)
+    """A grouped path (lower case) → the API name its column has in the results."""
     where: Callable[[Json], bool] | None = None
     order: list[tuple[str, bool, bool]] = field(default_factory=list)  # field, desc, nulls first
     limit: int | None = None
@@ -163,14 +166,20 @@ class Parser:
         text: str,
         resolve: Callable[[str, str], Callable[[Json], Any]],
         child: Callable[[str, str], str],
+        field_of: Callable[[str, str], tuple[str, str]] = lambda o, p: (p.split(".")[-1], ""),
     ) -> None:
         """`resolve(object, path)` returns a getter of `path` on a record of `object`, or raises
         SoqlError INVALID_FIELD; `child(object, relationship)` names the object a child
-        relationship of `object` leads to, or raises SoqlError INVALID_TYPE."""
+        relationship of `object` leads to, or raises SoqlError INVALID_TYPE; `field_of(object,
+        path)` gives the API name and type of the field `path` ends at."""
         self.tokens = tokenize(text)
         self.pos = 0
         self.resolve = resolve
         self.child = child
+        self.field_of = field_of
+        self.qualifiers: dict[str, set[str]] = {}
+        """An object (lower case) → what may stand before its own fields: its name, its alias
+        (`SELECT c.Name FROM Contact c`)."""
 
     def peek(self, offset: int = 0) -> Token | None:
         index = self.pos + offset
@@ -239,13 +248,26 @@ class Parser:
         self.expect_word("FROM")
         name = self.name("an object")
         target = self.child(parent, name) if parent else name
+        self.qualifiers[target.lower()] = {name.lower(), target.lower()}
+        token = self.peek()
+        if token is not None and token.kind == "word" and token.upper not in KEYWORDS:
+            self.qualifiers[target.lower()].add(self.name("an alias").lower())
         query = Query(name, target, count=count, aggregates=aggregates)
         for path in fields:
+            path = self.own(target, path)
             self.resolve(target, path)  # checks it exists
             query.fields.append(path)
         unnamed = 0
         for aggregate in aggregates:
+            aggregate.path = self.own(target, aggregate.path)
             aggregate.read = self.resolve(target, aggregate.path)
+            kind = self.field_of(target, aggregate.path)[1]
+            if aggregate.function in ("SUM", "AVG") and kind not in NUMBERS:
+                raise SoqlError(
+                    "MALFORMED_QUERY",
+                    f"field {aggregate.path} does not support aggregate operator "
+                    f"{aggregate.function}",
+                )
             if not aggregate.label:
                 aggregate.label, unnamed = f"expr{unnamed}", unnamed + 1
         after_from = self.pos
@@ -260,8 +282,9 @@ class Parser:
         if self.take_word("GROUP"):
             self.expect_word("BY")
             while True:
-                path = self.name("a field")
+                path = self.own(target, self.name("a field"))
                 query.group_by.append((path, self.resolve(target, path)))
+                query.group_names[path.lower()] = self.field_of(target, path)[0]
                 if not self.take_op(","):
                     break
         if query.aggregates or query.group_by:
@@ -277,8 +300,14 @@ class Parser:
                 if query.group_by and self.aggregate_ahead():
                     path = self.ordered_aggregate(query)
                 else:
-                    path = self.name("a field")
+                    path = self.own(target, self.name("a field"))
                     self.resolve(target, path)
+                    aggregating = bool(query.aggregates or query.group_by)
+                    if aggregating and path.lower() not in query.group_names:
+                        raise SoqlError(
+                            "MALFORMED_QUERY",
+                            f"Ordered field must be grouped or aggregated: {path}",
+                        )
                 desc = self.take_word("DESC") is not None
                 if not desc:
                     self.take_word("ASC")
@@ -296,6 +325,17 @@ class Parser:
         if self.take_word("OFFSET"):
             query.offset = self.integer("OFFSET")
         return query
+
+    def own(self, sobject: str, path: str) -> str:
+        """`path` without the object's name or alias in front (`c.Name`, `Contact.Name`),
+        unless that is also one of its relationships."""
+        head, _, rest = path.partition(".")
+        if rest and head.lower() in self.qualifiers.get(sobject.lower(), set()):
+            try:
+                self.resolve(sobject, path)
+            except SoqlError:
+                return rest
+        return path
 
     def aggregate_ahead(self) -> bool:
         word, following = self.peek(), self.peek(1)
@@ -327,7 +367,7 @@ class Parser:
     def ordered_aggregate(self, query: Query) -> str:
         """An ORDER BY aggregate, as the label of the same aggregate in SELECT."""
         function = self.take_function()
-        path = self.name("a field")
+        path = self.own(query.target, self.name("a field"))
         if not self.take_op(")"):
             raise self.fail(")")
         for aggregate in query.aggregates:
@@ -383,7 +423,9 @@ class Parser:
         return self.comparison(sobject)
 
     def comparison(self, sobject: str) -> Callable[[Json], bool]:
-        get = self.resolve(sobject, self.name("a field"))
+        path = self.own(sobject, self.name("a field"))
+        get = self.resolve(sobject, path)
+        self.unquoted_dates(sobject, path)
         if self.take_word("LIKE"):
             token = self.peek()
             if token is None or token.kind != "string":
@@ -410,6 +452,25 @@ class Parser:
         value = self.value()
         return lambda r: _compare(token.text, get(r), value)
 
+    def unquoted_dates(self, sobject: str, path: str) -> None:
+        """Salesforce refuses a date or date-time compared with a quoted value; the values
+        after `path`'s operator are looked at without being read."""
+        kind = self.field_of(sobject, path)[1]
+        if kind not in ("date", "datetime"):
+            return
+        ahead = 0
+        while (token := self.peek(ahead)) is not None and token.upper not in ("AND", "OR"):
+            if token.kind == "string":
+                raise SoqlError(
+                    "INVALID_FIELD",
+                    f"value of filter criterion for field '{path}' must be of type "
+                    f"{'dateTime' if kind == 'datetime' else 'date'} and should not be "
+                    "enclosed in quotes",
+                )
+            if token.text == ")" or token.kind in ("number", "datetime"):
+                return
+            ahead += 1
+
     def value(self) -> Any:
         token = self.peek()
         if token is None:
@@ -431,30 +492,40 @@ class Parser:
 
 def aggregated(query: Query, rows: list[Json]) -> list[Json]:
     """`rows` (filtered) grouped and aggregated as `query` says, ordered, offset and limited:
-    AggregateResult records, a grouped field under its own name, each aggregate under its label."""
+    AggregateResult records, a grouped field of the SELECT under its API name, each aggregate
+    under its label. Text groups without letter case, as Salesforce does."""
     groups: dict[tuple[Any, ...], list[Json]] = {}
     for row in rows:
-        key = tuple(read(row) for _, read in query.group_by)
+        key = tuple(_folded(read(row)) for _, read in query.group_by)
         groups.setdefault(key, []).append(row)
     if not query.group_by:
         groups = {(): rows}  # one row, even for no records (COUNT(Id) is 0)
-    out = []
-    for key, members in groups.items():
+    selected = {p.lower() for p in query.fields}
+    out: list[tuple[Json, dict[str, Any]]] = []
+    for members in groups.values():
         result: Json = {"attributes": {"type": "AggregateResult"}}
-        for (path, _), value in zip(query.group_by, key, strict=True):
-            result[path.rsplit(".", 1)[-1]] = value
+        values = {path.lower(): read(members[0]) for path, read in query.group_by}
+        for path, _ in query.group_by:
+            if path.lower() in selected:
+                result[query.group_names[path.lower()]] = values[path.lower()]
         for aggregate in query.aggregates:
-            values = [v for v in map(aggregate.read, members) if v is not None]
-            result[aggregate.label] = _aggregate(aggregate.function, values)
-        out.append(result)
+            given = [v for v in map(aggregate.read, members) if v is not None]
+            result[aggregate.label] = values[aggregate.label] = _aggregate(
+                aggregate.function, given
+            )
+        out.append((result, values))
     for label, desc, nulls_first in reversed(query.order):
-        name = label.rsplit(".", 1)[-1]
-        present = [r for r in out if r.get(name) is not None]
-        absent = [r for r in out if r.get(name) is None]
-        present.sort(key=lambda r: _comparable(r[name]), reverse=desc)
+        column = label if label in {a.label for a in query.aggregates} else label.lower()
+        present = [r for r in out if r[1].get(column) is not None]
+        absent = [r for r in out if r[1].get(column) is None]
+        present.sort(key=lambda r: _folded(_comparable(r[1][column])), reverse=desc)
         out = absent + present if nulls_first else present + absent
-    out = out[query.offset :]
-    return out[: query.limit] if query.limit is not None else out
+    results = [r for r, _ in out][query.offset :]
+    return results[: query.limit] if query.limit is not None else results
+
+
+def _folded(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
 
 
 def _aggregate(function: str, values: list[Any]) -> Any:

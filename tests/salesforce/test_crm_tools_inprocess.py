@@ -78,7 +78,7 @@ async def test_a_query_pages_on_with_its_cursor_and_a_limit_is_added() -> None:
         ("DELETE FROM Contact", "soql must be a SELECT query"),
         ("SELECT Id FROM Contact LIMIT 5000", "LIMIT 5000 is over 200"),
         ("SELECT Id FROM Contact; SELECT Id FROM Case", "one query, without ';'"),
-        ("SELECT Emial FROM Contact", "INVALID_FIELD: No such column 'Emial'"),
+        ("SELECT Emial FROM Contact", "Contact has no field 'Emial'. Did you mean Email\?"),
         ("SELECT Id FROM Contact WHERE", "MALFORMED_QUERY: unexpected token: 'LIMIT'"),
     ],
 )
@@ -354,7 +354,7 @@ async def test_every_record_tool_does_what_it_says() -> None:
                 },
             )
 
-    assert len(tools) == 20
+    assert len(tools) == 21
     assert all(t.meta and t.meta["securitySchemes"] for t in listed if t.name in tools)
     assert (got["fields"]["Phone"], got["fields"]["Email"]) == ("+33 1 23", "ana@example.com")
     assert renamed["fields"]["Name"] == "V2"
@@ -383,6 +383,7 @@ async def test_a_crm_call_answers_within_the_tool_deadline() -> None:
 
 READ_TOOLS = {
     "salesforce_describe",
+    "salesforce_explain_object",
     "salesforce_query",
     "salesforce_export",
     "salesforce_search",

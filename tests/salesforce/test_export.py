@@ -101,9 +101,12 @@ async def requests(sim_url: str) -> Counter[str]:
     return pages
 
 
-async def exported(crm: Client, soql: str, fmt: str) -> tuple[dict[str, Any], bytes]:
+async def exported(
+    crm: Client, soql: str, fmt: str, params: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], bytes]:
     """The export's structured result and its file."""
-    result = await crm.call_tool("salesforce_export", {"soql": soql, "format": fmt})
+    arguments = {"soql": soql, "format": fmt, **({"params": params} if params else {})}
+    result = await crm.call_tool("salesforce_export", arguments)
     if result.is_error:
         assert len(result.content) == 1  # the message only: nothing partial
         assert isinstance(result.content[0], TextContent)
@@ -246,14 +249,13 @@ async def test_redacted_fields_are_masked_in_the_file() -> None:
     [
         (
             "SELECT Id, (SELECT Subject FROM Cases) FROM Contact",
-            r"soql selects a child subquery \(\(SELECT Subject FROM Cases\)\): an export has one "
-            r"row per record",
+            r"soql selects a child subquery \(FROM Cases\): an export has one row per record",
         ),
         ("SELECT COUNT() FROM Contact", "counts records and returns none"),
         ("DELETE FROM Contact", "soql must be a SELECT query"),
         ("SELECT Id FROM Contact LIMIT 5 ORDER BY Id", "LIMIT must come last"),
         ("SELECT Id FROM Contact; SELECT Id FROM Case", "one query, without ';'"),
-        ("SELECT Emial FROM Contact", "INVALID_FIELD: No such column 'Emial'"),
+        ("SELECT Emial FROM Contact", r"Contact has no field 'Emial'\. Did you mean Email\?"),
     ],
 )
 async def test_an_export_the_tool_would_not_run_says_why(soql: str, says: str) -> None:
@@ -453,3 +455,20 @@ async def test_sobject_collections_create_in_order_all_or_none_or_each_on_its_ow
     assert anonymous.status_code == 401
     assert result.structured_content is not None
     assert [r["LastName"] for r in result.structured_content["records"]] == ["Lima"]
+
+
+async def test_an_export_checks_names_fills_binds_and_names_columns_without_the_alias() -> None:
+    async with simulator() as sim_url, crm_on(sim_url) as crm:
+        acme = await seed(sim_url, [{"attributes": {"type": "Account"}, "Name": "Acme"}])
+        await seed(
+            sim_url,
+            [contact(LastName=n, AccountId=acme[0]) for n in ("O'Neil", "Lima", "Zed")],
+        )
+        soql = "SELECT c.LastName, c.Account.Name FROM Contact c WHERE LastName IN :names"
+
+        meta, data = await exported(crm, soql, "csv", {"names": ["O'Neil", "x') OR (Id != '"]})
+        with pytest.raises(ToolFailed, match=r"Contact has no relationship 'Acount'"):
+            await exported(crm, "SELECT Acount.Name FROM Contact", "csv")
+
+    assert meta["columns"] == ["LastName", "Account.Name"]
+    assert csv_rows(data) == [["LastName", "Account.Name"], ["O'Neil", "Acme"]]

@@ -141,3 +141,47 @@ async def test_not_in_nulls_last_offset_and_limit(sf: SalesforceClient) -> None:
     # Ana has the only email: first when nulls go last; the rest by first name.
     assert [r["FirstName"] for r in ordered.records] == ["Bo", "Cy"]
     assert [r["FirstName"] for r in nulls_first.records] == ["Bo", "Cy", "Ana"]
+
+
+async def test_aggregates_group_text_without_letter_case_under_api_names(
+    sf: SalesforceClient,
+) -> None:
+    ids = await seed(sf)
+    await sf.create("Case", {"Subject": "refund", "Status": "New", "ContactId": ids["bo"]})
+
+    by_subject = await sf.query(
+        "SELECT subject, COUNT(Id) n, MAX(CreatedDate) FROM Case GROUP BY subject "
+        "ORDER BY subject DESC"
+    )
+    unselected = await sf.query("SELECT COUNT(Id) FROM Case GROUP BY Status ORDER BY Status")
+
+    assert [(r["Subject"].lower(), r["n"]) for r in by_subject.records] == [
+        ("refund", 2),
+        ("parcel late", 1),
+        ("broken", 1),
+    ]
+    assert all(set(r) == {"attributes", "Subject", "n", "expr0"} for r in by_subject.records)
+    assert [r["expr0"] for r in unselected.records] == [1, 2, 1]  # Closed, New, Working
+    assert all("Status" not in r for r in unselected.records)
+
+
+@pytest.mark.parametrize(
+    ("soql", "says"),
+    [
+        ("SELECT SUM(Subject) FROM Case", "does not support aggregate operator SUM"),
+        (
+            "SELECT Status, COUNT(Id) FROM Case GROUP BY Status ORDER BY Subject",
+            "Ordered field must be grouped or aggregated: Subject",
+        ),
+        ("SELECT Subject, COUNT(Id) FROM Case GROUP BY Status", "must be grouped or aggregated"),
+        (
+            "SELECT Id FROM Case WHERE CreatedDate > '2026-01-01'",
+            "must be of type dateTime and should not be enclosed in quotes",
+        ),
+    ],
+)
+async def test_what_salesforce_refuses_in_aggregates_and_date_filters(
+    sf: SalesforceClient, soql: str, says: str
+) -> None:
+    with pytest.raises(BadRequest, match=says):
+        await sf.query(soql)

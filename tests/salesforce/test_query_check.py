@@ -12,9 +12,12 @@ import pytest
 from mcp.client import Client
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.salesforce.binds import value_literal
 from app.salesforce.query_check import Checked, check
+from app.salesforce.schema import SchemaCache
 from app.salesforce.soql_syntax import parse
 from app.simulator import build_simulator
+from app.simulator.crm import SCHEMA, describe_json
 from tests.mcp.conftest import ToolFailed, call
 from tests.salesforce.test_crm_tools_inprocess import OPTIONS, contact, crm_on
 from tests.servers import serve
@@ -257,5 +260,159 @@ async def test_an_aggregate_alias_is_not_taken_for_a_field() -> None:
     soql = "SELECT Status, COUNT(Id) cases FROM Case GROUP BY Status ORDER BY cases DESC"
 
     checked = await check(OneObject(), soql)  # type: ignore[arg-type]
+
+    assert checked.soql == soql and checked.query is not None
+
+
+class SimulatedSchema:
+    """The simulator's describes without a server, for checks that send nothing."""
+
+    async def objects(self, *, fresh: bool = False) -> list[dict[str, Any]]:
+        return [{"name": o.name} for o in SCHEMA]
+
+    async def describe(self, name: str, *, fresh: bool = False) -> dict[str, Any]:
+        return describe_json(next(o for o in SCHEMA if o.name.lower() == name.lower()))
+
+
+@pytest.mark.parametrize(
+    "soql",
+    [
+        "SELECT Contact.FirstName, Contact.Account.Name FROM Contact WHERE Contact.Email != null",
+        "SELECT c.FirstName, c.Account.Name FROM Contact c ORDER BY c.LastName",
+        "SELECT FIELDS(ALL) FROM Account LIMIT 200",
+        "SELECT Name, FIELDS(CUSTOM), (SELECT FIELDS(STANDARD) FROM Contacts) FROM Account",
+        "SELECT LastName l, COUNT(Id) n FROM Contact GROUP BY LastName",
+        "SELECT Id FROM Case WHERE CALENDAR_YEAR(CreatedDate) = 2026 WITH SECURITY_ENFORCED",
+    ],
+)
+async def test_valid_queries_pass_the_check_unchanged(soql: str) -> None:
+    checked = await check(SimulatedSchema(), soql)  # type: ignore[arg-type]
+
+    assert checked.soql == soql and checked.query is not None
+
+
+async def test_an_alias_does_not_hide_a_wrong_field() -> None:
+    with pytest.raises(Exception, match=r"Contact has no field 'Emial'\. Did you mean Email\?"):
+        await check(SimulatedSchema(), "SELECT c.Emial FROM Contact c")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "soql",
+    [
+        "SELECT Id FROM Contact LIMIT 1.5",
+        "SELECT Id FROM Contact WHERE " + "(" * 400 + "Email = 'a'" + ")" * 400,
+        "SELECT Id FROM Contact WHERE " + "NOT " * 2000 + "Email = 'a'",
+    ],
+)
+async def test_a_query_too_odd_to_read_is_sent_as_written_not_crashed_on(soql: str) -> None:
+    checked = await check(SimulatedSchema(), soql)  # type: ignore[arg-type]
+
+    assert checked == Checked(soql, None)
+
+
+async def test_a_date_bind_goes_in_unquoted_and_must_be_a_date() -> None:
+    async with recorded_crm() as (crm, _):
+        await contact(crm, "Lima")
+        soql = "SELECT LastName FROM Contact WHERE CreatedDate >= :since"
+
+        found = await query(crm, soql, params={"since": "2000-01-31T09:00:00Z"}, limit=5)
+        with pytest.raises(
+            ToolFailed,
+            match=r"params\['since'\] is compared with "
+            r"Contact.CreatedDate, a datetime: give a date-time with its zone",
+        ):
+            await query(crm, soql, params={"since": "2000-01-31' OR Name != '"})
+        with pytest.raises(
+            ToolFailed, match="must be of type dateTime and should not be enclosed in quotes"
+        ):
+            await query(crm, "SELECT Id FROM Contact WHERE CreatedDate > '2000-01-01T00:00:00Z'")
+
+    assert [r["LastName"] for r in found["records"]] == ["Lima"]
+
+
+def test_numbers_go_in_plain_never_in_exponent_form() -> None:
+    assert [value_literal("n", v) for v in (0.00001, 1e16, 12, -3.5)] == [
+        "0.00001",
+        "10000000000000000",
+        "12",
+        "-3.5",
+    ]
+
+
+class GrowingOrg:
+    """A client whose Contact gains a field after the first describe."""
+
+    def __init__(self) -> None:
+        self.describes = 0
+
+    async def objects(self) -> list[dict[str, Any]]:
+        return [{"name": "Contact"}]
+
+    async def describe(self, name: str) -> dict[str, Any]:
+        self.describes += 1
+        fields = [{"name": "Id"}, {"name": "LastName"}]
+        if self.describes > 1:
+            fields.append({"name": "Loyalty_Tier__c"})
+        return {"name": "Contact", "fields": fields}
+
+
+async def test_a_name_the_kept_describe_lacks_is_looked_up_fresh_before_refusing() -> None:
+    org = GrowingOrg()
+    schema = SchemaCache(org)  # type: ignore[arg-type]
+    await check(schema, "SELECT LastName FROM Contact")
+
+    checked = await check(schema, "SELECT Loyalty_Tier__c FROM Contact")
+    with pytest.raises(Exception, match="Contact has no field 'Nothing__c'"):
+        await check(schema, "SELECT Nothing__c FROM Contact")
+
+    assert checked.query is not None and org.describes == 3
+
+
+def test_a_limit_goes_before_offset_and_for_view_and_a_count_drops_for_view() -> None:
+    def shaped(soql: str) -> Checked:
+        return Checked(soql, parse(soql))
+
+    assert shaped("SELECT Id FROM Contact OFFSET 10").bounded(50) == (
+        "SELECT Id FROM Contact LIMIT 50 OFFSET 10"
+    )
+    assert shaped("SELECT Id FROM Contact ORDER BY Name FOR VIEW").bounded(50) == (
+        "SELECT Id FROM Contact ORDER BY Name LIMIT 50 FOR VIEW"
+    )
+    assert shaped("SELECT Id FROM Contact WHERE Name = 'a' FOR VIEW").count_query() == (
+        "SELECT COUNT() FROM Contact WHERE Name = 'a'"
+    )
+    assert shaped("SELECT Id FROM Contact ORDER BY Name UPDATE VIEWSTAT").count_query() == (
+        "SELECT COUNT() FROM Contact"
+    )
+    with pytest.raises(Exception, match="LIMIT 5000 is over 2000"):
+        shaped("SELECT Id FROM Contact LIMIT 5000").bounded(2000)
+
+
+async def test_an_explicit_page_size_reads_without_counting_first() -> None:
+    async with recorded_crm(crm_query_count_threshold=2) as (crm, simulator):
+        for n in range(4):
+            await contact(crm, f"Person {n}")
+
+        page = await query(crm, "SELECT LastName FROM Contact ORDER BY LastName", limit=3)
+
+    assert [r["LastName"] for r in page["records"]] == ["Person 0", "Person 1", "Person 2"]
+    assert len(simulator.queries()) == 1
+
+
+class Polymorphic:
+    """Event whose Who is a Contact or a Lead, as in a real org."""
+
+    async def objects(self, *, fresh: bool = False) -> list[dict[str, Any]]:
+        return [{"name": "Event"}]
+
+    async def describe(self, name: str, *, fresh: bool = False) -> dict[str, Any]:
+        who = {"name": "WhoId", "relationshipName": "Who", "referenceTo": ["Contact", "Lead"]}
+        return {"name": "Event", "fields": [{"name": "Id"}, who]}
+
+
+async def test_a_polymorphic_lookup_is_left_to_salesforce() -> None:
+    soql = "SELECT Id, Who.Name FROM Event WHERE Who.Type = 'Lead' FOR VIEW"
+
+    checked = await check(Polymorphic(), soql)  # type: ignore[arg-type]
 
     assert checked.soql == soql and checked.query is not None
