@@ -193,6 +193,12 @@ class Settings(BaseSettings):
     """Serves /admin, the operator page, behind this password (at least 16 characters); unset:
     no /admin at all."""
 
+    # Audit trail (app/audit.py): one record per tool call, in Redis with REDIS_URL, else memory
+    audit_max_records: int = Field(default=10_000, ge=10, le=1_000_000)
+    """The most audit records kept (across all processes with Redis); the oldest go first."""
+    audit_retention_hours: float = Field(default=168, gt=0, le=24 * 366)
+    """Audit records older than this are dropped (default a week)."""
+
     # Observability
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"

@@ -32,6 +32,7 @@ from mcp.types import (
 )
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
+from app.audit import Audit, call_arguments, queried_object, touch
 from app.salesforce.client import QueryPage, SalesforceClient
 from app.salesforce.errors import SalesforceError
 from app.salesforce.export import ExportBounds, ExportFile, export
@@ -277,6 +278,7 @@ def register_crm_tools(
     deadline: float,
     required_scope: str | None,
     security: list[dict[str, Any]],
+    audit: Audit,
     access: str = "read",
     redact: Sequence[str] = (),
     export_bounds: ExportBounds = ExportBounds(),  # noqa: B008 (frozen)
@@ -307,25 +309,35 @@ def register_crm_tools(
 
     @contextlib.asynccontextmanager
     async def call(name: str, ctx: Context) -> AsyncIterator[None]:
-        async with crm_call(name, deadline):
-            if required_scope is not None:
-                user = signed_in_user(ctx.request_context.request)
-                if user is None or required_scope not in user.scopes:
+        """The call's log line and audit record (caller: the signed-in user; none over stdio);
+        over HTTP, staff only (anyone else's call is `refused` in the audit)."""
+        user = signed_in_user(ctx.request_context.request)
+        caller = user.principal if user is not None else None
+        with audit.call(name, "crm", caller, call_arguments(ctx)) as audited:
+            async with crm_call(name, deadline):
+                if required_scope is not None and (
+                    user is None or required_scope not in user.scopes
+                ):
+                    audited.refused()
                     raise ToolError(STAFF_ONLY.format(scope=required_scope))
-            yield
+                yield
 
     async def get_record(sobject: str, record_id: str, fields: list[str] | None) -> Record:
+        touch(sobject, record_id)
         if fields:
             await schema.check_fields(sobject, fields, use="read")
         body = plain(await client.get(sobject, record_id, fields))
         return Record(objectName=sobject, id=str(body.get("Id", record_id)), fields=body)
 
     async def create(sobject: str, values: dict[str, Any]) -> Saved:
+        touch(sobject)
         await schema.check_fields(sobject, values, use="create")
         new_id = await client.create(sobject, values)
+        touch(sobject, new_id)
         return Saved(objectName=sobject, id=new_id, status="created")
 
     async def update(sobject: str, record_id: str, values: dict[str, Any]) -> Saved:
+        touch(sobject, record_id)
         if not values:
             raise ToolError("Give at least one field to change.")
         await schema.check_fields(sobject, values, use="update")
@@ -333,6 +345,7 @@ def register_crm_tools(
         return Saved(objectName=sobject, id=record_id, status="updated")
 
     async def delete(sobject: str, record_id: str) -> Saved:
+        touch(sobject, record_id)
         await client.delete(sobject, record_id)
         return Saved(objectName=sobject, id=record_id, status="deleted")
 
@@ -383,6 +396,7 @@ def register_crm_tools(
             return await delete(objectName, recordId)
 
     async def read(soql: str, cursor: str | None) -> Records:
+        touch(queried_object(soql))
         page = await client.query_more(cursor) if cursor else await client.query(soql)
         return as_records(page)
 

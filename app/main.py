@@ -28,6 +28,7 @@ from starlette.types import ASGIApp
 
 from app import __version__
 from app.admin import OperationsBoard, ToolWatch, admin_routes
+from app.audit import Audit, MemoryAuditStore
 from app.collector import tune_collector
 from app.config import ConfigError, Settings, load_settings
 from app.conversations import HandoffService
@@ -52,6 +53,7 @@ from app.signin import (
     metadata_routes,
     security_schemes,
 )
+from app.state.audit import RedisAuditStore
 from app.state.connection import blocking_client, pooled_client
 from app.state.counters import RedisCounters
 from app.state.delivery import SharedDelivery
@@ -97,6 +99,8 @@ class Runtime:
     store: SessionStore
     http: httpx.AsyncClient
     owns_http: bool
+    audit: Audit
+    """The audit trail: a record of every tool call (`Audit.recent` reads it)."""
     streams: httpx.AsyncClient | None = None
     """The event streams' own HTTP client, when this runtime made one."""
     redis: SharedRedis | None = None
@@ -136,6 +140,7 @@ class Runtime:
         await self.stopping()
         await self.delivery.aclose()
         await self.store.close()
+        await self.audit.aclose()
         if self.redis is not None:
             await self.redis.aclose()
         if self.owns_http:
@@ -210,6 +215,24 @@ def shared_state(
     return redis, RedisSessionStore(redis.pooled, sealer, prefix), delivery
 
 
+def audit_trail(settings: Settings, redis: SharedRedis | None) -> Audit:
+    """The audit trail: in Redis, shared by every process, when there is one; else in memory."""
+    retention = settings.audit_retention_hours * 3600
+    if redis is None:
+        return Audit(MemoryAuditStore(settings.audit_max_records, retention))
+    assert settings.state_encryption_key
+    sealer = Sealer(settings.state_encryption_key.get_secret_value())
+    return Audit(
+        RedisAuditStore(
+            redis.pooled,
+            sealer,
+            settings.redis_key_prefix,
+            max_records=settings.audit_max_records,
+            retention=retention,
+        )
+    )
+
+
 def build_runtime(
     settings: Settings,
     *,
@@ -259,6 +282,7 @@ def build_runtime(
         counters = MemoryCounters()
     if store is not None:
         session_store = store
+    audit = audit_trail(settings, redis)
     if board is not None and isinstance(delivery, SharedDelivery):
         board.process = delivery.process_id
     abuse_limits = Limits(
@@ -303,6 +327,7 @@ def build_runtime(
         abuse_limits,
         security_schemes(settings.signin_settings()),
         identity,
+        audit,
     )
     crm_http = None
     if settings.crm_enabled:
@@ -318,6 +343,7 @@ def build_runtime(
             if settings.mcp_transport == "http"
             else None,
             security=security_schemes(settings.signin_settings()),
+            audit=audit,
             access=settings.crm_access,
             redact=settings.redact_fields,
             export_bounds=ExportBounds(settings.crm_export_max_rows, settings.crm_export_max_bytes),
@@ -329,6 +355,7 @@ def build_runtime(
         session_store,
         http_client,
         owns_http=http is None,
+        audit=audit,
         streams=stream_client,
         redis=redis,
         identity=identity,

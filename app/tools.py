@@ -22,12 +22,13 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
+from app.audit import Audit, call_arguments, touch
 from app.chat_copy import as_text
 from app.conversations import BAD_CURSOR, HandoffService, Upload
 from app.failures import HandoffError
 from app.hours import iso
 from app.identity import CustomerIdentity
-from app.limits import Limits
+from app.limits import LimitReached, Limits
 from app.prechat import AgentContext
 from app.scrt import ScrtConnectionError, ScrtError, SentMessage
 from app.scrt.deadline import call_deadline
@@ -259,17 +260,21 @@ def parse_cursor(cursor: str | None) -> str | None:
 
 @contextlib.asynccontextmanager
 async def tool_call(
-    name: str, deadline: float, conversation_id: str | None = None
+    name: str, deadline: float, ctx: Context, audit: Audit, conversation_id: str | None = None
 ) -> AsyncIterator[None]:
-    """One log line per tool call with duration and outcome; HandoffError → a tool error. Every
-    Salesforce request of the call shares one deadline."""
+    """One log line and one audit record per tool call with duration and outcome; HandoffError
+    → a tool error (an abuse limit's: `refused` in the audit). Every Salesforce request of the
+    call shares one deadline."""
     started = time.perf_counter()
     outcome = "ok"
     failure: dict[str, str] = {}
     with (
+        audit.call(name, "handoff", owner_of(ctx), call_arguments(ctx)) as audited,
         structlog.contextvars.bound_contextvars(tool=name, conversation_id=conversation_id),
         call_deadline(deadline),
     ):
+        if conversation_id:
+            audited.touch("Conversation", conversation_id.lower())
         backstop = asyncio.timeout(deadline + BACKSTOP_SECONDS)
         try:
             # Salesforce requests and waits keep to the deadline themselves; this bounds what
@@ -278,6 +283,8 @@ async def tool_call(
                 yield
         except HandoffError as exc:
             outcome = "error"
+            if isinstance(exc, LimitReached):
+                audited.refused()
             failure = salesforce_failure(exc.__cause__)
             raise ToolError(str(exc)) from exc
         except ToolError:
@@ -328,14 +335,15 @@ def register_tools(
     limits: ToolLimits,
     abuse: Limits,
     security: list[dict[str, Any]],
-    identity: CustomerIdentity | None = None,
+    identity: CustomerIdentity | None,
+    audit: Audit,
 ) -> None:
     wait_default, wait_cap = limits.wait_default, limits.wait_cap
 
     def call(
-        name: str, conversation_id: str | None = None
+        name: str, ctx: Context, conversation_id: str | None = None
     ) -> contextlib.AbstractAsyncContextManager[None]:
-        return tool_call(name, limits.deadline, conversation_id)
+        return tool_call(name, limits.deadline, ctx, audit, conversation_id)
 
     open_world = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True)
     read_only = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=True)
@@ -349,7 +357,7 @@ def register_tools(
     async def generate_guest_access_token(ctx: Context) -> GuestSession:
         """Start a Salesforce chat session for the user (a guest). Call this first, once per chat.
         Returns a sessionId to pass to every other tool; it expires at expiresAt."""
-        async with call("generate_guest_access_token"):
+        async with call("generate_guest_access_token", ctx):
             owner = owner_of(ctx)
             request = ctx.request_context.request
             await abuse.admit("generate_guest_access_token", owner, request)
@@ -427,7 +435,7 @@ def register_tools(
         details the user agreed to share) so the human agent who takes over starts informed.
         Outside business hours it is refused with when support opens next, unless
         outsideBusinessHours is true."""
-        async with call("create_conversation"):
+        async with call("create_conversation", ctx):
             owner = owner_of(ctx)
             request = ctx.request_context.request
 
@@ -444,6 +452,7 @@ def register_tools(
                     summary=summary, name=customerName, email=customerEmail, details=customerDetails
                 ),
             )
+            touch("Conversation", opened.conversation_id)
             return ConversationCreated(
                 conversationId=opened.conversation_id,
                 status="created",
@@ -465,7 +474,7 @@ def register_tools(
         list_conversation_entries to get the reply. Give each new message a fresh
         clientMessageId and pass the same one if you retry it after an error: a message
         Salesforce already has is then reported sent, not sent again."""
-        async with call("send_message", conversationId):
+        async with call("send_message", ctx, conversationId):
             sent = await service.send_message(
                 sessionId, owner_of(ctx), conversationId, text, clientMessageId, widgetKey
             )
@@ -488,7 +497,7 @@ def register_tools(
         the id of the entry with `choices`, choiceId the picked choice's id. Only the one the
         user picked; if they answer in their own words, use send_message instead. The pick
         reaches Salesforce as the user's answer to that message."""
-        async with call("send_choice", conversationId):
+        async with call("send_choice", ctx, conversationId):
             sent = await service.send_choice(
                 sessionId,
                 owner_of(ctx),
@@ -536,7 +545,7 @@ def register_tools(
         widgetKey: WidgetKey = None,
     ) -> MessageSent:
         """For the live-chat widget: sends a file the user attached to the agent."""
-        async with call("send_file", conversationId):
+        async with call("send_file", ctx, conversationId):
             try:
                 data = base64.b64decode(content, validate=True)
             except binascii.Error:
@@ -569,7 +578,7 @@ def register_tools(
     ) -> ActivityReported:
         """For the live-chat widget: tells the agent that the user is typing and which of the
         agent's messages the user has read."""
-        async with call("report_chat_activity", conversationId):
+        async with call("report_chat_activity", ctx, conversationId):
             await service.report_activity(
                 sessionId,
                 owner_of(ctx),
@@ -612,7 +621,7 @@ def register_tools(
         something new and returns the moment it arrives. roleInfo says who is on the other side:
         isLiveAgent (a human agent joined: call show_salesforce_chat), conversationEnded,
         endedByAgent."""
-        async with call("list_conversation_entries", conversationId):
+        async with call("list_conversation_entries", ctx, conversationId):
             wait = wait_default if waitSeconds is None else min(waitSeconds, wait_cap)
             result = await service.read(
                 sessionId,
@@ -634,7 +643,7 @@ def register_tools(
         """The whole conversation as Salesforce keeps it (bot, agent and user messages, who
         joined and left), to give the user a copy when they ask for one. Works until
         close_conversation; typing indicators are not in it."""
-        async with call("get_conversation_transcript", conversationId):
+        async with call("get_conversation_transcript", ctx, conversationId):
             entries, cut = await service.chat_copy(sessionId, owner_of(ctx), conversationId)
             return ChatCopy(
                 conversationId=conversationId.lower(),
@@ -650,7 +659,7 @@ def register_tools(
         """Salesforce's routing status of the conversation: INITIAL (being routed), ROUTED
         (a bot or agent owns it), TRANSFER (moving to another owner), NEEDS_ROUTING (no owner,
         e.g. after the agent ended the session)."""
-        async with call("get_conversation_routing_status", conversationId):
+        async with call("get_conversation_routing_status", ctx, conversationId):
             status = await service.routing_status(sessionId, owner_of(ctx), conversationId)
             return RoutingStatusResult(
                 conversationId=conversationId.lower(), routingStatus=status.routing_status
@@ -670,7 +679,7 @@ def register_tools(
     ) -> CloseResult:
         """End the chat: ends the messaging session and closes the conversation. Call when the
         user wants to stop. The sessionId is forgotten afterwards."""
-        async with call("close_conversation", conversationId):
+        async with call("close_conversation", ctx, conversationId):
             report = await service.close(sessionId, owner_of(ctx), conversationId, widgetKey)
             if not report.conversation_closed:
                 raise ToolError("The conversation is still open: " + "; ".join(report.problems))
@@ -695,7 +704,7 @@ def register_tools(
     ) -> Annotated[CallToolResult, ChatShown]:
         """Show the live chat widget, where the user talks to the human agent directly. Call it
         once, when roleInfo.isLiveAgent is true. After that, do not relay messages yourself."""
-        async with call("show_salesforce_chat", conversationId):
+        async with call("show_salesforce_chat", ctx, conversationId):
             result = await service.read(sessionId, owner_of(ctx), conversationId, "0", 0)
             widget_key = await service.widget_key(sessionId, owner_of(ctx), conversationId)
             info = result.role_info
