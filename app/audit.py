@@ -219,9 +219,6 @@ class AuditQuery:
 
 
 class AuditStore(Protocol):
-    retention: float
-    """Seconds a record is kept."""
-
     def add(self, record: AuditRecord) -> None:
         """Keep `record`: at once, or later in the background; never raises, never waits."""
         ...
