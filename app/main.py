@@ -476,7 +476,9 @@ def build_app(
 
         routes.append(Route("/.well-known/jwks.json", jwks, methods=["GET"]))
     if runtime.board is not None and runtime.counters is not None:
-        routes += admin_routes(settings, runtime.board, runtime.counters, runtime.health)
+        routes += admin_routes(
+            settings, runtime.board, runtime.counters, runtime.health, runtime.audit
+        )
     routes += extra_routes or []
     if settings.playground_enabled:
         routes.append(playground_route())

@@ -5,7 +5,8 @@
 - `GET /admin/api/state?after=<version>`: the board's snapshot as JSON; with `after`, a long
   poll answering as soon as the board moves past that version (at most `POLL_SECONDS`), which
   is how the page updates without reloading;
-- `GET /admin/api/audit?tool=&caller=&outcome=`: the audit trail, newest first.
+- `GET /admin/api/audit?tool=&caller=&outcome=&limit=`: the audit trail, newest first
+  (`trail.py`).
 
 Every answer is refused unless the Host is one the server serves and the request came over
 HTTPS or between loopback addresses (`app.admin.access`). The page is one autoescaped template;
@@ -34,6 +35,7 @@ from starlette.responses import (
 )
 from starlette.routing import BaseRoute, Route
 
+from app.admin import trail
 from app.admin.access import (
     COOKIE,
     SESSION_SECONDS,
@@ -47,6 +49,7 @@ from app.admin.access import (
     transport_of,
 )
 from app.admin.board import OperationsBoard
+from app.audit import Audit
 from app.config import Settings
 from app.limits import Counters
 
@@ -112,11 +115,13 @@ class AdminPage:
         board: OperationsBoard,
         allowed_hosts: list[str],
         health: Health,
+        audit: Audit,
     ) -> None:
         self._access = access
         self._board = board
         self._hosts = allowed_hosts
         self._health = health
+        self._audit = audit
 
     # -- the gate --------------------------------------------------------------------------------
 
@@ -266,6 +271,13 @@ class AdminPage:
         }
         return _json(snapshot)
 
+    async def audit(self, request: Request) -> Response:
+        refusal = self._api_refusal(request)
+        if refusal is not None:
+            return refusal
+        status, body = await trail.recent(self._audit, request.query_params)
+        return _json(body, status)
+
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/admin", self.page, methods=["GET"]),
@@ -273,6 +285,7 @@ class AdminPage:
             Route("/admin/signin", self.signin, methods=["POST"]),
             Route("/admin/signout", self.signout, methods=["POST"]),
             Route("/admin/api/state", self.state, methods=["GET"]),
+            Route("/admin/api/audit", self.audit, methods=["GET"]),
         ]
 
 
@@ -288,9 +301,9 @@ async def _form(request: Request) -> dict[str, str] | None:
 
 
 def admin_routes(
-    settings: Settings, board: OperationsBoard, counters: Counters, health: Health
+    settings: Settings, board: OperationsBoard, counters: Counters, health: Health, audit: Audit
 ) -> list[BaseRoute]:
     """The routes under /admin, for `build_app` when ADMIN_PASSWORD is set."""
     assert settings.admin_password is not None
     access = AdminAccess(settings.admin_password, counters, settings.trusted_proxy_hops)
-    return AdminPage(access, board, settings.allowed_hosts(), health).routes()
+    return AdminPage(access, board, settings.allowed_hosts(), health, audit).routes()

@@ -25,7 +25,7 @@ from tests.admin.conftest import (
 )
 from tests.mcp.conftest import settings_for
 
-ADMIN_PATHS = ["/admin", "/admin/signin", "/admin/api/state"]
+ADMIN_PATHS = ["/admin", "/admin/signin", "/admin/api/state", "/admin/api/audit"]
 
 
 async def test_without_a_password_there_is_no_admin_route_at_all() -> None:
@@ -50,8 +50,9 @@ async def test_without_a_session_the_page_sends_to_sign_in_and_the_data_is_refus
 ) -> None:
     page = await local.get("/admin")
     assert page.status_code == 303 and page.headers["location"] == "/admin/signin"
-    state = await local.get("/admin/api/state")
-    assert state.status_code == 401 and "Sign in" in state.json()["error"]
+    for path in ("/admin/api/state", "/admin/api/audit"):
+        data = await local.get(path)
+        assert data.status_code == 401 and "Sign in" in data.json()["error"], path
 
 
 async def test_a_wrong_password_is_refused_and_the_right_one_signs_in(
@@ -240,12 +241,23 @@ async def test_the_page_runs_only_its_own_nonced_script_and_loads_nothing_else(
     assert second.headers["content-security-policy"] != policy  # a nonce per response
 
 
-async def test_a_malformed_version_is_refused_with_a_specific_error(
+async def test_a_malformed_version_or_filter_is_refused_with_a_specific_error(
     local: httpx.AsyncClient,
 ) -> None:
     await sign_in(local)
     bad = await local.get("/admin/api/state", params={"after": "-1"})
     assert bad.status_code == 400 and "after must be" in bad.json()["error"]
+    for params, said in [
+        ({"tool": "send message"}, "tool must be a tool's name"),
+        ({"caller": "x" * 301}, "caller must be at most 300"),
+        ({"outcome": "failed"}, "outcome must be one of ok, error, refused, crash"),
+        ({"limit": "0"}, "limit must be a whole number from 1 to 500"),
+        ({"limit": "ten"}, "limit must be a whole number from 1 to 500"),
+    ]:
+        refused = await local.get("/admin/api/audit", params=params)
+        assert refused.status_code == 400 and said in refused.json()["error"], params
+    fine = await local.get("/admin/api/audit", params={"tool": "", "outcome": "", "limit": "5"})
+    assert fine.status_code == 200 and fine.json() == {"records": []}
 
 
 async def test_the_long_poll_answers_at_once_when_the_board_has_moved_on(

@@ -1,6 +1,7 @@
 """The operator page in headless Chromium: refused without credentials; signed in, it follows a
 chat as it is created, waits for an agent, is taken and ended by the agent, and shows a failing
-tool call as an error (and as an audit line), all without a reload.
+tool call as an error and as an audit line (whose filters narrow the trail), all without a
+reload.
 
 The simulator and the MCP app (ADMIN_PASSWORD set) run on loopback ports; the test plays the
 model through the SDK's client and the agent through the simulator's control API, and waits on
@@ -25,6 +26,8 @@ from tests.mcp.conftest import Stack, StackFactory, call, read_until
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 """docs/admin.png is a copy of the screenshot written there."""
 GREETING = "Hi, I'm Agentforce. How can I help you today?"
+USER = {"openai/subject": "chatgpt-user-7"}
+"""The ChatGPT user the model's calls name (the audit trail's caller)."""
 
 expect.set_options(timeout=10_000)
 
@@ -102,17 +105,21 @@ async def test_operator_page_follows_a_chat_and_its_errors_live(
     await expect(page.locator("#no-conversations")).to_be_visible()
 
     async with Client(admin_stack.mcp_url) as client:
-        session = await call(client, "generate_guest_access_token", {})
-        created = await call(client, "create_conversation", {"sessionId": session["sessionId"]})
+        session = await call(client, "generate_guest_access_token", {}, **USER)
+        created = await call(
+            client, "create_conversation", {"sessionId": session["sessionId"]}, **USER
+        )
         conversation_id = created["conversationId"]
         ids = {"sessionId": session["sessionId"], "conversationId": conversation_id}
         shown = Row.of(page, conversation_id)
         await expect(shown.row).to_be_visible()
 
-        await read_until(client, ids, lambda e, _: any(x.get("text") == GREETING for x in e))
+        await read_until(
+            client, ids, lambda e, _: any(x.get("text") == GREETING for x in e), meta=USER
+        )
         await expect(shown.state).to_have_text("With the bot")
-        await call(client, "send_message", {**ids, "text": "I need a human, please"})
-        await read_until(client, ids, lambda _, info: info["transferring"])
+        await call(client, "send_message", {**ids, "text": "I need a human, please"}, **USER)
+        await read_until(client, ids, lambda _, info: info["transferring"], meta=USER)
         await expect(shown.state).to_have_text("Waiting for an agent")
 
         # The agent takes the chat, then ends it: the page follows without anyone reading.
@@ -127,12 +134,37 @@ async def test_operator_page_follows_a_chat_and_its_errors_live(
         # A call naming a conversation this session never created fails: an error on the page.
         unknown = str(uuid.uuid4())
         failed = await client.call_tool(
-            "send_message", {**ids, "conversationId": unknown, "text": "hello"}
+            "send_message", {**ids, "conversationId": unknown, "text": "hello"}, meta=USER
         )
         assert failed.is_error
     error = page.locator("#errors tbody tr").first
     await expect(error).to_contain_text("send_message")
     await expect(error).to_contain_text("This conversationId was not created in this session")
+
+    # The audit trail has a line for every call, the failed one on top; its filters narrow it.
+    audit = page.locator("#audit tbody tr")
+    await expect(audit.first).to_have_attribute("data-tool", "send_message")
+    await expect(audit.first.locator(".a-outcome")).to_have_text("error")
+    await expect(audit.first.locator(".a-args")).to_contain_text(unknown)
+    await expect(audit.first.locator(".a-args")).not_to_contain_text("hello")
+    await expect(audit.first.locator(".a-caller")).to_have_text(USER["openai/subject"])
+    calls = await audit.count()
+    assert calls >= 6
+    await page.select_option("#filter-outcome", "error")
+    await page.click("#filter-apply")
+    await expect(audit).to_have_count(1)
+    await page.click("#filter-clear")
+    await page.fill("#filter-tool", "create_conversation")
+    await page.click("#filter-apply")
+    await expect(audit).to_have_count(1)
+    await expect(audit.first.locator(".a-outcome")).to_have_text("ok")
+    await page.click("#filter-clear")
+    await page.fill("#filter-caller", "someone-else")
+    await page.click("#filter-apply")
+    await expect(page.locator("#no-audit")).to_be_visible()
+    await page.fill("#filter-caller", USER["openai/subject"])
+    await page.click("#filter-apply")
+    await expect(audit).to_have_count(calls)
 
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "admin.png"), animations="disabled", full_page=True)

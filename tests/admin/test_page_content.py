@@ -4,6 +4,7 @@ message text, session handles, widget keys, Salesforce tokens."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +45,9 @@ async def test_no_message_text_handle_key_or_token_in_any_admin_answer(
         # (pydantic shortens long values, keeping their start)
         handle_start = ids["sessionId"][:16]
         assert refused.is_error and "4111" in said and handle_start in said
+        # Refused by the service: the conversation is not this session's.
+        elsewhere = {**ids, "conversationId": str(uuid.uuid4())}
+        assert (await client.call_tool("send_message", {**elsewhere, "text": SECRET_TEXT})).is_error
         store: SessionStore = stack.app.state.runtime.store
         record = await store.get(session["sessionId"])
         assert record is not None
@@ -53,17 +57,34 @@ async def test_no_message_text_handle_key_or_token_in_any_admin_answer(
     base = stack.mcp_url.removesuffix("/mcp")
     async with httpx.AsyncClient(base_url=base) as admin:
         assert (await sign_in(admin)).status_code == 303
-        answers = [await admin.get("/admin"), await admin.get("/admin/api/state")]
-    assert all(answer.status_code == 200 for answer in answers)
+        answers = [
+            await admin.get("/admin"),
+            await admin.get("/admin/api/state"),
+            await admin.get("/admin/api/audit"),
+        ]
+        errors = await admin.get("/admin/api/audit", params={"outcome": "error"})
+    assert all(answer.status_code == 200 for answer in [*answers, errors])
+    # The trail's line for the refused call names the tool and what it touched, not the text.
+    (refused_line,) = errors.json()["records"]  # (the schema's refusal never reached the tool)
+    assert refused_line["tool"] == "send_message"
+    assert refused_line["arguments"]["conversationId"] == elsewhere["conversationId"]
+    assert len(answers[2].json()["records"]) >= 8
     state = answers[1].json()
     (row,) = state["conversations"]
     assert (row["state"], row["endedBy"], row["agent"]) == ("ended", "customer", "Jane Agent")
     assert (state["salesforce"]["opens"], state["salesforce"]["streams"]) == (1, 0)  # closed
-    assert state["errors"][0]["tool"] == "send_message"
-    assert state["errors"][0]["text"] == (
-        "Error executing tool send_message: arguments refused by the input schema: "
-        "text (string_too_long), clientMessageId (string_pattern_mismatch)"
-    )
+    assert [(e["tool"], e["text"]) for e in state["errors"]] == [
+        (
+            "send_message",
+            "Error executing tool send_message: This conversationId was not created in this "
+            "session. Use the conversationId returned by create_conversation.",
+        ),
+        (
+            "send_message",
+            "Error executing tool send_message: arguments refused by the input schema: "
+            "text (string_too_long), clientMessageId (string_pattern_mismatch)",
+        ),
+    ]
     for answer in answers:
         for secret in (SECRET_TEXT, "4111", AGENT_TEXT, handle_start, widget_key, bearer):
             assert secret not in answer.text, (answer.url, secret)

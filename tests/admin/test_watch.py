@@ -1,5 +1,5 @@
 """ToolWatch, the MCP middleware, on results shaped as the SDK hands them over (dicts, or
-CallToolResult models), without a server."""
+CallToolResult models), and the audit endpoint's answer when Redis is down, without a server."""
 
 from __future__ import annotations
 
@@ -10,9 +10,13 @@ import pytest
 from mcp.server.context import ServerRequestContext
 from mcp.types import CallToolResult, TextContent
 from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from starlette.datastructures import QueryParams
 
+from app.admin import trail
 from app.admin.board import OperationsBoard
 from app.admin.watch import ToolWatch
+from app.audit import Audit
 
 CID = "0a1b2c3d-0000-4000-8000-000000000001"
 
@@ -72,3 +76,15 @@ async def test_other_methods_pass_untouched() -> None:
     listed: dict[str, Any] = {"tools": []}
     assert await through(ToolWatch(board), "tools/list", {}, listed) is listed
     assert board.snapshot()["calls"]["total"] == 0 and board.version == 0
+
+
+async def test_an_audit_trail_that_cannot_be_read_is_a_503_saying_so() -> None:
+    class Unreadable:
+        async def recent(self, **_: Any) -> list[Any]:
+            raise RedisConnectionError("down")
+
+    status, body = await trail.recent(cast(Audit, Unreadable()), QueryParams("outcome=error"))
+    assert (status, body) == (
+        503,
+        {"error": "The audit trail (Redis) cannot be read now; try again shortly."},
+    )
