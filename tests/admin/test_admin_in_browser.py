@@ -165,6 +165,9 @@ async def test_operator_page_follows_a_chat_and_its_errors_live(
     await page.fill("#filter-caller", USER["openai/subject"])
     await page.click("#filter-apply")
     await expect(audit).to_have_count(calls)
+    await page.click("#filter-clear")
+    await expect(page.locator("#filter-caller")).to_have_value("")
+    await expect(audit).to_have_count(calls)
 
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "admin.png"), animations="disabled", full_page=True)
