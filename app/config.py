@@ -150,6 +150,9 @@ class Settings(BaseSettings):
     crm_export_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     """The most bytes of an exported file, and of its cells' text: the file travels in one MCP
     response (an XLSX file base64-encoded, a third larger)."""
+    crm_query_count_threshold: int = Field(default=2000, ge=0, le=1_000_000)
+    """salesforce_query with neither a LIMIT nor `limit` counts first; past this many matches
+    only the count comes back. 0: never count."""
     crm_required_scope: str | None = None
     """Over HTTP: the scope a signed-in user's token must carry to call the CRM tools (staff
     only; customers who sign in to chat do not get it)."""

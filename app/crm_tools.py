@@ -33,11 +33,14 @@ from mcp.types import (
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
 from app.audit import Audit, call_arguments, queried_object, touch
+from app.salesforce.binds import BindValue
 from app.salesforce.client import QueryPage, SalesforceClient
 from app.salesforce.errors import SalesforceError
+from app.salesforce.explain import ObjectSummary, summary
 from app.salesforce.export import ExportBounds, ExportFile, export
+from app.salesforce.query_check import check
 from app.salesforce.schema import SchemaCache
-from app.salesforce.soql import QUERY_CAP, contains, limited, literal, sosl_term
+from app.salesforce.soql import QUERY_CAP, contains, literal, sosl_term
 from app.signin import signed_in_user
 
 log = structlog.get_logger(__name__)
@@ -65,6 +68,15 @@ Values = Annotated[
 Email = Annotated[str, Field(max_length=80, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 
 
+Params = Annotated[
+    dict[str, BindValue | list[BindValue]] | None,
+    Field(
+        max_length=50,
+        description='Values for the :name binds in soql (e.g. {"email": "a@b.c"} for WHERE '
+        "Email = :email; dates as 2026-01-31, date-times as 2026-01-31T09:00:00Z): put what "
+        "the user typed here, never into soql",
+    ),
+]
 Cursor = Annotated[
     str | None,
     Field(max_length=300, description="From a previous page's nextCursor, to read on"),
@@ -76,6 +88,9 @@ class Records(BaseModel):
     records: list[dict[str, Any]] = Field(description="Records by field API name")
     totalSize: int = Field(description="How many records match in all")
     nextCursor: str | None = Field(description="Pass as cursor for the next page; null: none")
+    note: str | None = Field(
+        default=None, description="Why no records came back although some match, and what to do"
+    )
 
 
 class Record(BaseModel):
@@ -240,6 +255,12 @@ CONTACT_FIELDS = ("Id", "FirstName", "LastName", "Email", "Phone", "AccountId")
 EVENT_FIELDS = ("Id", "Subject", "StartDateTime", "EndDateTime", "WhoId", "WhatId")
 F = TypeVar("F", bound=Callable[..., Any])
 
+DEFAULT_PAGE = 200
+TOO_MANY = (
+    "{count:,} {sobject} records match, more than {threshold:,}: none were read. Narrow the "
+    "WHERE clause, count or sum them with an aggregate (COUNT(), GROUP BY), or add a LIMIT to "
+    "read the first of them and page on with nextCursor."
+)
 STAFF_ONLY = (
     "The CRM tools are for support staff: sign in with an account whose token carries the "
     "scope {scope}."
@@ -282,6 +303,7 @@ def register_crm_tools(
     access: str = "read",
     redact: Sequence[str] = (),
     export_bounds: ExportBounds = ExportBounds(),  # noqa: B008 (frozen)
+    count_threshold: int = QUERY_CAP,
 ) -> None:
     """The CRM tools on `mcp`. With `required_scope` (over HTTP), a call is served only for a
     signed-in user whose token carries it; each tool declares `security` (securitySchemes)."""
@@ -358,6 +380,15 @@ def register_crm_tools(
         async with call("salesforce_describe", ctx):
             return object_info(await schema.describe(objectName), objectName)
 
+    @tool(reading, "read")
+    async def salesforce_explain_object(ctx: Context, objectName: ObjectName) -> ObjectSummary:
+        """An object summed up before querying it: its name field, what a create needs, its
+        lookups (parents, as relationshipName.Field in a query) and the objects pointing at it
+        (children, as a subquery's FROM), picklist values, every field's type, and a query to
+        start from."""
+        async with call("salesforce_explain_object", ctx):
+            return summary(await schema.describe(objectName))
+
     if required_scope is None:
         register_schema_resources(mcp, schema, deadline)
 
@@ -412,17 +443,40 @@ def register_crm_tools(
                 "ContactId = '003...' ORDER BY CreatedDate DESC",
             ),
         ] = None,
-        limit: Limit = 200,
+        params: Params = None,
+        limit: Annotated[
+            int | None,
+            Field(ge=1, le=QUERY_CAP, description="Records per page (default 200)"),
+        ] = None,
         cursor: Cursor = None,
     ) -> Records:
-        """Read records with SOQL (SELECT only). Without a LIMIT one is added (limit, at most
-        2,000). To read on, pass the previous page's nextCursor as cursor (without soql)."""
+        """Read records with SOQL (SELECT only; relationship paths, subqueries, GROUP BY and
+        aggregates allowed). Objects, fields and relationships are checked first: a wrong name
+        comes back with the closest ones. With neither a LIMIT in soql nor limit, the matching
+        records are counted first and, past a threshold, only the count comes back (note says
+        what to do); otherwise a LIMIT is added (limit, default 200, at most 2,000). To read
+        on, pass the previous page's nextCursor as cursor (without soql)."""
         async with call("salesforce_query", ctx):
             if cursor:
                 return await read("", cursor)
             if not soql:
                 raise ToolError("Give soql, or a cursor from a previous page.")
-            return await read(limited(soql, limit), None)
+            checked = await check(schema, soql, params)
+            counting = checked.count_query() if count_threshold and limit is None else None
+            if counting is not None and checked.query is not None:
+                matching = (await client.query(counting)).total
+                if matching > count_threshold:
+                    return Records(
+                        records=[],
+                        totalSize=matching,
+                        nextCursor=None,
+                        note=TOO_MANY.format(
+                            count=matching,
+                            sobject=checked.query.sobject.text,
+                            threshold=count_threshold,
+                        ),
+                    )
+            return await read(checked.bounded(limit or DEFAULT_PAGE), None)
 
     @tool(reading, "read")
     async def salesforce_search(
@@ -709,15 +763,18 @@ def register_crm_tools(
                 "Email, Account.Name FROM Contact WHERE CreatedDate > 2026-01-01T00:00:00Z",
             ),
         ],
+        params: Params = None,
         format: Literal["csv", "xlsx"] = "csv",
     ) -> Annotated[CallToolResult, Exported]:
         """Export every record a SOQL SELECT matches (all pages) as a CSV or XLSX file, attached
-        for the user. Columns are the fields selected, parent fields as Account.Name; child
+        for the user. Names are checked first, as salesforce_query does, and values go in
+        params. Columns are the fields selected, parent fields as Account.Name; child
         subqueries are refused; a LIMIT is honoured. A query over the export's bound of records
         (CRM_EXPORT_MAX_ROWS, 10,000 by default) or bytes is refused: narrow it. In CSV, text
         starting with = + - or @ is prefixed with ' so that no spreadsheet runs it."""
         async with call("salesforce_export", ctx):
-            made = await export(client, soql, format, export_bounds, plain)
+            checked = await check(schema, soql, params)
+            made = await export(client, checked.soql, format, export_bounds, plain)
             return exported_result(made)
 
 

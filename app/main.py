@@ -347,6 +347,7 @@ def build_runtime(
             access=settings.crm_access,
             redact=settings.redact_fields,
             export_bounds=ExportBounds(settings.crm_export_max_rows, settings.crm_export_max_bytes),
+            count_threshold=settings.crm_query_count_threshold,
         )
     return Runtime(
         mcp,

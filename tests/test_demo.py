@@ -78,7 +78,7 @@ def test_make_demo_starts_and_every_printed_url_answers(demo: Demo) -> None:
         for url in demo.urls:
             if url.endswith("/mcp"):
                 answer = http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
-                assert len(answer.json()["result"]["tools"]) == 31
+                assert len(answer.json()["result"]["tools"]) == 32  # 11 handoff, 21 CRM
             else:
                 answer = http.get(url)
             assert answer.status_code == 200, url

@@ -78,7 +78,7 @@ async def test_a_query_pages_on_with_its_cursor_and_a_limit_is_added() -> None:
         ("DELETE FROM Contact", "soql must be a SELECT query"),
         ("SELECT Id FROM Contact LIMIT 5000", "LIMIT 5000 is over 200"),
         ("SELECT Id FROM Contact; SELECT Id FROM Case", "one query, without ';'"),
-        ("SELECT Emial FROM Contact", "Contact has no field 'Emial'. Did you mean Email\?"),
+        ("SELECT Emial FROM Contact", r"Contact has no field 'Emial'. Did you mean Email\?"),
         ("SELECT Id FROM Contact WHERE", "MALFORMED_QUERY: unexpected token: 'LIMIT'"),
     ],
 )
