@@ -153,7 +153,7 @@ def register_schema_resources(mcp: MCPServer, schema: SchemaCache, deadline: flo
         mime_type="application/json",
     )
     async def salesforce_objects() -> str:
-        async with crm_call("resource:salesforce://sobjects", deadline):
+        async with crm_call("resource:salesforce://sobjects", deadline, changes=False):
             found = await schema.objects()
             return json.dumps(
                 [
@@ -170,7 +170,7 @@ def register_schema_resources(mcp: MCPServer, schema: SchemaCache, deadline: flo
         mime_type="application/json",
     )
     async def salesforce_object(name: str) -> str:
-        async with crm_call("resource:salesforce://sobjects/{name}", deadline):
+        async with crm_call("resource:salesforce://sobjects/{name}", deadline, changes=False):
             return object_info(await schema.describe(name), name).model_dump_json()
 
 
@@ -224,7 +224,9 @@ class Redactor:
     def __call__(self, value: Any) -> Any:
         if isinstance(value, dict):
             return {
-                k: REDACTED if self.hides(k) and not isinstance(v, dict | list) else self(v)
+                # The whole value, also a compound one (an address, a location) or a related
+                # record whose relationship name matches.
+                k: REDACTED if self.hides(k) else self(v)
                 for k, v in value.items()
                 if k != "attributes"
             }
@@ -268,9 +270,10 @@ STAFF_ONLY = (
 
 
 @contextlib.asynccontextmanager
-async def crm_call(name: str, deadline: float) -> AsyncIterator[None]:
+async def crm_call(name: str, deadline: float, *, changes: bool = True) -> AsyncIterator[None]:
     """One log line per call (tool and outcome, never values); every call answers within
-    `deadline`; Salesforce's refusals become tool errors saying what to fix."""
+    `deadline`; Salesforce's refusals become tool errors saying what to fix. `changes`: the
+    call may change records (what a timeout then says)."""
     outcome = "ok"
     try:
         async with asyncio.timeout(deadline):
@@ -283,6 +286,9 @@ async def crm_call(name: str, deadline: float) -> AsyncIterator[None]:
         raise ToolError(
             "Salesforce did not answer in time; a change may or may not have been made: check "
             "before repeating it."
+            if changes
+            else "Salesforce did not answer in time (or the answer took too long to prepare); "
+            "nothing was changed: try again, or ask for less."
         ) from None
     except BaseException:
         outcome = "error"
@@ -322,12 +328,21 @@ def register_crm_tools(
     def as_records(page: QueryPage) -> Records:
         return Records(records=plain(page.records), totalSize=page.total, nextCursor=page.next)
 
+    changing_tools: set[str] = set()
+
     def tool(annotations: ToolAnnotations, tier: str) -> Callable[[F], F]:
         """Register the tool if the access tier has it; otherwise it does not exist (not
         listed, and a call is refused as an unknown tool)."""
-        if tier in allowed:
-            return mcp.tool(annotations=annotations, meta=meta)
-        return lambda fn: fn
+        if tier not in allowed:
+            return lambda fn: fn
+        register = mcp.tool(annotations=annotations, meta=meta)
+
+        def registered(fn: F) -> F:
+            if not annotations.read_only_hint:
+                changing_tools.add(fn.__name__)
+            return register(fn)
+
+        return registered
 
     @contextlib.asynccontextmanager
     async def call(name: str, ctx: Context) -> AsyncIterator[None]:
@@ -336,7 +351,7 @@ def register_crm_tools(
         user = signed_in_user(ctx.request_context.request)
         caller = user.principal if user is not None else None
         with audit.call(name, "crm", caller, call_arguments(ctx)) as audited:
-            async with crm_call(name, deadline):
+            async with crm_call(name, deadline, changes=name in changing_tools):
                 if required_scope is not None and (
                     user is None or required_scope not in user.scopes
                 ):
@@ -461,7 +476,7 @@ def register_crm_tools(
                 return await read("", cursor)
             if not soql:
                 raise ToolError("Give soql, or a cursor from a previous page.")
-            checked = await check(schema, soql, params)
+            checked = await check(schema, soql, params, plain.hides)
             counting = checked.count_query() if count_threshold and limit is None else None
             if counting is not None and checked.query is not None:
                 matching = (await client.query(counting)).total
@@ -773,7 +788,7 @@ def register_crm_tools(
         (CRM_EXPORT_MAX_ROWS, 10,000 by default) or bytes is refused: narrow it. In CSV, text
         starting with = + - or @ is prefixed with ' so that no spreadsheet runs it."""
         async with call("salesforce_export", ctx):
-            checked = await check(schema, soql, params)
+            checked = await check(schema, soql, params, plain.hides)
             made = await export(client, checked.soql, format, export_bounds, plain)
             return exported_result(made)
 

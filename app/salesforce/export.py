@@ -31,7 +31,8 @@ import csv
 import io
 import json
 import re
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -56,7 +57,11 @@ MAX_ROWS = 10_000
 MAX_BYTES = 4 * 1024 * 1024
 XLSX_CELL_CHARS = 32_767
 """The most characters an XLSX cell holds (openpyxl would cut longer text silently)."""
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+"""What makes a spreadsheet take text for a formula (also after spaces, and in full width)."""
+MAX_CELLS = 1_000_000
+"""The most cells (records times fields) an export holds: past it, the reading and writing would
+take longer than a tool call has."""
 SHEET_TITLE_BAD = re.compile(r"[\[\]:*?/\\]")
 
 
@@ -64,6 +69,7 @@ SHEET_TITLE_BAD = re.compile(r"[\[\]:*?/\\]")
 class ExportBounds:
     max_rows: int = MAX_ROWS
     max_bytes: int = MAX_BYTES
+    max_cells: int = MAX_CELLS
 
 
 @dataclass(frozen=True)
@@ -112,7 +118,9 @@ def export_columns(soql: str) -> tuple[list[str] | None, str]:
             "to export them."
         )
     itself = {shape.sobject.text.lower(), (shape.alias or "").lower()}
-    columns = shape.columns
+    # Grouped records name a parent's field by its own name (`Name` for Account.Name) and an
+    # aliased field by its alias: their columns come from the records.
+    columns = None if shape.aggregate else shape.columns
     if columns is not None:
         # `c.Name` and `Contact.Name` (FROM Contact c) are the record's own Name.
         columns = [
@@ -122,17 +130,30 @@ def export_columns(soql: str) -> tuple[list[str] | None, str]:
     return columns, shape.sobject.text
 
 
-def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A record's fields by dotted name (`Account.Name`), without `attributes`."""
+def flatten(
+    record: dict[str, Any], whole: frozenset[str] = frozenset(), prefix: str = ""
+) -> dict[str, Any]:
+    """A record's fields by dotted name (`Account.Name`), without `attributes`; a value under a
+    name in `whole` (lower case) stays one value even when it is a map: a compound field
+    (`MailingAddress`, a geolocation) selected as itself is one cell, written as JSON."""
     out: dict[str, Any] = {}
     for key, value in record.items():
+        name = f"{prefix}{key}"
         if key == "attributes":
             continue
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
+        if isinstance(value, dict) and name.lower() not in whole:
+            out.update(flatten(value, whole, f"{name}."))
         else:
-            out[f"{prefix}{key}"] = value
+            out[name] = _text(value) if isinstance(value, str) else value
     return out
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _text(value: str) -> str:
+    """`value` writable as UTF-8: a lone surrogate (half an emoji cut in two) becomes U+FFFD."""
+    return _SURROGATE.sub("\ufffd", value)
 
 
 class Table:
@@ -146,15 +167,20 @@ class Table:
         self._cell_chars = cell_chars
         self._spelling: dict[str, str] = {}
         """A column's name in lower case → as Salesforce spells it (the first seen)."""
+        self._whole = frozenset(c.lower() for c in selected or ())
         self._rows: list[dict[str, Any]] = []
         self._text = 0
+        self._cells = 0
 
     def __len__(self) -> int:
         return len(self._rows)
 
-    def add(self, records: Iterable[dict[str, Any]], total: int) -> None:
-        for record in records:
-            flat = flatten(record)
+    def add(self, page: QueryPage, redact: Callable[[Any], Any]) -> None:
+        """A page's records, masked by `redact` first."""
+        total = page.total
+        for record in redact(page.records):
+            flat = flatten(record, self._whole)
+            self._cells += len(flat)
             row: dict[str, Any] = {}
             for name, value in flat.items():
                 key = name.lower()
@@ -174,7 +200,16 @@ class Table:
             # More than the first page said: Salesforce's count was low (records added since).
             raise too_many(len(self._rows), self._bounds.max_rows, at_least=True)
         if self._text > self._bounds.max_bytes:
-            raise too_big(self._bounds.max_bytes, f"after {len(self._rows):,} of {total:,} records")
+            raise too_big(
+                self._bounds.max_bytes,
+                f"its records' text passed it after {len(self._rows):,} of {total:,} records",
+            )
+        if self._cells > self._bounds.max_cells:
+            raise SalesforceError(
+                f"The export reached {self._bounds.max_cells:,} cells (records times fields, empty ones too) "
+                f"after {len(self._rows):,} of {total:,} records: select fewer fields or fewer "
+                "records and export in parts. Nothing was exported."
+            )
 
     def columns(self) -> tuple[list[str], list[str]]:
         """The column names and the keys of their cells in each row."""
@@ -205,11 +240,11 @@ def too_many(count: int, bound: int, *, at_least: bool = False) -> SalesforceErr
     )
 
 
-def too_big(bound: int, where: str) -> SalesforceError:
+def too_big(bound: int, what: str) -> SalesforceError:
     return SalesforceError(
-        f"The export is over its bound of {bound:,} bytes (CRM_EXPORT_MAX_BYTES) {where}: select "
-        "fewer fields or fewer records (a WHERE, or a LIMIT) and export in parts. Nothing was "
-        "exported."
+        f"The export's bound of {bound:,} bytes (CRM_EXPORT_MAX_BYTES) was passed: {what}. "
+        "Select fewer fields or fewer records (a WHERE, or a LIMIT) and export in parts. "
+        "Nothing was exported."
     )
 
 
@@ -229,18 +264,36 @@ async def export(
     if page.total > bounds.max_rows:
         raise too_many(page.total, bounds.max_rows)
     table = Table(selected, bounds, XLSX_CELL_CHARS if fmt == "xlsx" else None)
-    table.add(redact(page.records), page.total)
-    while page.next:
-        page = await client.query_more(page.next)
-        table.add(redact(page.records), page.total)
-    names, keys = table.columns()
-    write = write_csv if fmt == "csv" else write_xlsx
-    # Off the event loop: an XLSX of ten thousand rows takes a second or two to write.
-    data = await asyncio.to_thread(write, sobject, names, table.cells(keys))
+    stop = threading.Event()
+    try:
+        # Masking, flattening and writing run off the event loop (a page of wide records takes
+        # a second, an XLSX of ten thousand rows several): other chats go on meanwhile. A call
+        # that runs out of time stops the thread at its next row.
+        await asyncio.to_thread(table.add, page, redact)
+        while page.next:
+            page = await client.query_more(page.next)
+            await asyncio.to_thread(table.add, page, redact)
+        names, keys = table.columns()
+        write = write_csv if fmt == "csv" else write_xlsx
+        data = await asyncio.to_thread(write, sobject, names, _until(stop, table.cells(keys)))
+    except asyncio.CancelledError:
+        stop.set()
+        raise
     if len(data) > bounds.max_bytes:
-        raise too_big(bounds.max_bytes, f"as {fmt.upper()} ({len(data):,} bytes)")
+        raise too_big(bounds.max_bytes, f"the {fmt.upper()} file has {len(data):,} bytes")
     stamp = now().astimezone(UTC).strftime("%Y%m%d-%H%M%S")
     return ExportFile(sobject, fmt, names, len(table), data, f"{sobject}-{stamp}.{fmt}")
+
+
+class Stopped(Exception):
+    """The call the file was written for is over."""
+
+
+def _until(stop: threading.Event, rows: Iterable[list[Any]]) -> Iterator[list[Any]]:
+    for row in rows:
+        if stop.is_set():
+            raise Stopped
+        yield row
 
 
 def csv_cell(value: Any) -> str:
@@ -253,7 +306,7 @@ def csv_cell(value: Any) -> str:
     if isinstance(value, int | float):
         return str(value)
     text = value if isinstance(value, str) else json.dumps(value)
-    return "'" + text if text.startswith(FORMULA_START) else text
+    return "'" + text if text.lstrip(" \u00a0\u3000").startswith(FORMULA_START) else text
 
 
 def write_csv(sobject: str, names: list[str], rows: Iterable[list[Any]]) -> bytes:

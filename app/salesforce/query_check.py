@@ -12,7 +12,8 @@ functions): a query this module cannot read is sent as written, its binds filled
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,17 +73,30 @@ class Checked:
         return self.soql
 
 
-async def check(schema: SchemaCache, soql: str, params: Params | None = None) -> Checked:
+async def check(
+    schema: SchemaCache,
+    soql: str,
+    params: Params | None = None,
+    hides: Callable[[str], bool] = lambda name: False,
+) -> Checked:
     """`soql` with its names checked and completed and its binds filled; UnknownField naming
-    the first wrong name."""
+    the first wrong name. `hides`: whether a field's values are masked (REDACT_FIELDS); such a
+    field may be selected as itself only, so that its values come back under its own name, to be
+    masked, and cannot be read through a function, an alias, a filter or an order."""
     given = dict(params or {})
     try:
         query = parse(soql)
     except SoqlSyntax:
         # Not why: the reason quotes the query, whose values may be a customer's data.
         log.info("crm.query.unchecked")
+        hidden = [w for w in _WORD.findall(_STRING.sub("''", soql)) if hides(w)]
+        if hidden:
+            raise SalesforceError(
+                f"soql names {hidden[0]}, which REDACT_FIELDS masks, in a query this server "
+                "cannot read to check how it is used: select it plainly, in a simpler query."
+            ) from None
         return Checked(bind_text(soql, given), None)
-    checker = _Checker(schema)
+    checker = _Checker(schema, hides)
     await checker.select(query, None)
     binds = [b for q in query.every() for b in q.binds]
     check_names((b.name for b in binds), given)
@@ -96,6 +110,15 @@ async def check(schema: SchemaCache, soql: str, params: Params | None = None) ->
         return Checked(soql, parse(soql) if edits else query)
     except SoqlSyntax:
         return Checked(soql, None)
+
+
+_STRING = re.compile(r"'(?:[^'\\]|\\.)*'")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MASKED_USE = (
+    "{field} is masked by REDACT_FIELDS: select it as itself (its values come back as "
+    "[redacted]), not inside a function, under an alias, or in WHERE, GROUP BY, HAVING or "
+    "ORDER BY."
+)
 
 
 def _closest(name: str, options: Sequence[str]) -> str:
@@ -141,8 +164,9 @@ def _children(described: Described) -> dict[str, Any]:
 
 
 class _Checker:
-    def __init__(self, schema: SchemaCache) -> None:
+    def __init__(self, schema: SchemaCache, hides: Callable[[str], bool]) -> None:
         self.schema = schema
+        self.hides = hides
         self.fixes: list[tuple[int, int, str]] = []
         self.types: dict[int, tuple[str | None, str]] = {}
         """Where a field path starts → (its type, Object.Field), for the binds compared with it."""
@@ -180,12 +204,9 @@ class _Checker:
             described = await self.object(query.sobject)
         else:
             described = await self.child(parent, query.sobject)
-        written = {query.sobject.text.lower(), str(described.get("name")).lower()}
-        if query.alias:
-            written.add(query.alias.lower())
         for path in query.fields:
             if path.text.lower() not in query.aliases:
-                await self.path(described, path, written)
+                await self.path(described, query, path)
         for child in query.children:
             await self.select(child, described)
         for semijoin in query.semijoins:
@@ -202,13 +223,22 @@ class _Checker:
         self.fix(name, found[0])
         return await self.schema.describe(found[1])
 
-    async def path(self, described: Described, path: Name, qualifiers: set[str]) -> None:
-        """Check `path` on `described`; `qualifiers`: what may stand before a field for the
-        object itself (its name as written and its alias: `Contact.FirstName`, `c.Email`)."""
+    async def path(self, described: Described, query: Select, path: Name) -> None:
+        """Check `path`, a field path of `query`, whose object `described` is. Before a field
+        may stand the object itself: its name as written, or its alias (`Contact.FirstName`,
+        `c.Email`)."""
         hops = path.text.split(".")
         at = path.start
-        itself = len(hops) > 1 and hops[0].lower() in qualifiers
+        name = str(described.get("name"))
+        alias = (query.alias or "").lower()
+        itself = len(hops) > 1 and hops[0].lower() in {
+            query.sobject.text.lower(),
+            alias,
+            name.lower(),
+        }
         if itself and _lookup(hops[0], _lookups(described)) is None:
+            if hops[0].lower() != alias:  # the object's name, completed as FROM's was
+                self.fix(Name(hops[0], at, at + len(hops[0])), name)
             at += len(hops[0]) + 1
             hops = hops[1:]
         if len(hops) - 1 > MAX_PARENT_HOPS:
@@ -221,8 +251,9 @@ class _Checker:
         for hop in relationships:
             target = await self.relationship(described, Name(hop, at, at + len(hop)), path.text)
             at += len(hop) + 1
-            if target is None:
-                return  # polymorphic (Who, What, Owner): which object depends on the record
+            if target is None:  # polymorphic (Who, What, Owner): the object depends on the record
+                self.masked(hops[-1], path, query)
+                return
             described = await self.schema.describe(target)
         described, found = await self.find(described, _fields, last)
         if found is None:
@@ -234,7 +265,14 @@ class _Checker:
                 fields=(last,),
             )
         self.fix(Name(last, at, at + len(last)), found[0])
+        self.masked(found[0], path, query)
         self.types[path.start] = (found[1].get("type"), f"{described.get('name')}.{found[0]}")
+
+    def masked(self, field: str, path: Name, query: Select) -> None:
+        """A masked field read other than as itself would come back unmasked (under an alias
+        or `expr0`) or be guessed by filtering: refused."""
+        if self.hides(field) and path.start not in query.plain:
+            raise SalesforceError(MASKED_USE.format(field=field), code="REDACTED_FIELD")
 
     async def relationship(self, described: Described, hop: Name, path: str) -> str | None:
         described, found = await self.find(described, _lookups, hop.text)

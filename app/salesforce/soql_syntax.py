@@ -93,6 +93,9 @@ class Select:
     """SELECT COUNT(): Salesforce answers with the number only."""
     aliases: set[str] = field(default_factory=set)
     """Names given to SELECT columns (`COUNT(Id) total`): not fields."""
+    plain: set[int] = field(default_factory=set)
+    """Where the SELECT's plain fields start: a field read as itself, under its own name (not
+    inside a function, not under an alias, not in a condition or an order)."""
     binds: list[Bind] = field(default_factory=list)
     limit: int | None = None
     offset: bool = False
@@ -305,6 +308,8 @@ class _Reader:
             fields.append(path)
         if in_select and self.is_name(self.peek()):
             query.aliases.add(self.take().text.lower())
+        elif in_select and path is not None:
+            query.plain.add(path.start)
         return path
 
     def arguments(self, query: Select, fields: list[Name], *, sets: bool = False) -> None:

@@ -9,6 +9,8 @@ import base64
 import contextlib
 import csv
 import io
+import json
+import threading
 import zipfile
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -21,9 +23,10 @@ import pytest
 from mcp.client import Client
 from mcp.types import BlobResourceContents, EmbeddedResource, TextContent, TextResourceContents
 
+from app.crm_tools import Redactor
 from app.salesforce.client import QueryPage
 from app.salesforce.errors import SalesforceError
-from app.salesforce.export import ExportBounds, csv_cell, export
+from app.salesforce.export import ExportBounds, Stopped, _until, csv_cell, export
 from app.simulator import SimulatorOptions, build_simulator
 from tests.mcp.conftest import ToolFailed
 from tests.salesforce.test_crm_tools import SIM
@@ -196,13 +199,15 @@ async def test_a_file_over_the_byte_bound_is_refused() -> None:
                 await exported(crm, SOQL + " LIMIT 1", "xlsx")
 
     assert (
-        ": The export is over its bound of 20,000 bytes (CRM_EXPORT_MAX_BYTES) after 1,000 of "
-        "2,500 records: select fewer fields or fewer records"
+        ": The export's bound of 20,000 bytes (CRM_EXPORT_MAX_BYTES) was passed: its records' "
+        "text passed it after 1,000 of 2,500 records. Select fewer fields or fewer records"
     ) in str(too_much_text.value)
     assert pages == {"first": 1}  # stopped reading at the first page over the bound
     assert small["rows"] == 1
     # One row, but an XLSX file is a zip of several parts: over 1 KiB.
-    assert "bound of 1,024 bytes (CRM_EXPORT_MAX_BYTES) as XLSX (" in str(too_big_a_file.value)
+    assert "bound of 1,024 bytes (CRM_EXPORT_MAX_BYTES) was passed: the XLSX file has " in str(
+        too_big_a_file.value
+    )
     assert "Nothing was exported." in str(too_big_a_file.value)
 
 
@@ -310,7 +315,7 @@ async def test_an_export_answers_within_the_tool_deadline() -> None:
         await seed_contacts(sim_url)
         fault = {"path": f"{DATA}/query/*", "delay": 20, "count": 1}  # the second page
         assert (await control.post("/control/faults", json=fault)).status_code == 201
-        with pytest.raises(ToolFailed, match="did not answer in time"):
+        with pytest.raises(ToolFailed, match=r"did not answer in time .*nothing was changed"):
             await exported(crm, SOQL, "csv")
 
 
@@ -472,3 +477,86 @@ async def test_an_export_checks_names_fills_binds_and_names_columns_without_the_
 
     assert meta["columns"] == ["LastName", "Account.Name"]
     assert csv_rows(data) == [["LastName", "Account.Name"], ["O'Neil", "Acme"]]
+
+
+async def test_a_masked_field_is_masked_on_every_page_in_both_formats() -> None:
+    ssns = [f"078-05-11{n:02d}" for n in range(5)]
+    records = [{"Id": f"003{n}", "SSN__c": ssn} for n, ssn in enumerate(ssns)]
+    for fmt in ("csv", "xlsx"):
+        made = await export(
+            Pages(records), "SELECT Id, SSN__c FROM Contact", fmt, ExportBounds(),
+            Redactor(["*SSN*"]),
+        )  # fmt: skip
+        rows = csv_rows(made.data) if fmt == "csv" else xlsx_rows(made.data)
+        assert [r[1] for r in rows[1:]] == ["[redacted]"] * 5  # three pages of two
+        assert not any(ssn.encode() in made.data for ssn in ssns)
+
+
+async def test_a_compound_field_is_one_cell_and_masked_whole() -> None:
+    address = {"street": "1 rue de la Paix", "city": "Paris", "country": "FR"}
+    records = [{"Id": "0031", "MailingAddress": address}]
+
+    made = await export(
+        Pages(records), "SELECT Id, MailingAddress FROM Contact", "csv", ExportBounds()
+    )
+    masked = await export(
+        Pages(records), "SELECT FIELDS(STANDARD) FROM Contact LIMIT 200", "csv", ExportBounds(),
+        Redactor(["Mailing*"]),
+    )  # fmt: skip
+
+    assert csv_rows(made.data)[1][0] == "0031"
+    assert json.loads(csv_rows(made.data)[1][1]) == address
+    assert csv_rows(masked.data) == [["Id", "MailingAddress"], ["0031", "[redacted]"]]
+
+
+async def test_half_an_emoji_becomes_a_replacement_character_not_a_crash() -> None:
+    records = [{"Id": "0031", "LastName": "Lima \ud83d"}]
+    for fmt in ("csv", "xlsx"):
+        made = await export(Pages(records), "SELECT Id, LastName FROM Contact", fmt, ExportBounds())
+        rows = csv_rows(made.data) if fmt == "csv" else xlsx_rows(made.data)
+        assert rows[1][1] == "Lima \ufffd"
+
+
+async def test_an_export_past_its_cells_is_refused() -> None:
+    records = [{"Id": f"003{n}", "LastName": "x", "Email": None} for n in range(6)]
+    with pytest.raises(SalesforceError, match=r"reached 10 cells .* after 4 of 6 records"):
+        await export(
+            Pages(records), "SELECT Id, LastName, Email FROM Contact", "csv",
+            ExportBounds(max_cells=10),
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("text", [" =1+1", "\u00a0=1+1", "\uff1d1+1", "\u3000@SUM(A1)"])
+def test_a_formula_behind_spaces_or_in_full_width_is_still_prefixed(text: str) -> None:
+    assert csv_cell(text) == "'" + text
+
+
+async def test_grouped_parent_fields_take_their_columns_from_the_records() -> None:
+    async with simulator() as sim_url, crm_on(sim_url) as crm:
+        acme = await seed(sim_url, [{"attributes": {"type": "Account"}, "Name": "Acme"}])
+        await seed(sim_url, [contact(LastName=n, AccountId=acme[0]) for n in ("A", "B")])
+
+        _, data = await exported(
+            crm, "SELECT Account.Name, COUNT(Id) n FROM Contact GROUP BY Account.Name", "csv"
+        )
+
+    assert csv_rows(data) == [["Name", "n"], ["Acme", "2"]]
+
+
+async def test_a_masked_field_cannot_be_exported_through_an_aggregate_or_an_alias() -> None:
+    async with simulator() as sim_url, crm_on(sim_url) as crm:
+        for soql in (
+            "SELECT Id, MAX(SSN__c) FROM Contact GROUP BY Id",
+            "SELECT LastName, MAX(SSN__c) s FROM Contact GROUP BY LastName",
+        ):
+            with pytest.raises(ToolFailed, match="SSN__c is masked by REDACT_FIELDS"):
+                await exported(crm, soql, "csv")
+
+
+def test_a_writer_stops_at_its_next_row_once_its_call_is_over() -> None:
+    stop = threading.Event()
+    rows = _until(stop, iter([["a"], ["b"], ["c"]]))
+    assert next(rows) == ["a"]
+    stop.set()
+    with pytest.raises(Stopped):
+        next(rows)

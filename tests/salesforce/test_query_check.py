@@ -416,3 +416,40 @@ async def test_a_polymorphic_lookup_is_left_to_salesforce() -> None:
     checked = await check(Polymorphic(), soql)  # type: ignore[arg-type]
 
     assert checked.soql == soql and checked.query is not None
+
+
+def hides_ssn(name: str) -> bool:
+    return "ssn" in name.lower()
+
+
+@pytest.mark.parametrize(
+    "soql",
+    [
+        "SELECT Id, MAX(SSN__c) FROM Contact GROUP BY Id",
+        "SELECT SSN__c s FROM Contact",
+        "SELECT Id FROM Contact WHERE SSN__c = '078-05-1120'",
+        "SELECT Id FROM Contact ORDER BY SSN__c",
+        "SELECT Id FROM Account WHERE Id IN (SELECT AccountId FROM Contact WHERE SSN__c != null)",
+        "SELECT Id, (SELECT Id FROM Contacts WHERE SSN__c LIKE '078%') FROM Account",
+        "SELECT Id FROM Contact WHERE SSN__c = '1' FOO BAR",  # unreadable: refused, not sent
+    ],
+)
+async def test_a_masked_field_is_read_as_itself_only(soql: str) -> None:
+    with pytest.raises(Exception, match="SSN__c"):
+        await check(SimulatedSchema(), soql, hides=hides_ssn)  # type: ignore[arg-type]
+
+
+async def test_a_masked_field_selected_as_itself_comes_back_masked() -> None:
+    async with recorded_crm() as (crm, _):
+        await contact(crm, "Lima")
+        ana = await query(crm, "SELECT LastName FROM Contact LIMIT 1")
+        assert ana["records"]
+        rows = await query(crm, "SELECT LastName, SSN__c, (SELECT Id FROM Cases) FROM Contact")
+
+    assert rows["records"][0]["SSN__c"] == "[redacted]"
+
+
+async def test_an_objects_own_name_before_a_field_is_completed_with_its_namespace() -> None:
+    checked = await check(SimulatedSchema(), "SELECT Loyalty_Card__c.Name FROM Loyalty_Card__c")  # type: ignore[arg-type]
+
+    assert checked.soql == "SELECT acme__Loyalty_Card__c.Name FROM acme__Loyalty_Card__c"
