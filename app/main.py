@@ -478,7 +478,12 @@ def build_app(
         routes.append(Route("/.well-known/jwks.json", jwks, methods=["GET"]))
     if runtime.board is not None and runtime.counters is not None:
         routes += admin_routes(
-            settings, runtime.board, runtime.counters, runtime.health, runtime.audit
+            settings,
+            runtime.board,
+            runtime.counters,
+            runtime.health,
+            runtime.audit,
+            runtime.redis.pooled if runtime.redis is not None else None,
         )
     routes += extra_routes or []
     if settings.playground_enabled:

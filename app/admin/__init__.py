@@ -4,8 +4,11 @@ rate-limit refusals and the audit trail, for whoever holds ADMIN_PASSWORD.
 - `board.py`: `OperationsBoard`, what this process has seen (the feeds, the limits and the MCP
   middleware report into it); read-only for the page.
 - `watch.py`: `ToolWatch`, the MCP middleware reporting how each tool call ended.
-- `access.py`: the sign-in, the session cookie, CSRF tokens, the HTTPS rule.
-- `routes.py`: the routes, the page (`page.html`) and the sign-in form (`signin.html`).
+- `transport.py`: the HTTPS rule (and plain HTTP between loopback addresses, no proxy between).
+- `access.py`: the sign-in and its budgets, the session cookie, CSRF tokens;
+  `revocations.py`: signed-out sessions (in Redis with REDIS_URL).
+- `routes.py`: the routes, the page (`page.html`) and the sign-in form (`signin.html`), drawn
+  by `answers.py`; `trail.py`: the audit trail's endpoint.
 
 Nothing is served unless `Settings.admin_enabled`; `build_app` mounts `admin_routes`.
 """

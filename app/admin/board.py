@@ -14,6 +14,7 @@ refusals). It is this process's view: with REDIS_URL each process has its own bo
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -113,6 +114,9 @@ class OperationsBoard:
     failed_calls: int = 0
     streams: StreamHealth = field(default_factory=StreamHealth)
     version: int = 0
+    tag: str = field(default_factory=lambda: secrets.token_hex(4))
+    """Names this board in its versions: a version is only this board's to compare (processes
+    count their own, and a restart starts again)."""
     _feeds: set[GuestFeed] = field(default_factory=set)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -167,9 +171,11 @@ class OperationsBoard:
                 row.waited = now - (row.waiting_since or row.opened_at)
             row.state, row.agent, row.queue_position = "agent", agent, None
         elif view.transferring or view.queue_position is not None:
+            if row.state != "waiting":
+                # A new wait for a human (the first, or after a transfer from an agent): the
+                # last agent and how long the last wait took belong to the one before.
+                row.waiting_since, row.waited, row.agent = now, None, None
             row.state, row.queue_position = "waiting", view.queue_position
-            if row.waiting_since is None:
-                row.waiting_since = now
         else:
             bot = any(role == "Chatbot" for role, _ in view.participants.values())
             row.state = "bot" if bot else "routing"
@@ -228,9 +234,17 @@ class OperationsBoard:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    async def changed(self, since: int, seconds: float) -> bool:
-        """Wait until the board moves past version `since`, at most `seconds`; True if it has."""
-        if self.version != since:
+    @property
+    def version_token(self) -> str:
+        """The version as the page holds it: `<tag>.<n>`."""
+        return f"{self.tag}.{self.version}"
+
+    async def changed(self, tag: str, since: int, seconds: float) -> bool:
+        """Wait until the board moves past version `since` of board `tag`, at most `seconds`;
+        True if it has. A version of another board (another process answered the page's last
+        poll, or this one restarted) says nothing of this one: wait for this one to move, so a
+        page served by several processes in turn still waits between updates."""
+        if tag == self.tag and self.version != since:
             return True
         changed = self._changed
         try:
@@ -248,7 +262,7 @@ class OperationsBoard:
         rows = sorted(self.conversations.values(), key=lambda r: r.opened_at, reverse=True)
         last_stop = self.streams.last_stop
         return {
-            "version": self.version,
+            "version": self.version_token,
             "now": self.clock(),
             "process": self.process,
             "conversations": [row.shown() for row in rows],

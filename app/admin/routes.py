@@ -4,31 +4,31 @@
 - `GET /admin/signin`, `POST /admin/signin`, `POST /admin/signout`;
 - `GET /admin/api/state?after=<version>`: the board's snapshot as JSON; with `after`, a long
   poll answering as soon as the board moves past that version (at most `POLL_SECONDS`), which
-  is how the page updates without reloading;
-- `GET /admin/api/audit?tool=&caller=&outcome=&limit=`: the audit trail, newest first
+  is how the page updates without reloading. A version names the board (the process) it
+  counts: one of another process's waits for this board to move;
+- `GET /admin/api/audit?tool=&caller=&outcome=&limit=&after=`: the audit trail, newest first
   (`trail.py`).
 
 Every answer is refused unless the Host is one the server serves and the request came over
-HTTPS or between loopback addresses (`app.admin.access`). The page is one autoescaped template;
-its inline script and style carry a per-response CSP nonce and it loads nothing from elsewhere.
-It draws every value with `textContent`.
+HTTPS or between loopback addresses (`transport.py`); HTTPS answers carry HSTS. While Redis
+(with REDIS_URL: the sign-in budgets, the revocations) does not answer, every answer that needs
+it is a 503 and nobody gets in. The page is one autoescaped template (`answers.py`); its inline
+script and style carry a per-response CSP nonce and it loads nothing from elsewhere. It draws
+every value with `textContent`.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-import secrets
+import re
 from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs
 
 import structlog
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import (
-    HTMLResponse,
-    JSONResponse,
     PlainTextResponse,
     RedirectResponse,
     Response,
@@ -42,13 +42,19 @@ from app.admin.access import (
     SIGNIN_COOKIE,
     AdminAccess,
     AdminSession,
+    signing_secret,
+)
+from app.admin.answers import PRIVATE, html, json_answer, small_form
+from app.admin.board import OperationsBoard
+from app.admin.revocations import MemoryRevocations, RedisRevocations, Revocations
+from app.admin.transport import (
+    HSTS,
     Transport,
     cookie_name,
     host_allowed,
     same_origin,
     transport_of,
 )
-from app.admin.board import OperationsBoard
 from app.audit import Audit
 from app.config import Settings
 from app.limits import Counters
@@ -57,11 +63,6 @@ log = structlog.get_logger(__name__)
 
 POLL_SECONDS = 20.0
 """A long poll answers within this (Heroku's router ends a request with no answer at 30 s)."""
-FORM_BYTES = 4096
-TEMPLATES = Environment(
-    loader=FileSystemLoader(str(Path(__file__).resolve().parent)),
-    autoescape=select_autoescape(default=True, default_for_string=True),
-)
 NOT_HTTPS = (
     "The operator page is served only over HTTPS, or over plain HTTP between loopback "
     "addresses (a browser on this machine at http://127.0.0.1 or http://localhost). Behind a "
@@ -69,43 +70,15 @@ NOT_HTTPS = (
     "X-Forwarded-Proto is believed."
 )
 UNKNOWN_HOST = "This server does not serve that host name (see PUBLIC_URL and MCP_ALLOWED_HOSTS)."
+REDIS_DOWN = (
+    "The operator page's shared state (Redis) does not answer, so sign-ins and sessions cannot "
+    "be checked now; try again shortly."
+)
+VERSION = re.compile(r"([0-9a-f]{1,16})\.([0-9]{1,18})")
+"""`after`: a version the state returned, `<board>.<n>` (`OperationsBoard.version_token`)."""
 
 Health = Callable[[], Awaitable[tuple[int, dict[str, object]]]]
-
-
-def _csp(nonce: str) -> str:
-    return "; ".join(
-        [
-            "default-src 'none'",
-            f"script-src 'nonce-{nonce}'",
-            f"style-src 'nonce-{nonce}'",
-            "connect-src 'self'",
-            "img-src 'self' data:",
-            "base-uri 'none'",
-            "form-action 'self'",
-            "frame-ancestors 'none'",
-        ]
-    )
-
-
-PRIVATE = {
-    "Cache-Control": "no-store",
-    "X-Content-Type-Options": "nosniff",
-    # Not no-referrer: under it Chromium sends `Origin: null` with the page's own forms.
-    "Referrer-Policy": "same-origin",
-    "X-Frame-Options": "DENY",
-}
-
-
-def _html(template: str, status: int = 200, **values: Any) -> HTMLResponse:
-    nonce = secrets.token_urlsafe(18)
-    body = TEMPLATES.get_template(template).render(nonce=nonce, **values)
-    headers = {**PRIVATE, "Content-Security-Policy": _csp(nonce)}
-    return HTMLResponse(body, status_code=status, headers=headers)
-
-
-def _json(body: dict[str, Any], status: int = 200) -> JSONResponse:
-    return JSONResponse(body, status_code=status, headers=PRIVATE)
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 class AdminPage:
@@ -135,8 +108,29 @@ class AdminPage:
             return PlainTextResponse(NOT_HTTPS, status_code=403, headers=PRIVATE), transport
         return None, transport
 
-    def _session(self, request: Request, transport: Transport) -> AdminSession | None:
-        return self._access.session(request.cookies.get(cookie_name(transport, COOKIE)))
+    async def _session(self, request: Request, transport: Transport) -> AdminSession | None:
+        return await self._access.session(request.cookies.get(cookie_name(transport, COOKIE)))
+
+    def _guarded(self, handler: Handler) -> Handler:
+        """Every answer: Redis not answering (the sign-in budgets, the revocations) refuses the
+        request with a 503 saying so, letting nobody in; HTTPS answers carry HSTS."""
+
+        @functools.wraps(handler)
+        async def guarded(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except RedisError as exc:
+                log.warning("admin.redis_unavailable", error=type(exc).__name__)
+                if request.url.path.startswith("/admin/api/"):
+                    response = json_answer({"error": REDIS_DOWN}, 503)
+                else:
+                    response = PlainTextResponse(REDIS_DOWN, status_code=503, headers=PRIVATE)
+                response.headers["Retry-After"] = "5"
+            if transport_of(request, self._access.proxy_hops).https:
+                response.headers["Strict-Transport-Security"] = HSTS
+            return response
+
+        return guarded
 
     def _set_cookie(
         self, response: Response, transport: Transport, base: str, value: str, seconds: int
@@ -164,7 +158,7 @@ class AdminPage:
 
     def _signin_form(self, transport: Transport, problem: str | None, status: int) -> Response:
         token = self._access.new_signin_token()
-        response = _html("signin.html", status, csrf=token, problem=problem)
+        response = html("signin.html", status, csrf=token, problem=problem)
         self._set_cookie(response, transport, SIGNIN_COOKIE, token, 3600)
         return response
 
@@ -172,7 +166,7 @@ class AdminPage:
         refusal, transport = self._refusal(request)
         if refusal is not None:
             return refusal
-        if self._session(request, transport) is not None:
+        if await self._session(request, transport) is not None:
             return RedirectResponse("/admin", status_code=303, headers=PRIVATE)
         return self._signin_form(transport, None, 200)
 
@@ -180,7 +174,7 @@ class AdminPage:
         refusal, transport = self._refusal(request)
         if refusal is not None:
             return refusal
-        form = await _form(request)
+        form = await small_form(request)
         if form is None:
             return PlainTextResponse("The sign-in form is too large.", 413, headers=PRIVATE)
         expected = request.cookies.get(cookie_name(transport, SIGNIN_COOKIE))
@@ -191,13 +185,14 @@ class AdminPage:
             problem = "The sign-in form expired or did not come from this page; try again."
             return self._signin_form(transport, problem, 403)
         wait = await self._access.attempt_allowed(request)
-        if wait > 0:
-            self._board.refused("ADMIN_SIGNIN", None)
-            log.warning("admin.signin_refused", reason="rate")
-            minutes = math.ceil(wait / 60)
-            problem = f"Too many sign-in attempts from your address; try again in {minutes} min."
+        if wait is not None:
+            self._board.refused(wait.limit, None)
+            log.warning("admin.signin_refused", reason="rate", limit=wait.limit)
+            minutes = math.ceil(wait.seconds / 60)
+            whose = "to this server" if wait.everyone else "from your address"
+            problem = f"Too many sign-in attempts {whose}; try again in {minutes} min."
             response = self._signin_form(transport, problem, 429)
-            response.headers["Retry-After"] = str(math.ceil(wait))
+            response.headers["Retry-After"] = str(math.ceil(wait.seconds))
             return response
         if not self._access.password_fits(form.get("password", "")):
             log.warning("admin.signin_refused", reason="password")
@@ -213,8 +208,8 @@ class AdminPage:
         refusal, transport = self._refusal(request)
         if refusal is not None:
             return refusal
-        session = self._session(request, transport)
-        form = await _form(request)
+        session = await self._session(request, transport)
+        form = await small_form(request)
         if session is None:
             return RedirectResponse("/admin/signin", status_code=303, headers=PRIVATE)
         if (
@@ -228,7 +223,7 @@ class AdminPage:
                 status_code=403,
                 headers=PRIVATE,
             )
-        self._access.revoke(session)
+        await self._access.revoke(session)
         log.info("admin.signed_out")
         response = RedirectResponse("/admin/signin", status_code=303, headers=PRIVATE)
         self._forget_cookie(response, transport, COOKIE)
@@ -240,28 +235,29 @@ class AdminPage:
         refusal, transport = self._refusal(request)
         if refusal is not None:
             return refusal
-        session = self._session(request, transport)
+        session = await self._session(request, transport)
         if session is None:
             return RedirectResponse("/admin/signin", status_code=303, headers=PRIVATE)
-        return _html("page.html", csrf=session.csrf, process=self._board.process)
+        return html("page.html", csrf=session.csrf, process=self._board.process)
 
-    def _api_refusal(self, request: Request) -> Response | None:
+    async def _api_refusal(self, request: Request) -> Response | None:
         refusal, transport = self._refusal(request)
         if refusal is not None:
             return refusal
-        if self._session(request, transport) is None:
-            return _json({"error": "Sign in at /admin/signin first."}, 401)
+        if await self._session(request, transport) is None:
+            return json_answer({"error": "Sign in at /admin/signin first."}, 401)
         return None
 
     async def state(self, request: Request) -> Response:
-        refusal = self._api_refusal(request)
+        refusal = await self._api_refusal(request)
         if refusal is not None:
             return refusal
         after = request.query_params.get("after")
         if after is not None:
-            if not after.isdigit() or len(after) > 18:
-                return _json({"error": "after must be a version the state returned."}, 400)
-            await self._board.changed(int(after), POLL_SECONDS)
+            version = VERSION.fullmatch(after)
+            if version is None:
+                return json_answer({"error": "after must be a version the state returned."}, 400)
+            await self._board.changed(version[1], int(version[2]), POLL_SECONDS)
         snapshot = self._board.snapshot()
         _, health = await self._health()
         snapshot["health"] = {
@@ -269,41 +265,46 @@ class AdminPage:
             "problem": health.get("problem"),
             "stateStore": health.get("state"),
         }
-        return _json(snapshot)
+        return json_answer(snapshot)
 
     async def audit(self, request: Request) -> Response:
-        refusal = self._api_refusal(request)
+        refusal = await self._api_refusal(request)
         if refusal is not None:
             return refusal
         status, body = await trail.recent(self._audit, request.query_params)
-        return _json(body, status)
+        return json_answer(body, status)
 
     def routes(self) -> list[BaseRoute]:
+        guarded = self._guarded
         return [
-            Route("/admin", self.page, methods=["GET"]),
-            Route("/admin/signin", self.signin_form, methods=["GET"]),
-            Route("/admin/signin", self.signin, methods=["POST"]),
-            Route("/admin/signout", self.signout, methods=["POST"]),
-            Route("/admin/api/state", self.state, methods=["GET"]),
-            Route("/admin/api/audit", self.audit, methods=["GET"]),
+            Route("/admin", guarded(self.page), methods=["GET"]),
+            Route("/admin/signin", guarded(self.signin_form), methods=["GET"]),
+            Route("/admin/signin", guarded(self.signin), methods=["POST"]),
+            Route("/admin/signout", guarded(self.signout), methods=["POST"]),
+            Route("/admin/api/state", guarded(self.state), methods=["GET"]),
+            Route("/admin/api/audit", guarded(self.audit), methods=["GET"]),
         ]
 
 
-async def _form(request: Request) -> dict[str, str] | None:
-    """A small urlencoded form's fields (the first value of each); None when it is too large."""
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > FORM_BYTES:
-            return None
-    fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
-    return {name: values[0] for name, values in fields.items()}
-
-
 def admin_routes(
-    settings: Settings, board: OperationsBoard, counters: Counters, health: Health, audit: Audit
+    settings: Settings,
+    board: OperationsBoard,
+    counters: Counters,
+    health: Health,
+    audit: Audit,
+    redis: Redis | None = None,
 ) -> list[BaseRoute]:
-    """The routes under /admin, for `build_app` when ADMIN_PASSWORD is set."""
+    """The routes under /admin, for `build_app` when ADMIN_PASSWORD is set; `redis`: the
+    shared state's client (REDIS_URL), which keeps the revocations of signed-out sessions."""
     assert settings.admin_password is not None
-    access = AdminAccess(settings.admin_password, counters, settings.trusted_proxy_hops)
+    revocations: Revocations = (
+        MemoryRevocations() if redis is None else RedisRevocations(redis, settings.redis_key_prefix)
+    )
+    access = AdminAccess(
+        settings.admin_password,
+        counters,
+        signing_secret(settings.state_encryption_key, shared=redis is not None),
+        revocations,
+        settings.trusted_proxy_hops,
+    )
     return AdminPage(access, board, settings.allowed_hosts(), health, audit).routes()

@@ -25,6 +25,8 @@ DEFAULT_ROWS = 100
 MAX_ROWS = 500
 MAX_CALLER = 300
 TOOL = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+NUMBER = re.compile(r"[0-9]{1,18}")
+"""ASCII digits only: str.isdigit() also takes '²', which int() refuses."""
 
 
 class BadFilter(ValueError):
@@ -51,7 +53,7 @@ def filters(params: QueryParams) -> dict[str, Any]:
         chosen["outcome"] = outcome
     limit = params.get("limit", "").strip()
     if limit:
-        if not limit.isdigit() or not 1 <= int(limit) <= MAX_ROWS:
+        if not NUMBER.fullmatch(limit) or not 1 <= int(limit) <= MAX_ROWS:
             raise BadFilter(f"limit must be a whole number from 1 to {MAX_ROWS}.")
         chosen["limit"] = int(limit)
     return chosen

@@ -4,6 +4,9 @@ sign-in attempts per address; a signed session cookie."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
 
 import httpx
@@ -11,7 +14,7 @@ import pytest
 from pydantic import SecretStr
 from starlette.applications import Starlette
 
-from app.admin.access import SESSION_SECONDS, AdminAccess
+from app.admin.access import SESSION_SECONDS, SIGNIN_RATE_ALL, AdminAccess, signing_secret
 from app.config import ConfigError, load_settings
 from app.demo import DEMO_ADMIN_PASSWORD, build_demo_app, demo_banner
 from app.limits import MemoryCounters
@@ -24,6 +27,7 @@ from tests.admin.conftest import (
     sign_in,
 )
 from tests.mcp.conftest import settings_for
+from tests.redis_support import TEST_KEY
 
 ADMIN_PATHS = ["/admin", "/admin/signin", "/admin/api/state", "/admin/api/audit"]
 
@@ -203,23 +207,24 @@ async def test_sign_in_attempts_are_limited_per_address_and_shown_as_refusals() 
     assert state["refusalCounts"] == {"ADMIN_SIGNIN": 1}
 
 
-def test_a_forged_tampered_or_expired_session_cookie_is_refused() -> None:
+async def test_a_forged_tampered_or_expired_session_cookie_is_refused() -> None:
     now = [1_800_000_000.0]
-    access = AdminAccess(SecretStr(PASSWORD), MemoryCounters(), clock=lambda: now[0])
+    secret = signing_secret(SecretStr(TEST_KEY), shared=True)
+    access = AdminAccess(SecretStr(PASSWORD), MemoryCounters(), secret, clock=lambda: now[0])
     cookie = access.new_session()
-    session = access.session(cookie)
+    session = await access.session(cookie)
     assert session is not None and session.csrf
     expires, session_id, mac = cookie.split(".")
-    assert access.session(f"{expires}.{session_id}.{mac[:-2]}AA") is None
-    assert access.session(f"{int(expires) + 3600}.{session_id}.{mac}") is None
-    assert access.session(f"{expires}.{session_id[:-1]}x.{mac}") is None
-    other = AdminAccess(SecretStr(PASSWORD + "!"), MemoryCounters(), clock=lambda: now[0])
-    assert other.session(cookie) is None  # a changed password ends every session
-    assert access.session("not.a-cookie") is None
+    assert await access.session(f"{expires}.{session_id}.{mac[:-2]}AA") is None
+    assert await access.session(f"{int(expires) + 3600}.{session_id}.{mac}") is None
+    assert await access.session(f"{expires}.{session_id[:-1]}x.{mac}") is None
+    other = AdminAccess(SecretStr(PASSWORD + "!"), MemoryCounters(), secret, clock=lambda: now[0])
+    assert await other.session(cookie) is None  # a changed password ends every session
+    assert await access.session("not.a-cookie") is None
     now[0] += SESSION_SECONDS - 1
-    assert access.session(cookie) is not None
+    assert await access.session(cookie) is not None
     now[0] += 1
-    assert access.session(cookie) is None
+    assert await access.session(cookie) is None
 
 
 async def test_the_page_runs_only_its_own_nonced_script_and_loads_nothing_else(
@@ -268,7 +273,7 @@ async def test_the_long_poll_answers_at_once_when_the_board_has_moved_on(
     board = app.state.runtime.board
     board.refused("RATE_LIMIT_PER_USER", "create_conversation")
     moved = (await local.get("/admin/api/state", params={"after": first["version"]})).json()
-    assert moved["version"] > first["version"]
+    assert moved["version"] != first["version"]
     assert moved["refusals"][0] == {
         "at": moved["refusals"][0]["at"],
         "limit": "RATE_LIMIT_PER_USER",
@@ -282,3 +287,132 @@ async def test_demo_mode_serves_the_page_behind_the_password_its_banner_prints()
     async with client_for(build_demo_app(8000)) as client:
         assert (await sign_in(client, DEMO_ADMIN_PASSWORD)).status_code == 303
         assert (await client.get("/admin/api/state")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        ("Forwarded", "for=203.0.113.5;proto=http"),
+        ("X-Forwarded-For", "203.0.113.5"),
+        ("X-Forwarded-Proto", "http"),
+        ("X-Forwarded-Host", "chat.example.com"),
+        ("X-Real-IP", "203.0.113.5"),
+        ("Via", "1.1 nginx"),
+    ],
+)
+async def test_a_proxy_on_this_machine_does_not_make_its_clients_local(
+    local: httpx.AsyncClient, header: tuple[str, str]
+) -> None:
+    # nginx's `proxy_pass http://127.0.0.1:8000`, no TRUSTED_PROXY_HOPS: every client anywhere
+    # connects from loopback, and the proxy says so in the headers it adds.
+    for path in ADMIN_PATHS:
+        refused = await local.get(path, headers=[header])
+        assert refused.status_code == 403 and "only over HTTPS" in refused.text, path
+    assert (await local.get("/admin/signin")).status_code == 200  # the browser on this machine
+
+
+async def test_the_scheme_is_the_one_the_trusted_proxy_wrote_last() -> None:
+    app = admin_app(mcp_allowed_hosts="chat.example.com", trusted_proxy_hops=1)
+    forwarded_for = ("X-Forwarded-For", "198.51.100.7")
+    async with client_for(app, "http://chat.example.com", "10.0.0.1") as client:
+        # The client's own line first, the router's after it: the router's counts.
+        claimed = [("X-Forwarded-Proto", "https"), ("X-Forwarded-Proto", "http"), forwarded_for]
+        assert (await client.get("/admin/signin", headers=claimed)).status_code == 403
+        in_one_line = [("X-Forwarded-Proto", "https, http"), forwarded_for]
+        assert (await client.get("/admin/signin", headers=in_one_line)).status_code == 403
+        proxied = [("X-Forwarded-Proto", "http"), ("X-Forwarded-Proto", "https"), forwarded_for]
+        answer = await client.get("/admin/signin", headers=proxied)
+    assert answer.status_code == 200
+    assert answer.headers["strict-transport-security"] == "max-age=31536000"
+
+
+async def test_https_answers_carry_hsts_and_plain_http_ones_do_not(
+    local: httpx.AsyncClient,
+) -> None:
+    async with client_for(admin_app(), "https://127.0.0.1:8000", "198.51.100.7") as client:
+        answers = [
+            await client.get("/admin/signin"),
+            await client.get("/admin"),
+            await client.get("/admin/api/state"),
+            await sign_in(client),
+        ]
+    assert [a.status_code for a in answers] == [200, 303, 401, 303]
+    assert all(a.headers["strict-transport-security"] == "max-age=31536000" for a in answers)
+    assert "strict-transport-security" not in (await local.get("/admin/signin")).headers
+
+
+async def test_ipv6_addresses_of_one_64_share_a_sign_in_budget() -> None:
+    app = admin_app()
+    base = "https://127.0.0.1:8000"
+    async with (
+        client_for(app, base, "2001:db8:1:2::1") as one,
+        client_for(app, base, "2001:db8:1:2:ffff:ffff:ffff:fffe") as same_64,
+        client_for(app, base, "2001:db8:1:3::1") as next_64,
+    ):
+        for _ in range(10):
+            assert (await sign_in(one, "a wrong password, again")).status_code == 401
+        assert (await sign_in(same_64)).status_code == 429
+        assert (await sign_in(next_64)).status_code == 303
+
+
+async def test_sign_ins_from_many_addresses_spend_one_budget_of_the_deployment() -> None:
+    app = admin_app()
+    base = "https://127.0.0.1:8000"
+    for n in range(SIGNIN_RATE_ALL.count):
+        async with client_for(app, base, f"198.51.{n // 200}.{n % 200 + 1}") as guesser:
+            assert (await sign_in(guesser, "a wrong password, again")).status_code == 401, n
+    async with client_for(app, base, "203.0.113.9") as operator:
+        refused = await sign_in(operator)
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+        assert "Too many sign-in attempts to this server" in refused.text
+    board = app.state.runtime.board
+    assert board.snapshot()["refusalCounts"] == {"ADMIN_SIGNIN_ALL": 1}
+
+
+async def test_a_cookie_does_not_tell_whether_a_password_guess_is_right() -> None:
+    """Its signature needs the server's secret besides the password: knowing a cookie, one
+    cannot test guesses offline; and deployments sharing a password do not share sessions."""
+    secret = signing_secret(SecretStr(TEST_KEY), shared=True)
+    access = AdminAccess(SecretStr(PASSWORD), MemoryCounters(), secret)
+    expires, session_id, mac = access.new_session().split(".")
+    # What a guesser can compute from the right password alone: not the signature.
+    stretched = hashlib.scrypt(PASSWORD.encode(), salt=b"miaw-mcp admin session", n=2**14, r=8, p=1)
+    for key in (stretched, hashlib.sha256(PASSWORD.encode()).digest()):
+        signed = hmac.new(key, f"session\x00{expires}\x00{session_id}".encode(), "sha256")
+        assert base64.urlsafe_b64encode(signed.digest()).rstrip(b"=").decode() != mac
+    cookie = f"{expires}.{session_id}.{mac}"
+    same_key = AdminAccess(SecretStr(PASSWORD), MemoryCounters(), secret)
+    assert await same_key.session(cookie) is not None  # another process of the deployment
+    for other_secret in (
+        signing_secret(SecretStr(TEST_KEY + "-another-deployment"), shared=True),
+        signing_secret(SecretStr(TEST_KEY), shared=False),  # without Redis: per process
+        signing_secret(None, shared=False),
+    ):
+        other = AdminAccess(SecretStr(PASSWORD), MemoryCounters(), other_secret)
+        assert await other.session(cookie) is None
+
+
+async def test_without_redis_a_restart_ends_every_session() -> None:
+    before, after = (admin_app(state_encryption_key=TEST_KEY) for _ in range(2))
+    async with client_for(before) as browser, client_for(after) as restarted:
+        assert (await sign_in(browser)).status_code == 303
+        restarted.cookies.set("miaw-admin", browser.cookies["miaw-admin"])
+        assert (await restarted.get("/admin/api/state")).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "said"),
+    [
+        ("/admin/api/state", {"after": "²"}, "after must be"),
+        ("/admin/api/state", {"after": "abc.²"}, "after must be"),
+        ("/admin/api/state", {"after": "12"}, "after must be"),
+        ("/admin/api/audit", {"limit": "²"}, "limit must be"),
+        ("/admin/api/audit", {"limit": "1" * 40}, "limit must be"),
+    ],
+)
+async def test_a_number_in_any_other_digits_is_a_400_naming_the_parameter(
+    local: httpx.AsyncClient, path: str, params: dict[str, str], said: str
+) -> None:
+    await sign_in(local)
+    refused = await local.get(path, params=params)
+    assert refused.status_code == 400 and said in refused.json()["error"]

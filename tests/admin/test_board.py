@@ -160,13 +160,13 @@ def test_old_and_ended_conversations_make_room_first() -> None:
 async def test_the_long_poll_wakes_on_a_change_and_gives_up_after_its_time() -> None:
     board = OperationsBoard()
     version = board.version
-    assert await board.changed(version - 1, 0) is True  # already moved on: no wait
-    waiter = asyncio.ensure_future(board.changed(version, 30))
+    assert await board.changed(board.tag, version - 1, 0) is True  # already moved on: no wait
+    waiter = asyncio.ensure_future(board.changed(board.tag, version, 30))
     await asyncio.sleep(0)  # the waiter is waiting
     assert not waiter.done()
     board.refused("MAX_SESSIONS", None)
     assert await asyncio.wait_for(waiter, 5) is True
-    assert await board.changed(board.version, 0.01) is False
+    assert await board.changed(board.tag, board.version, 0.01) is False
 
 
 def test_a_schema_refusal_is_shown_by_field_and_type_without_the_values() -> None:
@@ -187,3 +187,44 @@ def test_a_schema_refusal_is_shown_by_field_and_type_without_the_values() -> Non
     plain = "Error executing tool send_message: This chat was closed."
     assert shown_error(plain) == plain
     assert len(shown_error("x" * 2000)) == 500
+
+
+def test_after_a_transfer_the_row_waits_afresh_without_the_last_agent() -> None:
+    board, log, clock = board_and_log()
+    board.opened(CID)
+    clock.now += 5
+    log.append([entry("q", "QueuePosition", {"position": 1})])
+    clock.now += 40
+    log.append([joined("a", "Agent", "Jane Agent")])
+    assert (shown(board)["agent"], shown(board)["waited"]) == ("Jane Agent", 40)
+
+    # Jane transfers the chat: she leaves, and it waits in a queue again.
+    clock.now += 100
+    left = change("remove", "Agent", "Jane Agent", "Jane Agent")
+    log.append([entry("l", "ParticipantChanged", {"entries": [left]})])
+    log.append([entry("t", "RoutingResult", {"routingType": "Transfer", "failureType": "None"})])
+    row = shown(board)
+    assert (row["state"], row["agent"], row["waited"]) == ("waiting", None, None)
+    assert row["waitingSince"] == T0 + 145
+
+    clock.now += 7
+    log.append([entry("q2", "QueuePosition", {"position": 3})])
+    assert shown(board)["waitingSince"] == T0 + 145  # the same wait, further on
+    clock.now += 13
+    log.append([joined("b", "Agent", "Ravi Agent")])
+    row = shown(board)
+    assert (row["state"], row["agent"], row["waited"]) == ("agent", "Ravi Agent", 20)
+
+
+async def test_a_version_of_another_process_waits_for_a_change_here() -> None:
+    """Processes count their versions apart: a page whose last poll another process answered
+    waits here too, rather than answering at once every time and polling in a loop."""
+    here, elsewhere = OperationsBoard(), OperationsBoard()
+    elsewhere.refused("MAX_SESSIONS", None)
+    tag, version = elsewhere.version_token.split(".")
+    assert (tag, int(version)) == (elsewhere.tag, 1) and tag != here.tag
+    waiter = asyncio.ensure_future(here.changed(tag, int(version), 30))
+    await asyncio.sleep(0)  # the waiter is waiting
+    assert not waiter.done()
+    here.refused("MAX_SESSIONS", None)
+    assert await asyncio.wait_for(waiter, 5) is True
