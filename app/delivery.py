@@ -206,8 +206,17 @@ class GuestFeed:
             self._consume(), context=contextvars.Context()
         )
         self._watcher = options.watcher
-        if self._watcher is not None:
-            self._watcher.feed_opened(self)
+        self._tell(lambda watcher: watcher.feed_opened(self))
+
+    def _tell(self, report: Callable[[FeedWatcher], None]) -> None:
+        """Report to the watcher, if any: one that raises is logged, never the feed's failure
+        (its `appended`, which the logs call, is guarded there)."""
+        if self._watcher is None:
+            return
+        try:
+            report(self._watcher)
+        except Exception as exc:
+            log.warning("delivery.watcher_failed", error=type(exc).__name__)
 
     def log(self, conversation_id: str) -> ConversationLog:
         existing = self.logs.get(conversation_id)
@@ -264,8 +273,7 @@ class GuestFeed:
         # undocumented. So every known conversation holds its live entries until a fetch from its
         # last timestamp before the gap has filled it, then releases them in Salesforce's order.
         self._given_up.clear()
-        if self._watcher is not None:
-            self._watcher.stream_opened(self, count)
+        self._tell(lambda watcher: watcher.stream_opened(self, count))
         for target in self.logs.values():
             target.gap()
         if self.logs:
@@ -323,8 +331,8 @@ class GuestFeed:
             # 400/401 repeat forever; polling takes over and surfaces them to the reader.
             self.error = exc
             log.warning("delivery.stream_stopped", error=type(exc).__name__)
-            if self._watcher is not None:
-                self._watcher.stream_stopped(self, exc)
+            error = exc  # (`exc` is unbound once the handler ends)
+            self._tell(lambda watcher: watcher.stream_stopped(self, error))
 
     async def retired(self, target: ConversationLog, cursor: int) -> tuple[list[Entry], int]:
         """Entries the log let go, from `cursor` on, fetched again (`app.history`)."""
@@ -368,8 +376,7 @@ class GuestFeed:
             self._backoff.pop(conversation_id, None)
 
     async def aclose(self) -> None:
-        if self._watcher is not None:
-            self._watcher.feed_closed(self)
+        self._tell(lambda watcher: watcher.feed_closed(self))
         if self._catch_up_task is not None:
             self._catch_up_task.cancel()
         self._task.cancel()

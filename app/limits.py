@@ -192,7 +192,10 @@ class Limits:
 
     def _refuse(self, limit: str, message: str, tool: str | None = None) -> NoReturn:
         if self._on_refused is not None:
-            self._on_refused(limit, tool)
+            try:
+                self._on_refused(limit, tool)
+            except Exception as exc:  # an observer (the operator page): the refusal stands
+                log.warning("limit.watcher_failed", error=type(exc).__name__)
         refuse(limit, message)
 
     async def admit(self, tool: str, user: str | None, request: Request | None) -> None:

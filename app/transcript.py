@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import structlog
 from pydantic import BaseModel
 
 from app.history import HISTORY_ENTRIES, Retired
@@ -27,6 +28,8 @@ from app.scrt.models import (
     Entry,
     EntryType,
 )
+
+log = structlog.get_logger(__name__)
 
 LIVE_TYPES = TYPING_TYPES | PREVIEW_TYPES
 """Shown only to live displays (the widget), on request: typing, and a bot's answer in the
@@ -454,7 +457,10 @@ class ConversationLog:
             if self.on_commit is not None:
                 self.on_commit(self.entries[-added:])
             if self.on_change is not None:
-                self.on_change(self)
+                try:
+                    self.on_change(self)
+                except Exception as exc:  # an observer (the operator page) must not stop a chat
+                    log.warning("transcript.watcher_failed", error=type(exc).__name__)
             excess = len(self.entries) - self.keep
             if excess > 0:
                 self.retired.add(self.entries[:excess])

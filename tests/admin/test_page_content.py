@@ -1,5 +1,6 @@
 """What the operator page shows of a real chat against the simulator, and what it never shows:
-message text, session handles, widget keys, Salesforce tokens."""
+message text, session handles, widget keys, Salesforce tokens, the record values Salesforce's
+error messages quote."""
 
 from __future__ import annotations
 
@@ -12,13 +13,19 @@ import httpx
 import pytest
 from mcp.client import Client
 
+from app.main import build_app
 from app.scrt.routes import SSE
+from app.simulator import SimulatorOptions, build_simulator
 from app.store import SessionStore
 from tests.admin.conftest import PASSWORD, sign_in
-from tests.mcp.conftest import StackFactory, ToolFailed, call, read_until
+from tests.mcp.conftest import StackFactory, ToolFailed, call, read_until, settings_for
+from tests.salesforce.test_crm_tools import crm_settings
+from tests.servers import serve
 
 SECRET_TEXT = "my card number is 4111 1111 1111 1111"
 AGENT_TEXT = "your replacement ships on Tuesday"
+EMAIL = "jane.doe.4417@acme.example"
+LAST_NAME = "Featherstonehaugh" * 6
 
 
 async def test_no_message_text_handle_key_or_token_in_any_admin_answer(
@@ -87,6 +94,60 @@ async def test_no_message_text_handle_key_or_token_in_any_admin_answer(
     ]
     for answer in answers:
         for secret in (SECRET_TEXT, "4111", AGENT_TEXT, handle_start, widget_key, bearer):
+            assert secret not in answer.text, (answer.url, secret)
+
+
+async def test_no_record_value_a_crm_error_quotes_is_in_any_admin_answer() -> None:
+    """Salesforce's error messages quote values (MALFORMED_QUERY the query's token,
+    STRING_TOO_LONG the value), and so do the CRM toolset's own checks: the page keeps the
+    tool, Salesforce's code and the field names."""
+    async with serve(build_simulator(SimulatorOptions(rate_limits=False))) as sim_url:
+        settings = settings_for(
+            sim_url, admin_password=PASSWORD, host="127.0.0.1", **crm_settings(sim_url)
+        )
+        async with (
+            serve(build_app(settings, crm_on_loopback=True), lifespan="on") as base,
+            Client(base + "/mcp") as client,
+        ):
+            calls: list[tuple[str, dict[str, Any]]] = [
+                ("salesforce_query", {"soql": f"SELECT Id FROM Contact WHERE Email '{EMAIL}'"}),
+                ("salesforce_create", {"objectName": "Contact", "values": {"LastName": LAST_NAME}}),
+                ("salesforce_query", {"soql": "SELECT Id FROM Contact WHERE Email = :e"}),
+            ]
+            said = []
+            for tool, arguments in calls:
+                result = await client.call_tool(tool, arguments)
+                assert result.is_error, tool
+                said.append(result.content[0].text)  # type: ignore[union-attr]
+            # The model is told the values: they are what it has to fix.
+            assert EMAIL in said[0] and LAST_NAME[:20] in said[1] and "'e'" in said[2]
+            async with httpx.AsyncClient(base_url=base) as admin:
+                assert (await sign_in(admin)).status_code == 303
+                answers = [
+                    await admin.get("/admin"),
+                    await admin.get("/admin/api/state"),
+                    await admin.get("/admin/api/audit"),
+                ]
+    assert all(answer.status_code == 200 for answer in answers)
+    withheld = "[Salesforce's message withheld]"
+    assert [(e["tool"], e["text"]) for e in answers[1].json()["errors"]] == [
+        (
+            "salesforce_query",
+            "Error executing tool salesforce_query: soql uses :e but params has no '…'.",
+        ),
+        (
+            "salesforce_create",
+            "Error executing tool salesforce_create: Salesforce refused the request (field "
+            f"LastName): STRING_TOO_LONG {withheld}",
+        ),
+        (
+            "salesforce_query",
+            "Error executing tool salesforce_query: Salesforce refused the request: "
+            f"MALFORMED_QUERY {withheld}",
+        ),
+    ]
+    for answer in answers:
+        for secret in (EMAIL, "jane.doe", LAST_NAME[:20], "Featherstone"):
             assert secret not in answer.text, (answer.url, secret)
 
 
