@@ -32,7 +32,8 @@ from mcp.types import (
 )
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
-from app.audit import Audit, call_arguments, queried_object, touch
+from app.audit import Audit, call_arguments, touch
+from app.audit_view import queried_object
 from app.salesforce.binds import BindValue
 from app.salesforce.client import QueryPage, SalesforceClient
 from app.salesforce.errors import SalesforceError
@@ -332,15 +333,21 @@ def register_crm_tools(
 
     def tool(annotations: ToolAnnotations, tier: str) -> Callable[[F], F]:
         """Register the tool if the access tier has it; otherwise it does not exist (not
-        listed, and a call is refused as an unknown tool)."""
+        listed, and a call is refused as an unknown tool). Either way the audit knows it as a
+        CRM tool, for the record of a call the SDK refuses."""
+
+        def known(fn: F) -> F:
+            audit.toolsets[fn.__name__] = "crm"
+            return fn
+
         if tier not in allowed:
-            return lambda fn: fn
+            return known
         register = mcp.tool(annotations=annotations, meta=meta)
 
         def registered(fn: F) -> F:
             if not annotations.read_only_hint:
                 changing_tools.add(fn.__name__)
-            return register(fn)
+            return register(known(fn))
 
         return registered
 
@@ -508,6 +515,7 @@ def register_crm_tools(
         async with call("salesforce_search", ctx):
             returning = []
             for name in objects:
+                touch(name)  # also the default objects, which the arguments do not name
                 described = await schema.describe(name)
                 shown = [
                     str(f["name"])

@@ -29,6 +29,7 @@ from starlette.types import ASGIApp
 from app import __version__
 from app.admin import OperationsBoard, ToolWatch, admin_routes
 from app.audit import Audit, MemoryAuditStore
+from app.audit_watch import AuditWatch
 from app.collector import tune_collector
 from app.config import ConfigError, Settings, load_settings
 from app.conversations import HandoffService
@@ -138,9 +139,11 @@ class Runtime:
 
     async def aclose(self) -> None:
         await self.stopping()
+        # The audit first, while Redis is open and before the slower closes: a record that
+        # comes later is logged as unwritten, not lost in silence.
+        await self.audit.aclose()
         await self.delivery.aclose()
         await self.store.close()
-        await self.audit.aclose()
         if self.redis is not None:
             await self.redis.aclose()
         if self.owns_http:
@@ -309,6 +312,9 @@ def build_runtime(
         version=__version__,
         log_level="WARNING",
     )
+    # Every tools/call: the tool's declared parameters for its record, and a record of its own
+    # for a call the SDK refuses before any tool runs.
+    mcp.middleware.append(AuditWatch(audit, mcp))
     if board is not None:
         mcp.middleware.append(ToolWatch(board))
     widget = WidgetResource.from_settings(settings)

@@ -22,7 +22,7 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
-from app.audit import Audit, call_arguments, touch
+from app.audit import Audit, call_arguments, callers, touch
 from app.chat_copy import as_text
 from app.conversations import BAD_CURSOR, HandoffService, Upload
 from app.failures import HandoffError
@@ -268,8 +268,11 @@ async def tool_call(
     started = time.perf_counter()
     outcome = "ok"
     failure: dict[str, str] = {}
+    # The audit names the verified signed-in user over the `openai/subject` a client claims
+    # (which still decides whose chat it is: `owner_of`).
+    caller, subject = callers(ctx.request_context.request, ctx.request_context.meta, "handoff")
     with (
-        audit.call(name, "handoff", owner_of(ctx), call_arguments(ctx)) as audited,
+        audit.call(name, "handoff", caller, call_arguments(ctx), subject=subject) as audited,
         structlog.contextvars.bound_contextvars(tool=name, conversation_id=conversation_id),
         call_deadline(deadline),
     ):

@@ -1,6 +1,7 @@
-"""The audit trail's parts: what it keeps of a call's arguments, how a call becomes a record, and
-its stores, in memory and in Redis (bound, retention, sealing, a Redis that fails), on a clock the
-test moves."""
+"""The audit trail's parts: how a call becomes a record (outcome, touches, a caller cut to a bound,
+a cancelled call), and what both stores, in memory and in Redis, share (bound, retention, ids that
+grow), on a clock the test moves. Redis alone: test_audit_redis.py; arguments:
+test_audit_view.py."""
 
 from __future__ import annotations
 
@@ -13,25 +14,21 @@ from mcp.server.mcpserver.exceptions import ToolError
 from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
-import app.state.audit
 from app.audit import (
-    WITHHELD,
+    MAX_CALLER,
     Audit,
     AuditQuery,
     AuditRecord,
     AuditStore,
     MemoryAuditStore,
-    arguments_view,
-    masked_soql,
-    queried_object,
     touch,
 )
+from app.audit_view import WITHHELD
 from app.config import ConfigError, load_settings
 from app.state.audit import RedisAuditStore
 from app.state.sealing import Sealer
 from tests.clock import Clock
-from tests.redis_support import TEST_KEY, dump, redis_prefix
-from tests.servers import free_port, silent_listener
+from tests.redis_support import TEST_KEY, redis_prefix
 
 __all__ = ["redis_prefix"]
 
@@ -43,113 +40,6 @@ def clock_at(now: float = T0) -> Clock:
     clock = Clock()
     clock.now = now
     return clock
-
-
-def test_the_argument_view_keeps_names_and_ids_never_values_handles_or_text() -> None:
-    arguments = {
-        "sessionId": "proc.secret-handle",
-        "widgetKey": "widget-key",
-        "content": "aGVsbG8=",
-        "conversationId": "6f0e1c9a-0000-4000-8000-000000000001",
-        "text": "my card number is 4111 1111 1111 1111",
-        "fileName": "passport-ana-lima.pdf",
-        "mimeType": "application/pdf",
-        "objectName": "Contact",
-        "recordId": "003000000000001AAA",
-        "values": {"LastName": "Lima", "SSN__c": "078-05-1120"},
-        "routingAttributes": {"_email": "ana@example.com"},
-        "params": {"email": "ana@example.com"},
-        "fields": ["Id", "SSN__c"],
-        "limit": 20,
-        "email": "ana@example.com",
-        "cursor": None,
-        "password": "made up by the caller",
-    }
-
-    view = arguments_view(arguments)
-
-    assert view == {
-        "conversationId": "6f0e1c9a-0000-4000-8000-000000000001",
-        "text": WITHHELD,
-        "fileName": WITHHELD,
-        "mimeType": "application/pdf",
-        "objectName": "Contact",
-        "recordId": "003000000000001AAA",
-        "values": {"LastName": WITHHELD, "SSN__c": WITHHELD},
-        "routingAttributes": {"_email": WITHHELD},
-        "params": {"email": WITHHELD},
-        "fields": ["Id", "SSN__c"],
-        "limit": 20,
-        "email": WITHHELD,
-    }
-
-
-def test_kept_arguments_are_bounded_and_a_map_where_a_name_belongs_is_withheld() -> None:
-    view = arguments_view(
-        {"objectName": "x" * 1000, "fields": ["F"] * 1000, "objects": {"Contact": "Ana Lima"}}
-    )
-
-    assert view["objectName"] == "x" * 200
-    assert len(view["fields"]) == 100
-    assert view["objects"] == WITHHELD
-
-
-WHERE = "SELECT Id FROM Contact WHERE "
-
-
-@pytest.mark.parametrize(
-    ("soql", "kept"),
-    [
-        (
-            WHERE + "Email = 'ana@example.com' AND Name LIKE '%Lima%'",
-            WHERE + "Email = '…' AND Name LIKE '…'",
-        ),
-        (WHERE + r"LastName = 'O\'Neil'", WHERE + "LastName = '…'"),
-        (WHERE + "SSN__c = '078-05-1120", WHERE + "SSN__c = '…'"),  # never closed
-        (WHERE + "SSN__c = 'x\\", WHERE + "SSN__c = '…'"),  # ends in a backslash
-        (
-            "SELECT Name2__c FROM Account WHERE AnnualRevenue > 5000000 AND Rating__c = -1.5",
-            "SELECT Name2__c FROM Account WHERE AnnualRevenue > … AND Rating__c = …",
-        ),
-        (
-            "SELECT Id FROM Event WHERE StartDateTime >= 2026-12-04T09:00:00+01:00 "
-            "AND CreatedDate = LAST_N_DAYS:30 AND ActivityDate = 2026-12-04 LIMIT 5",
-            "SELECT Id FROM Event WHERE StartDateTime >= … "
-            "AND CreatedDate = LAST_N_DAYS:30 AND ActivityDate = … LIMIT …",
-        ),
-        (WHERE + "Email = :email", WHERE + "Email = :email"),
-    ],
-)
-def test_soql_is_kept_with_every_literal_masked(soql: str, kept: str) -> None:
-    assert masked_soql(soql) == kept
-    assert arguments_view({"soql": soql}) == {"soql": kept}
-
-
-def test_a_long_query_is_cut_after_its_literals_are_masked() -> None:
-    soql = "SELECT Id FROM Contact WHERE " + " OR ".join(["Email = 'ana@example.com'"] * 500)
-
-    kept = masked_soql(soql)
-
-    assert len(kept) == 2000 and kept.endswith("…")
-    assert "ana@" not in kept
-
-
-@pytest.mark.parametrize(
-    ("soql", "sobject"),
-    [
-        ("SELECT Id, (SELECT Id FROM Cases) FROM Contact WHERE Name = 'x'", "Contact"),
-        (
-            WHERE.replace("Contact", "Lead")
-            + "Name = ' FROM Case' AND Id IN (SELECT WhoId FROM Event)",
-            "Lead",
-        ),
-        ("select id from support_visit__c", "support_visit__c"),
-        ("SELECT COUNT() Contact", None),
-        ("((((" * 5000 + "SELECT", None),
-    ],
-)
-def test_a_query_touches_the_object_its_outer_from_names(soql: str, sobject: str | None) -> None:
-    assert queried_object(soql) == sobject
 
 
 class Refused(Exception):
@@ -227,6 +117,40 @@ async def test_keeping_a_record_never_fails_the_call() -> None:
     assert any(line["event"] == "audit.failed" for line in logs)
 
 
+async def test_a_cancelled_call_is_an_error_not_a_crash() -> None:
+    audit = Audit(MemoryAuditStore(10, HOUR), clock_at())
+
+    with (
+        pytest.raises(asyncio.CancelledError),
+        audit.call("wait_for_messages", "handoff", None, {}),
+    ):
+        raise asyncio.CancelledError  # the client went away, or the server is stopping
+
+    assert [r.outcome for r in await audit.recent()] == ["error"]
+
+
+async def test_a_caller_and_a_claimed_subject_are_cut_to_a_bound() -> None:
+    audit = Audit(MemoryAuditStore(10, HOUR), clock_at())
+
+    with audit.call("send_message", "handoff", "c" * 100_000, {}, subject="s" * 100_000):
+        pass
+    audit.rejected("send_message", "handoff", "c" * 100_000, ["text"], 0.0, subject="s" * 100_000)
+
+    for got in await audit.recent():
+        assert (got.caller, got.subject) == ("c" * MAX_CALLER, "s" * MAX_CALLER)
+
+
+async def test_a_rejected_call_keeps_the_names_it_was_given_never_a_value_nor_a_handle() -> None:
+    audit = Audit(MemoryAuditStore(10, HOUR), clock_at())
+
+    audit.rejected("send_message", "handoff", "user-1", ["sessionId", "text", "waitSeconds"], 0.25)
+
+    [got] = await audit.recent()
+    assert (got.tool, got.outcome, got.duration_ms) == ("send_message", "rejected", 250.0)
+    assert got.arguments == {"text": WITHHELD, "waitSeconds": WITHHELD}
+    assert (got.objects, got.record_ids) == ((), ())
+
+
 async def record(audit: Audit, tool: str, caller: str | None = "user-1") -> None:
     with audit.call(tool, "handoff", caller, {"conversationId": "c1"}):
         pass
@@ -272,6 +196,21 @@ async def test_the_trail_keeps_the_newest_records_up_to_its_bound(
         assert await redis.xlen(f"{prefix}audit") == 3
 
 
+async def test_ids_grow_within_a_millisecond_and_when_the_clock_steps_back(
+    store_kind: str, redis_prefix: tuple[Redis, str]
+) -> None:
+    clock = clock_at()
+    audit = Audit(new_store(store_kind, redis_prefix, max_records=10, retention=HOUR), clock)
+    for at in (T0, T0, T0 + 0.0004, T0 - 1):
+        clock.now = at
+        await record(audit, "send_message")
+    await audit.flush()
+
+    ids = [r.id for r in reversed(await audit.recent())]
+
+    assert ids == [f"{int(T0 * 1000)}-{n}" for n in range(4)]
+
+
 async def test_records_older_than_the_retention_are_dropped(
     store_kind: str, redis_prefix: tuple[Redis, str]
 ) -> None:
@@ -295,93 +234,13 @@ async def test_records_older_than_the_retention_are_dropped(
         assert 0 < await redis.pttl(f"{prefix}audit") <= HOUR * 1000  # an idle trail expires
 
 
-async def test_in_redis_records_are_sealed_and_ids_grow_when_a_clock_is_behind(
-    redis_prefix: tuple[Redis, str],
-) -> None:
-    redis, prefix = redis_prefix
-    ahead, behind = clock_at(T0 + 5), clock_at(T0)
-    first = Audit(redis_store(redis, prefix), ahead)
-    second = Audit(redis_store(redis, prefix), behind)
-    await record(first, "from the process ahead", caller="user-secret-subject")
-    await first.flush()
-    await record(second, "from the process behind")
-    await second.flush()
-
-    records = await first.recent()
-
-    assert [r.tool for r in records] == ["from the process behind", "from the process ahead"]
-    assert records[0].at == T0 and records[0].id > records[1].id
-    assert records[1].caller == "user-secret-subject"
-    assert b"user-secret-subject" not in await dump(redis, prefix)
-
-
-async def test_a_redis_that_refuses_or_hangs_loses_records_but_no_call(
-    redis_prefix: tuple[Redis, str],
-) -> None:
-    refusing = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
-    async with silent_listener() as silent:
-        hanging = Redis.from_url(silent.url("redis"), socket_timeout=60)
-        stores = [
-            RedisAuditStore(refusing, Sealer(TEST_KEY), "x:", max_records=10, retention=HOUR),
-            RedisAuditStore(
-                hanging, Sealer(TEST_KEY), "x:", max_records=10, retention=HOUR, write_timeout=0.2
-            ),
-        ]
-        errors = []
-        for store in stores:
-            audit = Audit(store)
-            with capture_logs() as logs:
-                await record(audit, "salesforce_get")  # returns at once: nothing awaited
-                assert [line["event"] for line in logs] == ["audit"]
-                async with asyncio.timeout(10):  # a safety deadline: the write gives up first
-                    await audit.flush()
-            [unwritten] = [line for line in logs if line["event"] == "audit.unwritten"]
-            errors.append((unwritten["records"], unwritten["error"]))
-            await audit.aclose()
-        await hanging.aclose()
-    await refusing.aclose()
-
-    assert errors == [(1, "ConnectionError"), (1, "TimeoutError")]
-
-
-async def test_a_write_cut_short_by_shutdown_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(app.state.audit, "CLOSE_SECONDS", 0.1)
-    async with silent_listener() as silent:
-        hanging = Redis.from_url(silent.url("redis"), socket_timeout=60)
-        store = RedisAuditStore(
-            hanging, Sealer(TEST_KEY), "x:", max_records=10, retention=HOUR, write_timeout=60
-        )
-        audit = Audit(store)
-        await record(audit, "salesforce_get")
-        with capture_logs() as logs:
-            async with asyncio.timeout(10):  # a safety deadline: aclose gives up after 0.1 s
-                await audit.aclose()
-        await hanging.aclose()
-
-    assert [(line["event"], line["records"], line["error"]) for line in logs] == [
-        ("audit.unwritten", 1, "shutdown")
-    ]
-
-
-async def test_records_queued_at_shutdown_are_written_or_reported(
-    redis_prefix: tuple[Redis, str],
-) -> None:
-    redis, prefix = redis_prefix
-    audit = Audit(redis_store(redis, prefix))
-    for n in range(3):
-        await record(audit, f"tool{n}")
-
-    await audit.aclose()  # without a flush first
-
-    assert await redis.xlen(f"{prefix}audit") == 3
-
-
 def test_a_record_reads_back_as_written() -> None:
     record = AuditRecord(
         at=T0,
         tool="salesforce_update",
         toolset="crm",
         caller="signin:https://idp|agent-7",
+        subject="user-claimed-by-the-client",
         outcome="ok",
         duration_ms=12.5,
         objects=("Contact",),
@@ -394,6 +253,7 @@ def test_a_record_reads_back_as_written() -> None:
 
     assert AuditRecord.from_json(shown) == record
     assert shown["durationMs"] == 12.5 and shown["recordIds"] == ["003000000000001AAA"]
+    assert shown["subject"] == "user-claimed-by-the-client"
     assert AuditQuery(tool="salesforce_update").matches(record, floor=T0)
     assert not AuditQuery(outcome="error").matches(record, floor=T0)
     assert not AuditQuery().matches(record, floor=T0 + 1)

@@ -20,7 +20,7 @@ from app.audit import Audit, AuditRecord
 
 log = structlog.get_logger(__name__)
 
-OUTCOMES = ("ok", "error", "refused", "crash")
+OUTCOMES = ("ok", "error", "refused", "rejected", "crash")
 DEFAULT_ROWS = 100
 MAX_ROWS = 500
 MAX_CALLER = 300

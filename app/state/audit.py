@@ -12,7 +12,7 @@ A tool call never waits for Redis: `add` queues the record and one background ta
 writes the queue in batches, each bounded by `write_timeout`. A batch Redis refuses or does not
 answer in time is given up with an `audit.unwritten` log line (every record is in the log as its
 `audit` line anyway); past `MAX_PENDING` queued records new ones are dropped, counted in
-`audit.dropped`.
+`audit.dropped`; after `aclose`, a record is not queued but logged `audit.unwritten` (`closed`).
 """
 
 from __future__ import annotations
@@ -40,10 +40,15 @@ CLOSE_SECONDS = 2.0
 # KEYS[1] the stream; ARGV max records, retention (ms), then pairs: a record's time (ms), the
 # sealed record. Returns how many were added.
 _ADD = """
-local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local last_ms, last_seq = -1, 0
-if #top > 0 then
-  local id = top[1][1]
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  -- The last id the stream gave, not its newest entry's: after a trim or a delete of the
+  -- newest, XADD still refuses any id up to it.
+  local info = redis.call('XINFO', 'STREAM', KEYS[1])
+  local id
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then id = info[i + 1] end
+  end
   local dash = string.find(id, '-', 1, true)
   last_ms = tonumber(string.sub(id, 1, dash - 1))
   last_seq = tonumber(string.sub(id, dash + 1))
@@ -88,8 +93,12 @@ class RedisAuditStore:
         self._pending: deque[AuditRecord] = deque()
         self._dropped = 0
         self._writer: asyncio.Task[None] | None = None
+        self._closed = False
 
     def add(self, record: AuditRecord) -> None:
+        if self._closed:  # its writer is gone and Redis about to be: say so
+            log.warning("audit.unwritten", records=1, error="closed")
+            return
         if len(self._pending) >= MAX_PENDING:
             self._dropped += 1
             return
@@ -121,6 +130,7 @@ class RedisAuditStore:
             await asyncio.shield(self._writer)
 
     async def aclose(self) -> None:
+        self._closed = True
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(CLOSE_SECONDS):
                 await self.flush()

@@ -255,7 +255,7 @@ async def test_a_malformed_version_or_filter_is_refused_with_a_specific_error(
     for params, said in [
         ({"tool": "send message"}, "tool must be a tool's name"),
         ({"caller": "x" * 301}, "caller must be at most 300"),
-        ({"outcome": "failed"}, "outcome must be one of ok, error, refused, crash"),
+        ({"outcome": "failed"}, "outcome must be one of ok, error, refused, rejected, crash"),
         ({"limit": "0"}, "limit must be a whole number from 1 to 500"),
         ({"limit": "ten"}, "limit must be a whole number from 1 to 500"),
     ]:

@@ -1,11 +1,13 @@
-"""The audit trail through the tools: one record per handoff call naming the ChatGPT user, per CRM
-call over HTTP naming the signed-in user, with its outcome (a limit's or the staff scope's refusal
-as `refused`) and what it touched; never a handle, a token or what anyone wrote, neither in the
-records nor in the log; with Redis, one trail for every process."""
+"""The audit trail through the tools: one record per handoff call naming the ChatGPT user, per call
+over HTTP naming the signed-in user (whatever subject the request claims), with its outcome (a
+limit's or the staff scope's refusal as `refused`, the SDK's as `rejected`) and what it touched;
+never a handle, a token or what anyone wrote, neither in the records nor in the log; with Redis,
+one trail for every process; at shutdown the trail is written first."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
@@ -13,8 +15,9 @@ from mcp.client import Client
 from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
-from app.audit import WITHHELD, Audit
-from app.main import build_app
+from app.audit import Audit
+from app.audit_view import WITHHELD
+from app.main import build_app, build_runtime
 from app.simulator import SimulatorOptions, build_simulator
 from app.store import SessionStore
 from tests.identity_provider import identity_provider
@@ -30,6 +33,7 @@ SUBJECT = "openai/subject"
 USER = "user-audit-7f3a"
 SECRET_TEXT = "my card number is 4111 1111 1111 1111"
 SECRET_SUMMARY = "Customer Ana Lima, born 1984-02-29, wants a refund"
+FORGED = "user-someone-else-0b1d"
 
 
 async def test_every_handoff_call_is_one_record_of_its_user_and_nothing_secret(
@@ -95,7 +99,7 @@ async def test_every_handoff_call_is_one_record_of_its_user_and_nothing_secret(
         assert audited[2]["record_ids"] == [conversation]
 
 
-async def test_crm_calls_over_http_are_recorded_for_the_signed_in_user() -> None:
+async def test_calls_over_http_name_the_signed_in_user_whatever_subject_they_claim() -> None:
     async with (
         identity_provider() as idp,
         serve(build_simulator(SimulatorOptions(rate_limits=False))) as sim_url,
@@ -137,6 +141,12 @@ async def test_crm_calls_over_http_are_recorded_for_the_signed_in_user() -> None
                     {"objectName": "Case", "recordId": "500000000000999AAA"},
                     headers=staff,
                 )
+            # `openai/subject` is the client's word: the record names who signed in.
+            await raw_call(mcp_url, "generate_guest_access_token", user=FORGED, headers=staff)
+            with pytest.raises(ToolFailed, match="validation error"):
+                await raw_call(
+                    mcp_url, "send_message", {"text": SECRET_TEXT}, user=FORGED, headers=staff
+                )
         records = list(reversed(await app.state.runtime.audit.recent()))
 
     agent, someone = f"signin:{idp.issuer}|agent-7", f"signin:{idp.issuer}|customer-9"
@@ -145,12 +155,17 @@ async def test_crm_calls_over_http_are_recorded_for_the_signed_in_user() -> None
         ("salesforce_create", agent, "ok", "crm"),
         ("salesforce_get", agent, "ok", "crm"),
         ("salesforce_get", agent, "error", "crm"),
+        ("generate_guest_access_token", agent, "ok", "handoff"),
+        ("send_message", agent, "rejected", "handoff"),
     ]
+    assert [r.subject for r in records] == [None] * 4 + [FORGED] * 2
     assert [(r.objects, r.record_ids) for r in records] == [
         (("Case",), ()),
         (("Case",), (created["id"],)),
         (("Case",), (created["id"],)),
         (("Case",), ("500000000000999AAA",)),
+        ((), ()),
+        ((), ()),
     ]
     assert records[1].arguments == {
         "objectName": "Case",
@@ -213,3 +228,67 @@ async def test_a_call_answers_although_redis_cannot_keep_its_record(
     [unwritten] = [line for line in logs if line["event"] == "audit.unwritten"]
     assert (unwritten["records"], unwritten["error"]) == (1, "ResponseError")
     assert [line["outcome"] for line in logs if line["event"] == "audit"] == ["ok"]
+
+
+async def test_a_call_the_sdk_refuses_is_one_rejected_record_of_names_only(
+    stack_factory: StackFactory,
+) -> None:
+    stack = await stack_factory()
+    user = {SUBJECT: USER}
+    async with Client(stack.mcp_url) as client:
+        session = await call(client, "generate_guest_access_token", {}, **user)
+        refused = await client.call_tool(
+            "send_message",
+            {
+                "sessionId": session["sessionId"],
+                "conversationId": ["not", "an", "id"],
+                "text": SECRET_TEXT,
+                "madeUp": SECRET_SUMMARY,
+            },
+            meta=user,
+        )
+        unknown = await client.call_tool("drop_every_chat", {"text": SECRET_TEXT}, meta=user)
+    async with httpx.AsyncClient() as http:  # not even a tool's name: the SDK refuses it whole
+        malformed = await http.post(
+            stack.mcp_url,
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": 7}},
+            headers={"Accept": "application/json, text/event-stream"},
+        )
+    records = list(reversed(await stack.app.state.runtime.audit.recent()))
+
+    assert refused.is_error and unknown.is_error and "error" in malformed.json()
+    assert [(r.tool, r.toolset, r.outcome, r.caller) for r in records] == [
+        ("generate_guest_access_token", "handoff", "ok", USER),
+        ("send_message", "handoff", "rejected", USER),
+        ("drop_every_chat", "none", "rejected", USER),
+        ("(unknown tool)", "none", "rejected", None),
+    ]
+    # Of the tool's own parameters, the names; never a value, a handle or a made-up argument.
+    assert records[1].arguments == {"conversationId": WITHHELD, "text": WITHHELD}
+    assert records[2].arguments == records[3].arguments == {}
+    shown = json.dumps([r.as_json() for r in records])
+    for secret in (SECRET_TEXT, SECRET_SUMMARY, "madeUp", session["sessionId"]):
+        assert secret not in shown
+
+
+async def test_at_shutdown_the_audit_is_written_before_the_chats_and_the_state_close(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with serve(build_simulator(SimulatorOptions(rate_limits=False))) as sim_url:
+        runtime = build_runtime(settings_for(sim_url, mcp_transport="stdio"))
+        closed: list[str] = []
+
+        def noted(name: str, close: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+            async def closing() -> None:
+                closed.append(name)
+                await close()
+
+            return closing
+
+        monkeypatch.setattr(runtime.audit, "aclose", noted("audit", runtime.audit.aclose))
+        monkeypatch.setattr(runtime.delivery, "aclose", noted("delivery", runtime.delivery.aclose))
+        monkeypatch.setattr(runtime.store, "close", noted("store", runtime.store.close))
+
+        await runtime.aclose()
+
+    assert closed == ["audit", "delivery", "store"]

@@ -1,6 +1,7 @@
 """The CRM tools' audit records (in process, as over stdio, against the simulator): the objects and
 record ids each call touched, its arguments without a value of a record (a redacted field's least
-of all), and a call that answers while Redis cannot keep its record."""
+of all) and without any the tool does not take, a call outside the access tier as `rejected`, and a
+call that answers while Redis cannot keep its record."""
 
 from __future__ import annotations
 
@@ -14,15 +15,8 @@ from mcp.client import Client
 from redis.exceptions import RedisError
 from structlog.testing import capture_logs
 
-from app.audit import (
-    KEPT,
-    NAMES_ONLY,
-    NEVER,
-    SOQL,
-    WITHHELD,
-    WITHHELD_ARGUMENTS,
-    AuditRecord,
-)
+from app.audit import AuditRecord
+from app.audit_view import KEPT, NAMES_ONLY, NEVER, SOQL, WITHHELD, WITHHELD_ARGUMENTS
 from app.main import Runtime, build_runtime
 from app.simulator import SimulatorOptions, build_simulator
 from tests.mcp.conftest import ToolFailed, call, settings_for
@@ -68,7 +62,7 @@ async def test_crm_records_name_objects_and_ids_and_never_a_redacted_value(
             await call(
                 crm,
                 "salesforce_query",
-                {"soql": f"SELECT LastName, SSN__c FROM Contact WHERE SSN__c = '{SSN}'"},
+                {"soql": f"SELECT LastName, SSN__c FROM Contact WHERE LastName = '{SSN}'"},
             ),
             await call(crm, "find_customer", {"email": EMAIL}),
         ]
@@ -128,7 +122,7 @@ async def test_crm_records_name_objects_and_ids_and_never_a_redacted_value(
     )
     query = by_tool["salesforce_query"]
     assert query.objects == ("Contact",) and query.record_ids == ()  # not every row it read
-    assert query.arguments == {"soql": "SELECT LastName, SSN__c FROM Contact WHERE SSN__c = '…'"}
+    assert query.arguments == {"soql": "SELECT LastName, SSN__c FROM Contact WHERE LastName = '…'"}
     assert by_tool["find_customer"].objects == ("Contact",)
     logged = by_tool["log_chat_to_case"]
     assert (logged.objects, logged.record_ids) == (("Case",), (ana, case["id"]))
@@ -179,3 +173,52 @@ async def test_every_argument_of_every_tool_has_its_audit_rule() -> None:
 
     assert len(tools) > 25  # both toolsets, every CRM tier
     assert unruled == set(), "say in app/audit.py what the audit keeps of these"
+
+
+async def test_only_the_tools_own_arguments_reach_the_record_and_what_it_touched() -> None:
+    async with crm_runtime() as (runtime, crm):
+        await call(
+            crm,
+            "salesforce_describe",
+            {
+                "objectName": "Contact",
+                "recordId": "my secret text",
+                "objects": [f"Ana Lima SSN {SSN}"],
+                "soql": "SELECT Id FROM Secret_Project__c",
+            },
+        )
+        await call(crm, "salesforce_search", {"text": "Lima"})
+        records = list(reversed(await runtime.audit.recent()))
+
+    described, searched = records
+    assert described.arguments == {"objectName": "Contact"}
+    assert (described.objects, described.record_ids) == (("Contact",), ())
+    # The objects a search reads, the default ones too.
+    assert (searched.objects, searched.arguments) == (
+        ("Contact", "Account", "Case"),
+        {"text": WITHHELD},
+    )
+    shown = json.dumps([r.as_json() for r in records])
+    for secret in ("my secret text", "Ana Lima", SSN, "Secret_Project__c"):
+        assert secret not in shown
+
+
+async def test_a_crm_call_the_sdk_refuses_is_a_rejected_crm_record() -> None:
+    async with crm_runtime(crm_access="read") as (runtime, crm):
+        outside = await crm.call_tool(
+            "salesforce_delete", {"objectName": "Contact", "recordId": "003000000000001AAA"}
+        )
+        malformed = await crm.call_tool(
+            "salesforce_get", {"objectName": "Contact", "recordId": f"Ana Lima {SSN}"}
+        )
+        records = list(reversed(await runtime.audit.recent()))
+
+    assert outside.is_error and malformed.is_error
+    assert [(r.tool, r.toolset, r.outcome, r.caller) for r in records] == [
+        ("salesforce_delete", "crm", "rejected", None),  # outside CRM_ACCESS=read: no such tool
+        ("salesforce_get", "crm", "rejected", None),
+    ]
+    assert records[0].arguments == {}
+    assert records[1].arguments == {"objectName": WITHHELD, "recordId": WITHHELD}
+    assert all((r.objects, r.record_ids) == ((), ()) for r in records)
+    assert SSN not in json.dumps([r.as_json() for r in records])
