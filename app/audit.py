@@ -122,7 +122,7 @@ def call_frame(parameters: frozenset[str]) -> Iterator[CallFrame]:
 def call_arguments(ctx: Context) -> dict[str, Any]:
     """The arguments of the call `ctx` serves that its tool declares, as the caller sent them
     (the SDK validated these before the tool ran; any other it ignored, and so does the audit).
-    None outside a call frame: without the middleware nothing says what the tool declares."""
+    Nothing outside a call frame: without the middleware nothing says what the tool declares."""
     frame = _FRAME.get()
     params = ctx.request_context.params or {}
     arguments = params.get("arguments")

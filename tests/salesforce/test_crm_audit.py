@@ -204,19 +204,24 @@ async def test_only_the_tools_own_arguments_reach_the_record_and_what_it_touched
 
 
 async def test_a_crm_call_the_sdk_refuses_is_a_rejected_crm_record() -> None:
+    claimed = {"openai/subject": "user-claimed-9c1"}  # a CRM record never names a claim
     async with crm_runtime(crm_access="read") as (runtime, crm):
         outside = await crm.call_tool(
-            "salesforce_delete", {"objectName": "Contact", "recordId": "003000000000001AAA"}
+            "salesforce_delete",
+            {"objectName": "Contact", "recordId": "003000000000001AAA"},
+            meta=claimed,  # type: ignore[arg-type]
         )
         malformed = await crm.call_tool(
-            "salesforce_get", {"objectName": "Contact", "recordId": f"Ana Lima {SSN}"}
+            "salesforce_get",
+            {"objectName": "Contact", "recordId": f"Ana Lima {SSN}"},
+            meta=claimed,  # type: ignore[arg-type]
         )
         records = list(reversed(await runtime.audit.recent()))
 
     assert outside.is_error and malformed.is_error
-    assert [(r.tool, r.toolset, r.outcome, r.caller) for r in records] == [
-        ("salesforce_delete", "crm", "rejected", None),  # outside CRM_ACCESS=read: no such tool
-        ("salesforce_get", "crm", "rejected", None),
+    assert [(r.tool, r.toolset, r.outcome, r.caller, r.subject) for r in records] == [
+        ("salesforce_delete", "crm", "rejected", None, None),  # outside CRM_ACCESS: no such tool
+        ("salesforce_get", "crm", "rejected", None, None),
     ]
     assert records[0].arguments == {}
     assert records[1].arguments == {"objectName": WITHHELD, "recordId": WITHHELD}
