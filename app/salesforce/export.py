@@ -206,9 +206,9 @@ class Table:
             )
         if self._cells > self._bounds.max_cells:
             raise SalesforceError(
-                f"The export reached {self._bounds.max_cells:,} cells (records times fields, empty ones too) "
-                f"after {len(self._rows):,} of {total:,} records: select fewer fields or fewer "
-                "records and export in parts. Nothing was exported."
+                f"The export reached {self._bounds.max_cells:,} cells (records times fields, "
+                f"empty ones too) after {len(self._rows):,} of {total:,} records: select fewer "
+                "fields or fewer records and export in parts. Nothing was exported."
             )
 
     def columns(self) -> tuple[list[str], list[str]]:

@@ -197,6 +197,7 @@ class _Reader:
         return Name(token.text, token.start, token.end)
 
     def select(self) -> Select:
+        self.nested()  # subqueries in subqueries, as deep as conditions may go
         self.expect("SELECT")
         query = Select(Name("", 0, 0))
         fields: list[Name] = []
@@ -230,6 +231,7 @@ class _Reader:
             self.close()
         self.pos = after_from
         self.clauses(query)
+        self.depth -= 1
         return query
 
     def clauses(self, query: Select) -> None:

@@ -453,3 +453,13 @@ async def test_an_objects_own_name_before_a_field_is_completed_with_its_namespac
     checked = await check(SimulatedSchema(), "SELECT Loyalty_Card__c.Name FROM Loyalty_Card__c")  # type: ignore[arg-type]
 
     assert checked.soql == "SELECT acme__Loyalty_Card__c.Name FROM acme__Loyalty_Card__c"
+
+
+async def test_subqueries_nested_past_reason_are_left_to_salesforce_not_crashed_on() -> None:
+    soql = "SELECT Id FROM Cases"
+    for _ in range(1000):
+        soql = f"SELECT Id, ({soql}) FROM Contacts"
+
+    checked = await check(SimulatedSchema(), soql)  # type: ignore[arg-type]
+
+    assert checked == Checked(soql, None)
