@@ -7,7 +7,8 @@ long it took, the objects and record ids it touched, and its arguments as a view
 and never what anyone wrote (`app.audit_view`). Records are kept in memory (`MemoryAuditStore`, a
 ring) or in Redis (`app.state.audit`, shared by every process), at most AUDIT_MAX_RECORDS for
 AUDIT_RETENTION_HOURS, and each is also one `audit` log line, whose caller is a hash (logs never
-name a user). `Audit.recent` reads them back, newest first, for the admin page.
+name a user). `Audit.recent` reads them back, newest first; `Audit.page` too, for the admin page,
+only newer than a record it names and reading a bounded part of the trail.
 
 The audit's MCP middleware (`app.audit_watch`) sees every tools/call arrive and opens a
 `CallFrame` for it: the tool's declared parameters, the only arguments a record may show. The
@@ -31,13 +32,22 @@ import structlog
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 
-from app.audit_records import AuditQuery, AuditRecord, AuditStore, MemoryAuditStore
+from app.audit_records import (
+    MAX_SCAN,
+    AuditPage,
+    AuditQuery,
+    AuditRecord,
+    AuditStore,
+    MemoryAuditStore,
+)
 from app.audit_view import MAX_TEXT, NEVER, WITHHELD, arguments_view, touched
 from app.signin import signed_in_user
 
 __all__ = [
+    "MAX_SCAN",
     "Audit",
     "AuditCall",
+    "AuditPage",
     "AuditQuery",
     "AuditRecord",
     "AuditStore",
@@ -268,7 +278,25 @@ class Audit:
         """The newest records first, at most `limit` (up to MAX_RECENT), of those matching
         every filter given; never older than the retention. With Redis, a RedisError when it
         cannot be read."""
-        query = AuditQuery(tool, caller, outcome, since, max(1, min(limit, MAX_RECENT)))
+        found = await self.page(tool=tool, caller=caller, outcome=outcome, since=since, limit=limit)
+        return found.records
+
+    async def page(
+        self,
+        *,
+        tool: str | None = None,
+        caller: str | None = None,
+        outcome: str | None = None,
+        since: float | None = None,
+        after: str | None = None,
+        limit: int = 100,
+        scan: int = MAX_SCAN,
+    ) -> AuditPage:
+        """As `recent`, only newer than the record `after` (its id) when given, reading at
+        most the newest `scan` records: the page says whether that bound stopped it."""
+        query = AuditQuery(
+            tool, caller, outcome, since, max(1, min(limit, MAX_RECENT)), after, max(1, scan)
+        )
         return await self.store.recent(query, self._clock())
 
     async def flush(self) -> None:

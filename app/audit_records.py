@@ -13,6 +13,11 @@ from typing import Any, Protocol
 
 from app.limits import digest
 
+MAX_SCAN = 5_000
+"""The most records one `recent` reads, newest first, to find its matches: a filter few records
+match answers from the newest this many (saying so, `AuditPage.stopped_early`) rather than
+reading, and in Redis opening, the whole trail on one request."""
+
 
 @dataclass(frozen=True)
 class AuditRecord:
@@ -87,6 +92,14 @@ class AuditQuery:
     since: float | None = None
     """Records of calls that ended at or after this time (seconds since the epoch)."""
     limit: int = 100
+    after: str | None = None
+    """Only the records kept after this one (its id, `<ms>-<n>`): what is new since."""
+    scan: int = MAX_SCAN
+    """Read at most this many records (newest first) to answer."""
+
+    def newer(self, record_id: str) -> bool:
+        """Whether a record with this id was kept after `after` (any, without `after`)."""
+        return self.after is None or id_order(record_id) > id_order(self.after)
 
     def matches(self, record: AuditRecord, floor: float) -> bool:
         return (
@@ -101,13 +114,30 @@ class AuditQuery:
         return max(self.since if self.since is not None else 0.0, now - retention)
 
 
+def id_order(record_id: str) -> tuple[int, int]:
+    """A record id (`<ms>-<n>`) as what orders it."""
+    ms, _, seq = record_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    """What `recent` found, newest first."""
+
+    records: list[AuditRecord]
+    stopped_early: bool = False
+    """The scan bound ended the reading before `limit` matches or the oldest record asked for:
+    older matches may exist."""
+
+
 class AuditStore(Protocol):
     def add(self, record: AuditRecord) -> None:
         """Keep `record`: at once, or later in the background; never raises, never waits."""
         ...
 
-    async def recent(self, query: AuditQuery, now: float) -> list[AuditRecord]:
-        """Records matching `query`, newest first, at most `query.limit`."""
+    async def recent(self, query: AuditQuery, now: float) -> AuditPage:
+        """Records matching `query`, newest first, at most `query.limit`, of the newest
+        `query.scan` records (newer than `query.after`)."""
         ...
 
     async def flush(self) -> None:
@@ -135,15 +165,17 @@ class MemoryAuditStore:
         self._last = next_id(self._last, int(record.at * 1000))
         self._records.append(dataclasses.replace(record, id=f"{self._last[0]}-{self._last[1]}"))
 
-    async def recent(self, query: AuditQuery, now: float) -> list[AuditRecord]:
+    async def recent(self, query: AuditQuery, now: float) -> AuditPage:
         floor = query.floor(now, self.retention)
         found: list[AuditRecord] = []
-        for record in reversed(self._records):
-            if len(found) >= query.limit:
+        for scanned, record in enumerate(reversed(self._records)):
+            if len(found) >= query.limit or not query.newer(record.id):
                 break
+            if scanned >= query.scan:
+                return AuditPage(found, stopped_early=record.at >= floor)
             if query.matches(record, floor):
                 found.append(record)
-        return found
+        return AuditPage(found)
 
     async def flush(self) -> None:
         pass

@@ -26,13 +26,15 @@ import structlog
 from redis.asyncio import Redis
 
 from app.audit import AuditQuery, AuditRecord
+from app.audit_records import AuditPage, id_order
 from app.state.sealing import Sealer, SealingError
 
 log = structlog.get_logger(__name__)
 
 MAX_PENDING = 10_000
 BATCH = 200
-READ_PAGE = 500
+READ_PAGE = 200
+"""Records read (and opened) between two waits on Redis: the loop never opens more at once."""
 WRITE_SECONDS = 5.0
 CLOSE_SECONDS = 2.0
 """At shutdown, how long queued records may take to reach Redis."""
@@ -142,15 +144,27 @@ class RedisAuditStore:
             log.warning("audit.unwritten", records=len(self._pending), error="shutdown")
             self._pending.clear()
 
-    async def recent(self, query: AuditQuery, now: float) -> list[AuditRecord]:
+    async def recent(self, query: AuditQuery, now: float) -> AuditPage:
+        """Reads pages of at most READ_PAGE records, newest first, opening each only until
+        `query.limit` match, and at most `query.scan` records in all."""
         floor = query.floor(now, self.retention)
         low, high = f"{_ms(floor)}-0", "+"
+        if query.after is not None and id_order(query.after) >= (_ms(floor), 0):
+            low = f"({query.after}"
         found: list[AuditRecord] = []
-        unreadable = 0
+        unreadable = scanned = 0
+        stopped_early = False
         while len(found) < query.limit:
+            if scanned >= query.scan:
+                # Whether any record is left to read: only then did the bound stop the scan.
+                rest = await self._redis.xrevrange(self._key, high, low, count=1)
+                stopped_early = bool(rest)
+                break
+            count = min(READ_PAGE, query.scan - scanned)
             page: list[tuple[bytes, dict[bytes, bytes]]] = await self._redis.xrevrange(
-                self._key, high, low, count=READ_PAGE
+                self._key, high, low, count=count
             )  # type: ignore[assignment]
+            scanned += len(page)
             for entry_id, fields in page:
                 try:
                     data = json.loads(self._sealer.open(fields[b"r"]))
@@ -158,11 +172,13 @@ class RedisAuditStore:
                     unreadable += 1  # sealed with a key no longer configured
                     continue
                 record = AuditRecord.from_json(data, entry_id.decode())
-                if query.matches(record, floor) and len(found) < query.limit:
+                if query.matches(record, floor):
                     found.append(record)
-            if len(page) < READ_PAGE:
+                    if len(found) >= query.limit:
+                        break
+            if len(page) < count:
                 break
             high = f"({page[-1][0].decode()}"
         if unreadable:
             log.warning("audit.unreadable", records=unreadable)
-        return found
+        return AuditPage(found, stopped_early)

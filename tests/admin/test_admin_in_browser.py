@@ -88,6 +88,8 @@ async def test_operator_page_follows_a_chat_and_its_errors_live(
     base = admin_stack.mcp_url.removesuffix("/mcp")
     problems: list[str] = []
     page = await open_page(browser, problems)
+    asked: list[str] = []  # the audit trail's requests
+    page.on("request", lambda r: asked.append(r.url) if "/admin/api/audit" in r.url else None)
 
     # Without credentials: the page sends the browser to the sign-in form, the data is refused.
     await page.goto(f"{base}/admin")
@@ -148,8 +150,18 @@ async def test_operator_page_follows_a_chat_and_its_errors_live(
     await expect(audit.first.locator(".a-args")).to_contain_text(unknown)
     await expect(audit.first.locator(".a-args")).not_to_contain_text("hello")
     await expect(audit.first.locator(".a-caller")).to_have_text(USER["openai/subject"])
+    # Fetched whole at first; since, only what is newer than the newest shown: every call, once.
+    newer_only = page.expect_request(lambda r: "/admin/api/audit?after=" in r.url)
+    async with newer_only, Client(admin_stack.mcp_url) as client:
+        await call(client, "generate_guest_access_token", {}, **USER)
+    await expect(audit.first).to_have_attribute("data-tool", "generate_guest_access_token")
+    everything = await page.request.get(f"{base}/admin/api/audit")
+    assert [await row.get_attribute("data-id") for row in await audit.all()] == [
+        record["id"] for record in (await everything.json())["records"]
+    ]
+    assert "after=" not in asked[0]
     calls = await audit.count()
-    assert calls >= 6
+    assert calls >= 7
     await page.select_option("#filter-outcome", "error")
     await page.click("#filter-apply")
     await expect(audit).to_have_count(1)

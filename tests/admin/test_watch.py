@@ -80,7 +80,7 @@ async def test_other_methods_pass_untouched() -> None:
 
 async def test_an_audit_trail_that_cannot_be_read_is_a_503_saying_so() -> None:
     class Unreadable:
-        async def recent(self, **_: Any) -> list[Any]:
+        async def page(self, **_: Any) -> Any:
             raise RedisConnectionError("down")
 
     status, body = await trail.recent(cast(Audit, Unreadable()), QueryParams("outcome=error"))
