@@ -6,9 +6,10 @@ into it; the operator page (`app.admin.routes`) reads `snapshot()` and waits on 
 
 It keeps only what the page shows, and never message text, tokens or session handles: for a
 conversation its id, state, the agent's display name and times; for a tool error the tool's name
-and the text the model saw (argument values of a refused call are left out, see `watch.py`); for
-a refusal the limit's name. Everything is bounded (the newest conversations, errors and
-refusals). It is this process's view: with REDIS_URL each process has its own board.
+and the text the model saw, less any value (a refused call's arguments, the record values
+Salesforce's messages quote: see `watch.py`); for a refusal the limit's name. Everything is
+bounded (the newest conversations, errors and refusals). It is this process's view: with
+REDIS_URL each process has its own board.
 """
 
 from __future__ import annotations
