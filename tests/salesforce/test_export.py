@@ -45,17 +45,22 @@ async def simulator() -> AsyncIterator[str]:
         yield sim_url
 
 
+async def access_token(http: httpx.AsyncClient) -> str:
+    """An access token of the simulator's connected app (the refresh-token flow)."""
+    grant = {
+        "grant_type": "refresh_token",
+        "client_id": SIM.crm_client_id,
+        "client_secret": SIM.crm_client_secret,
+        "refresh_token": SIM.crm_refresh_token,
+    }
+    return str((await http.post("/services/oauth2/token", data=grant)).json()["access_token"])
+
+
 async def seed(sim_url: str, records: list[dict[str, Any]]) -> list[str]:
     """Records created as a data loader would: sObject Collections, 200 a request (all or
     none). Their ids, in order."""
     async with httpx.AsyncClient(base_url=sim_url) as http:
-        grant = {
-            "grant_type": "refresh_token",
-            "client_id": SIM.crm_client_id,
-            "client_secret": SIM.crm_client_secret,
-            "refresh_token": SIM.crm_refresh_token,
-        }
-        token = (await http.post("/services/oauth2/token", data=grant)).json()["access_token"]
+        token = await access_token(http)
         ids = []
         for start in range(0, len(records), 200):
             answer = await http.post(
@@ -418,13 +423,7 @@ async def test_more_records_than_the_first_page_said_still_hit_the_row_bound() -
 async def test_sobject_collections_create_in_order_all_or_none_or_each_on_its_own() -> None:
     async with simulator() as sim_url:
         async with httpx.AsyncClient(base_url=sim_url) as http:
-            grant = {
-                "grant_type": "refresh_token",
-                "client_id": SIM.crm_client_id,
-                "client_secret": SIM.crm_client_secret,
-                "refresh_token": SIM.crm_refresh_token,
-            }
-            token = (await http.post("/services/oauth2/token", data=grant)).json()["access_token"]
+            token = await access_token(http)
             headers = {"Authorization": f"Bearer {token}"}
             mixed = [
                 contact(LastName="Lima"),
