@@ -33,7 +33,6 @@ from mcp.types import (
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
 from app.audit import Audit, call_arguments, touch
-from app.audit_view import queried_object
 from app.salesforce.binds import BindValue
 from app.salesforce.client import QueryPage, SalesforceClient
 from app.salesforce.errors import SalesforceError
@@ -448,8 +447,10 @@ def register_crm_tools(
         async with call("salesforce_delete", ctx):
             return await delete(objectName, recordId)
 
-    async def read(soql: str, cursor: str | None) -> Records:
-        touch(queried_object(soql))
+    async def read(soql: str, cursor: str | None, sobject: str | None) -> Records:
+        """A page of `soql`'s records (or the one after `cursor`) of `sobject`, which the call
+        touches (None: not known, e.g. a cursor alone)."""
+        touch(sobject)
         page = await client.query_more(cursor) if cursor else await client.query(soql)
         return as_records(page)
 
@@ -480,7 +481,7 @@ def register_crm_tools(
         on, pass the previous page's nextCursor as cursor (without soql)."""
         async with call("salesforce_query", ctx):
             if cursor:
-                return await read("", cursor)
+                return await read("", cursor, None)
             if not soql:
                 raise ToolError("Give soql, or a cursor from a previous page.")
             checked = await check(schema, soql, params, plain.hides)
@@ -498,7 +499,9 @@ def register_crm_tools(
                             threshold=count_threshold,
                         ),
                     )
-            return await read(checked.bounded(limit or DEFAULT_PAGE), None)
+            shape = checked.query
+            bounded = checked.bounded(limit or DEFAULT_PAGE)
+            return await read(bounded, None, shape.sobject.text if shape else None)
 
     @tool(reading, "read")
     async def salesforce_search(
@@ -561,7 +564,7 @@ def register_crm_tools(
                 + (" WHERE " + " AND ".join(where) if where else "")
                 + f" ORDER BY LastName, FirstName LIMIT {limit}"
             )
-            return await read(soql, cursor)
+            return await read(soql, cursor, "Contact")
 
     @tool(reading, "read")
     async def find_customer(
@@ -588,7 +591,7 @@ def register_crm_tools(
                 "(SELECT Id, Subject, Status FROM Cases WHERE Status != 'Closed') "
                 "FROM Contact WHERE " + " OR ".join(where) + " ORDER BY LastName LIMIT 20"
             )
-            return await read(soql, None)
+            return await read(soql, None, "Contact")
 
     # -- contacts -----------------------------------------------------------------------------
 
@@ -698,7 +701,7 @@ def register_crm_tools(
                 + (" WHERE " + " AND ".join(where) if where else "")
                 + f" ORDER BY StartDateTime LIMIT {limit}"
             )
-            return await read(soql, cursor)
+            return await read(soql, cursor, "Event")
 
     @tool(reading, "read")
     async def salesforce_get_event(ctx: Context, eventId: RecordId) -> Record:

@@ -22,7 +22,7 @@ import structlog
 from app.salesforce.binds import Params, bind_text, check_names, value_literal
 from app.salesforce.errors import SalesforceError
 from app.salesforce.schema import SchemaCache, UnknownField
-from app.salesforce.soql import limited
+from app.salesforce.soql import limited, without_strings
 from app.salesforce.soql_syntax import Name, Select, SoqlSyntax, parse
 
 log = structlog.get_logger(__name__)
@@ -89,7 +89,7 @@ async def check(
     except SoqlSyntax:
         # Not why: the reason quotes the query, whose values may be a customer's data.
         log.info("crm.query.unchecked")
-        hidden = [w for w in _WORD.findall(_STRING.sub("''", soql)) if hides(w)]
+        hidden = [w for w in _WORD.findall(without_strings(soql)) if hides(w)]
         if hidden:
             raise SalesforceError(
                 f"soql names {hidden[0]}, which REDACT_FIELDS masks, in a query this server "
@@ -112,7 +112,6 @@ async def check(
         return Checked(soql, None)
 
 
-_STRING = re.compile(r"'(?:[^'\\]|\\.)*'")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MASKED_USE = (
     "{field} is masked by REDACT_FIELDS: select it as itself (its values come back as "

@@ -32,9 +32,14 @@ _SELECT = re.compile(r"^\s*SELECT\s", re.IGNORECASE)
 _TAIL_LIMIT = re.compile(r"\bLIMIT\s+(\d+)(\s+OFFSET\s+\d+)?\s*$", re.IGNORECASE)
 
 
+def without_strings(soql: str) -> str:
+    """The query with every string literal blanked (`''`): what is left is names and syntax."""
+    return _STRINGS.sub("''", soql)
+
+
 def _outer(soql: str) -> str:
     """The query with string literals blanked and subqueries removed: its top level."""
-    text = _STRINGS.sub("''", soql)
+    text = without_strings(soql)
     while True:
         shorter = re.sub(r"\([^()]*\)", "", text)
         if shorter == text:
