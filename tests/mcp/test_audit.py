@@ -24,7 +24,7 @@ from tests.identity_provider import identity_provider
 from tests.mcp.conftest import StackFactory, ToolFailed, call, raw_call, settings_for
 from tests.mcp.test_logging import log_format
 from tests.redis_support import REDIS_URL, TEST_KEY, dump, redis_prefix
-from tests.salesforce.test_crm_tools import AUDIENCE, crm_settings
+from tests.salesforce.test_crm_tools import AUDIENCE, staff_settings
 from tests.servers import serve
 
 __all__ = ["log_format", "redis_prefix"]
@@ -104,14 +104,7 @@ async def test_calls_over_http_name_the_signed_in_user_whatever_subject_they_cla
         identity_provider() as idp,
         serve(build_simulator(SimulatorOptions(rate_limits=False))) as sim_url,
     ):
-        settings = settings_for(
-            sim_url,
-            auth_mode="required",
-            auth_issuer=idp.issuer,
-            auth_audience=AUDIENCE,
-            **crm_settings(sim_url, crm_required_scope="crm"),
-        )
-        app = build_app(settings)
+        app = build_app(staff_settings(sim_url, idp.issuer))
         async with serve(app, lifespan="on") as base:
             staff = {
                 "Authorization": f"Bearer {idp.token(AUDIENCE, subject='agent-7', scope='crm')}"

@@ -15,7 +15,7 @@ import pytest
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
 
-from app.config import ConfigError, load_settings
+from app.config import ConfigError, Settings, load_settings
 from app.main import build_app
 from app.simulator import SimulatorOptions, build_simulator
 from app.simulator.options import DEFAULT_DEPLOYMENT, DEFAULT_ORG_ID
@@ -53,6 +53,17 @@ def crm_settings(sim_url: str, **overrides: Any) -> dict[str, Any]:
         "salesforce_refresh_token": SIM.crm_refresh_token,
         **overrides,
     }
+
+
+def staff_settings(sim_url: str, issuer: str) -> Settings:
+    """Over HTTP, sign-in required, the CRM tools for tokens of `issuer` with the scope crm."""
+    return settings_for(
+        sim_url,
+        auth_mode="required",
+        auth_issuer=issuer,
+        auth_audience=AUDIENCE,
+        **crm_settings(sim_url, crm_required_scope="crm"),
+    )
 
 
 async def test_over_stdio_a_contact_gets_a_follow_up_event(tmp_path: Path) -> None:
@@ -148,13 +159,7 @@ async def test_over_http_with_sign_in_required_a_signed_in_user_uses_the_tools()
         identity_provider() as idp,
         serve(build_simulator(SimulatorOptions(rate_limits=False))) as sim_url,
     ):
-        settings = settings_for(
-            sim_url,
-            auth_mode="required",
-            auth_issuer=idp.issuer,
-            auth_audience=AUDIENCE,
-            **crm_settings(sim_url, crm_required_scope="crm"),
-        )
+        settings = staff_settings(sim_url, idp.issuer)
         async with serve(build_app(settings), lifespan="on") as base:
             token = idp.token(AUDIENCE, subject="agent-7", scope="crm")
             customer = idp.token(AUDIENCE, subject="customer-9")

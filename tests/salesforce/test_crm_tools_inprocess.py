@@ -24,6 +24,13 @@ from tests.salesforce.test_crm_tools import crm_settings
 from tests.servers import serve
 
 OPTIONS = SimulatorOptions(rate_limits=False, crm_query_batch_size=3)
+SHORT_DEADLINE = {
+    "tool_deadline_seconds": 5,
+    "wait_max_seconds": 4,
+    "wait_default_seconds": 1,
+    "scrt_retry_total_seconds": 4,
+}
+"""Settings for a call that must give up within 5 s (the deadline tests)."""
 
 
 @contextlib.asynccontextmanager
@@ -365,13 +372,7 @@ async def test_every_record_tool_does_what_it_says() -> None:
 async def test_a_crm_call_answers_within_the_tool_deadline() -> None:
     async with (
         serve(build_simulator(OPTIONS)) as sim_url,
-        crm_on(
-            sim_url,
-            tool_deadline_seconds=5,
-            wait_max_seconds=4,
-            wait_default_seconds=1,
-            scrt_retry_total_seconds=4,
-        ) as crm,
+        crm_on(sim_url, **SHORT_DEADLINE) as crm,
         httpx.AsyncClient(base_url=sim_url) as control,
     ):
         await call(crm, "salesforce_describe", {"objectName": "Case"})  # logged in

@@ -30,7 +30,7 @@ from app.salesforce.export import ExportBounds, Stopped, _until, csv_cell, expor
 from app.simulator import SimulatorOptions, build_simulator
 from tests.mcp.conftest import ToolFailed
 from tests.salesforce.test_crm_tools import SIM
-from tests.salesforce.test_crm_tools_inprocess import crm_on
+from tests.salesforce.test_crm_tools_inprocess import SHORT_DEADLINE, crm_on
 from tests.servers import serve
 
 OPTIONS = SimulatorOptions(rate_limits=False, crm_query_batch_size=1000)
@@ -308,13 +308,7 @@ async def test_the_export_is_listed_as_a_read_tool_with_its_output_schema() -> N
 async def test_an_export_answers_within_the_tool_deadline() -> None:
     async with (
         simulator() as sim_url,
-        crm_on(
-            sim_url,
-            tool_deadline_seconds=5,
-            wait_max_seconds=4,
-            wait_default_seconds=1,
-            scrt_retry_total_seconds=4,
-        ) as crm,
+        crm_on(sim_url, **SHORT_DEADLINE) as crm,
         httpx.AsyncClient(base_url=sim_url) as control,
     ):
         await seed_contacts(sim_url)
