@@ -461,6 +461,15 @@ async def body_json(request: Request) -> Any:
         return rest_error(400, "JSON_PARSER_ERROR", "The request body is not valid JSON.")
 
 
+async def valid_body(request: Request, spec: ObjectSpec, *, creating: bool) -> Json | Response:
+    """The record body of a create or an update, or the REST API's refusal of it."""
+    values = await body_json(request)
+    if isinstance(values, Response):
+        return values
+    problem = check_values(spec, values, creating=creating)
+    return problem if problem is not None else values
+
+
 def canonical(spec: ObjectSpec, values: Json) -> Json:
     """Field names as the schema spells them (the API takes any letter case); date-times kept
     as Salesforce keeps them, in UTC (`2026-12-04T09:00:00.000+0000`)."""
@@ -488,12 +497,9 @@ async def create(request: Request) -> Response:
     spec = object_of(request)
     if isinstance(spec, Response):
         return spec
-    values = await body_json(request)
+    values = await valid_body(request, spec, creating=True)
     if isinstance(values, Response):
         return values
-    problem = check_values(spec, values, creating=True)
-    if problem is not None:
-        return problem
     record_id = insert(crm_of(request), spec, values)
     return JSONResponse({"id": record_id, "success": True, "errors": []}, status_code=201)
 
@@ -600,12 +606,9 @@ async def one_record(request: Request) -> Response:
         del crm_of(request).records[spec.name][record["Id"]]
         return Response(status_code=204)
     if request.method == "PATCH":
-        values = await body_json(request)
+        values = await valid_body(request, spec, creating=False)
         if isinstance(values, Response):
             return values
-        problem = check_values(spec, values, creating=False)
-        if problem is not None:
-            return problem
         record.update(canonical(spec, values))
         record["LastModifiedDate"] = time.strftime("%Y-%m-%dT%H:%M:%S.000+0000", time.gmtime())
         return Response(status_code=204)
