@@ -28,6 +28,16 @@ EMAIL = "jane.doe.4417@acme.example"
 LAST_NAME = "Featherstonehaugh" * 6
 
 
+async def signed_in_answers(admin: httpx.AsyncClient) -> list[httpx.Response]:
+    """Signed in, every answer the page reads: the page, its state and its audit trail."""
+    assert (await sign_in(admin)).status_code == 303
+    return [
+        await admin.get("/admin"),
+        await admin.get("/admin/api/state"),
+        await admin.get("/admin/api/audit"),
+    ]
+
+
 async def test_no_message_text_handle_key_or_token_in_any_admin_answer(
     stack_factory: StackFactory,
 ) -> None:
@@ -63,12 +73,7 @@ async def test_no_message_text_handle_key_or_token_in_any_admin_answer(
 
     base = stack.mcp_url.removesuffix("/mcp")
     async with httpx.AsyncClient(base_url=base) as admin:
-        assert (await sign_in(admin)).status_code == 303
-        answers = [
-            await admin.get("/admin"),
-            await admin.get("/admin/api/state"),
-            await admin.get("/admin/api/audit"),
-        ]
+        answers = await signed_in_answers(admin)
         errors = await admin.get("/admin/api/audit", params={"outcome": "error"})
     assert all(answer.status_code == 200 for answer in [*answers, errors])
     # The trail's line for the refused call names the tool and what it touched, not the text.
@@ -122,12 +127,7 @@ async def test_no_record_value_a_crm_error_quotes_is_in_any_admin_answer() -> No
             # The model is told the values: they are what it has to fix.
             assert EMAIL in said[0] and LAST_NAME[:20] in said[1] and "'e'" in said[2]
             async with httpx.AsyncClient(base_url=base) as admin:
-                assert (await sign_in(admin)).status_code == 303
-                answers = [
-                    await admin.get("/admin"),
-                    await admin.get("/admin/api/state"),
-                    await admin.get("/admin/api/audit"),
-                ]
+                answers = await signed_in_answers(admin)
     assert all(answer.status_code == 200 for answer in answers)
     withheld = "[Salesforce's message withheld]"
     assert [(e["tool"], e["text"]) for e in answers[1].json()["errors"]] == [
